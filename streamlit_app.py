@@ -1,0 +1,44 @@
+"""pgvector lab: the home page. `streamlit run streamlit_app.py` (or `make run`)."""
+
+import streamlit as st
+
+from lib import ui
+
+st.set_page_config(page_title="pgvector lab", page_icon=":material/hub:", layout="wide")
+ui.sidebar()
+
+st.title("pgvector lab")
+st.markdown(
+    "Learn vector search in PostgreSQL by running it. Every point on a map here is a real "
+    "embedding from a real model, and every ranking, plan and recall figure comes from a query "
+    "that just ran against a real PostgreSQL with **pgvector** — the SQL is shown beside it, "
+    "ready to paste into `psql`."
+)
+
+st.subheader("The lesson, one page per picture")
+st.caption('Following the course lesson "The Foundation of Vector Search in Postgres".')
+for file, label, icon, teaches in ui.existing_pages()[1:]:
+    with st.container(border=True):
+        st.page_link(file, label=f"**{label}**", icon=icon)
+        st.markdown(teaches)
+
+st.subheader("What this app is talking to")
+db = ui.database()
+info = db.info()
+left, right = st.columns(2)
+with left:
+    st.markdown(
+        f"**PostgreSQL {info.server_version}** with **pgvector {info.pgvector_version}**  \n"
+        f"{info.location}"
+    )
+    st.caption(
+        "Set `DATABASE_URL` to use another server (the Docker Compose file in the repository "
+        "runs one); without it the app starts its own embedded PostgreSQL."
+    )
+with right:
+    choice = ui.model_name()
+    st.markdown(f"**Embedding model:** `{choice}`")
+    st.caption(
+        "Models run on this machine unless you set `VOYAGE_API_KEY`, which adds the lesson's "
+        "`voyage-multimodal-3.5`. Switch models in the sidebar."
+    )
