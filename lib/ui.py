@@ -7,14 +7,19 @@ session and never mutated; per-user state is a few names and numbers in session_
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import streamlit as st
 
+from lib.corpus import load_items
 from lib.database import Database, DatabaseUnavailable, open_database
 from lib.embeddings.base import EmbeddingError, EmbeddingModel
 from lib.embeddings.registry import ModelChoice, default_model_name, load_model, model_choices
+from lib.store import ensure_corpus_table
+from lib.vectors import embeddable, item_vectors
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -160,3 +165,27 @@ def _short(value: Any) -> str:
 
 def embedding_error(e: EmbeddingError) -> None:
     st.error(str(e), icon=":material/error:")
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """The corpus as one model sees it: what it embedded, what it could not, and where."""
+
+    model_name: str
+    items: tuple  # CorpusItem, in the order of `vectors`' rows
+    skipped: tuple  # CorpusItem the model cannot embed (photos under a text-only model)
+    vectors: np.ndarray  # read-only float32 (len(items), dimension)
+    table: str  # the Postgres table holding them, with an HNSW index
+
+
+@st.cache_resource(show_spinner="Embedding the corpus and loading it into PostgreSQL…")
+def corpus(model_name: str) -> Corpus:
+    """The lesson corpus embedded by `model_name` and loaded into its table (shared, read-only)."""
+    m = model(model_name)
+    everything = load_items()
+    items = embeddable(m, everything)
+    skipped = tuple(it for it in everything if it not in items)
+    vectors = item_vectors(m, items)
+    vectors.setflags(write=False)
+    table = ensure_corpus_table(_database(), model_name, items, vectors)
+    return Corpus(model_name, tuple(items), skipped, vectors, table)
