@@ -1,0 +1,1 @@
+"""Custom components (Streamlit components v2) and the assets they share."""
