@@ -123,3 +123,46 @@ def _write(tmp_path: Path, rows: list[dict]) -> Path:
 def test_load_items_rejects_bad_files(tmp_path: Path, rows: list[dict]) -> None:
     with pytest.raises(CorpusError):
         load_items(_write(tmp_path, rows))
+
+
+@pytest.fixture(scope="module")
+def passages() -> list[corpus.Passage]:
+    return corpus.load_passages()
+
+
+def test_passages_count_and_ids(passages: list[corpus.Passage]) -> None:
+    assert 5_000 <= len(passages) <= 15_000
+    assert [p.id for p in passages] == list(range(len(passages)))
+    assert (DATA_DIR / "pg_docs" / "passages.jsonl.gz").stat().st_size < 6_000_000
+
+
+def test_passages_fields_and_lengths(passages: list[corpus.Passage]) -> None:
+    for p in passages:
+        assert p.page.endswith(".html") and p.title.strip() and p.section.strip()
+        assert 100 <= len(p.text) <= 1600, (p.id, len(p.text))
+        assert p.text == p.text.strip()
+    lengths = sorted(len(p.text) for p in passages)
+    assert 300 <= lengths[len(lengths) // 2] <= 1200
+    assert sum(300 <= n <= 1250 for n in lengths) / len(lengths) > 0.95
+
+
+def test_passages_unique_and_real(passages: list[corpus.Passage]) -> None:
+    texts = [" ".join(p.text.lower().split()) for p in passages]
+    assert len(set(texts)) == len(texts)
+    pages = {p.page for p in passages}
+    assert len(pages) > 500
+    assert "sql-createindex.html" in pages
+    assert any("index" in t and "btree" in t.replace("-", "") for t in texts)
+
+
+def test_load_passages_limit(passages: list[corpus.Passage]) -> None:
+    assert corpus.load_passages(limit=5) == passages[:5]
+    assert corpus.load_passages(limit=0) == []
+    with pytest.raises(ValueError):
+        corpus.load_passages(limit=-1)
+
+
+def test_pg_docs_licence() -> None:
+    text = (DATA_DIR / "pg_docs" / "LICENSE").read_text(encoding="utf-8")
+    assert "PostgreSQL Global Development Group" in text
+    assert "Permission to use, copy, modify, and distribute" in text
