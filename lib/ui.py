@@ -6,6 +6,7 @@ session and never mutated; per-user state is a few names and numbers in session_
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,8 +55,12 @@ def existing_pages() -> list[tuple[str, str, str, str]]:
 
 
 @st.cache_resource(show_spinner="Starting PostgreSQL…")
+def _open_database(url: str | None) -> Database:
+    return open_database(url)
+
+
 def _database() -> Database:
-    return open_database()
+    return _open_database(os.environ.get("DATABASE_URL") or None)
 
 
 def database() -> Database:
