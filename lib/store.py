@@ -90,7 +90,8 @@ def ensure_corpus_table(
             ).format(ident, sql.Literal(dimension))
         )
         copy = sql.SQL(
-            "COPY {} (id, kind, theme, content, image_path, embedding) FROM STDIN WITH (FORMAT BINARY)"
+            "COPY {} (id, kind, theme, content, image_path, embedding)"
+            " FROM STDIN WITH (FORMAT BINARY)"
         ).format(ident)
         with conn.cursor().copy(copy) as cp:
             cp.set_types(["text", "text", "text", "text", "text", "vector"])
