@@ -102,7 +102,9 @@ def sidebar(*, model_picker: bool = True) -> None:
     """Draw the page list, the model picker and the database facts in the sidebar."""
     with st.sidebar:
         st.markdown("### pgvector lab")
-        for file, label, icon, _ in existing_pages():
+        pages = existing_pages()
+        # Streamlit only knows pages when pages/ has some; a lone home page links nowhere.
+        for file, label, icon, _ in pages if len(pages) > 1 else []:
             st.page_link(file, label=label, icon=icon)
         st.divider()
         if model_picker:
