@@ -1,0 +1,526 @@
+"""One set of vectors ranked under cosine, L2 and inner product: in numpy and in Postgres.
+
+pgvector's three distance operators, and what each returns (smaller is always closer):
+
+    <=>  cosine distance          1 - a.b / (|a| |b|)      similarity = 1 - distance
+    <->  Euclidean (L2) distance  |a - b|
+    <#>  negative inner product   -(a.b)                   so ascending order ranks best first
+
+numpy computes them the way pgvector does (float32 sums, the cosine division in double), so
+that exact ties in one are exact ties in the other. Ties are broken by name in both.
+
+    >>> import numpy as np
+    >>> docs = np.array([[1, 0.6], [4, -0.6], [2.6, 1.9]], np.float32)
+    >>> r = numpy_rankings(["A", "B", "C"], docs, np.array([3, 1], np.float32))
+    >>> [r[m.key][0].name for m in METRICS]
+    ['A', 'C', 'B']
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from psycopg import sql
+
+from lib.database import Database
+from lib.embeddings.base import checked_vectors
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One of pgvector's distance operators and how to read what it returns."""
+
+    key: str
+    label: str
+    short: str  # for table headers
+    operator: str
+    opclass: str
+    returns: str  # what the operator's value is, in words
+    score_name: str  # the number a person reads: similarity, distance, inner product
+    lesson: str  # the lesson's one-line statement about it
+
+    def score(self, value: float) -> float:
+        """The human-readable score from the operator's value."""
+        if self.key == "cosine":
+            return 1.0 - value
+        if self.key == "ip":
+            return -value
+        return value
+
+
+COSINE = Metric(
+    "cosine",
+    "Cosine",
+    "Cosine",
+    "<=>",
+    "vector_cosine_ops",
+    "cosine distance",
+    "cosine similarity",
+    "Cosine sees only direction: the angle between two arrows, never their length.",
+)
+L2 = Metric(
+    "l2",
+    "Euclidean (L2)",
+    "L2",
+    "<->",
+    "vector_l2_ops",
+    "L2 distance",
+    "L2 distance",
+    "L2 is straight distance: how far the tip of one arrow is from the tip of the other.",
+)
+IP = Metric(
+    "ip",
+    "Inner product",
+    "Inner product",
+    "<#>",
+    "vector_ip_ops",
+    "negative inner product",
+    "inner product",
+    "Inner product rewards length: a long arrow roughly in the right direction wins.",
+)
+METRICS: tuple[Metric, ...] = (COSINE, L2, IP)
+BY_KEY: dict[str, Metric] = {m.key: m for m in METRICS}
+
+# Two values closer than this (relative) are the same number as far as float32 can tell.
+TIE_TOLERANCE = 1e-5
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """One document's place in a ranking: the operator's value and the score a person reads."""
+
+    name: str
+    value: float  # what the operator returns (NaN when undefined)
+    score: float
+
+
+def normalised(vectors: np.ndarray) -> np.ndarray:
+    """Each row scaled to length 1 (float32); a zero row stays zero, as in l2_normalize()."""
+    v = np.asarray(vectors, dtype=np.float64)
+    norms = np.linalg.norm(v, axis=-1, keepdims=True)
+    out = np.divide(v, norms, out=np.zeros_like(v), where=norms > 0)
+    return out.astype(np.float32)
+
+
+def operator_values(docs: np.ndarray, query: np.ndarray, metric: Metric) -> np.ndarray:
+    """What Postgres's operator returns for each document row against `query`.
+
+    Mirrors pgvector: products summed in float32, the cosine's division in double; the
+    cosine of a zero vector is 0/0 = NaN.
+    """
+    d = np.asarray(docs, dtype=np.float32)
+    q = np.asarray(query, dtype=np.float32).reshape(-1)
+    if metric.key == "l2":
+        diff = d - q
+        return np.sqrt((diff * diff).sum(axis=1, dtype=np.float32).astype(np.float64))
+    dot = (d * q).sum(axis=1, dtype=np.float32).astype(np.float64)
+    if metric.key == "ip":
+        return -dot
+    norm_d = (d * d).sum(axis=1, dtype=np.float32).astype(np.float64)
+    norm_q = np.float64((q * q).sum(dtype=np.float32))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        similarity = dot / np.sqrt(norm_d * norm_q)
+    similarity = np.where(np.isnan(similarity), np.nan, np.clip(similarity, -1.0, 1.0))
+    return 1.0 - similarity
+
+
+def ranking(names: Sequence[str], values: np.ndarray, metric: Metric) -> list[Ranked]:
+    """Names ordered as ORDER BY value, name orders them: ascending, NaN last, ties by name."""
+
+    def key(i: int) -> tuple[bool, float, str]:
+        undefined = math.isnan(values[i])
+        return undefined, 0.0 if undefined else float(values[i]), names[i]
+
+    order = sorted(range(len(names)), key=key)
+    return [Ranked(names[i], float(values[i]), metric.score(float(values[i]))) for i in order]
+
+
+def numpy_rankings(
+    names: Sequence[str], docs: np.ndarray, query: np.ndarray
+) -> dict[str, list[Ranked]]:
+    """The documents ranked under each metric, computed in numpy."""
+    return {m.key: ranking(names, operator_values(docs, query, m), m) for m in METRICS}
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """Whether the three orders are the same, and the ranks (1-based) where they differ."""
+
+    agree: bool
+    differing_ranks: tuple[int, ...]
+
+
+def agreement(rankings: Mapping[str, Sequence[Ranked]]) -> Agreement:
+    orders = [[r.name for r in rankings[m.key]] for m in METRICS]
+    differing = tuple(
+        i + 1 for i, names in enumerate(zip(*orders, strict=True)) if len(set(names)) > 1
+    )
+    return Agreement(not differing, differing)
+
+
+def same_order(
+    a: Sequence[Ranked], b: Sequence[Ranked], tol: float = TIE_TOLERANCE, scale: float = 1.0
+) -> bool:
+    """True when `b` orders the same names as `a`, allowing swaps among values that tie.
+
+    Two values tie when they differ by less than `tol` times the larger of `scale` and the
+    values themselves: float32 sums taken in another order (pgvector's are vectorised) can
+    differ by a few units in the last place of the largest term, which is `scale`.
+    """
+    if sorted(r.name for r in a) != sorted(r.name for r in b):
+        return False
+    value = {r.name: r.value for r in a}
+    seq = [value[r.name] for r in b]
+    for prev, cur in zip(seq, seq[1:], strict=False):
+        if math.isnan(prev):
+            if not math.isnan(cur):
+                return False
+            continue
+        if math.isnan(cur):
+            continue
+        if cur < prev - tol * max(scale, abs(prev), abs(cur)):
+            return False
+    return True
+
+
+def rounding_scale(docs: np.ndarray, query: np.ndarray, metric: Metric) -> float:
+    """How large the float32 rounding of `metric`'s sums can be, up to a factor of 1e-7.
+
+    Inner products of long vectors can cancel to a small number while each term is large;
+    the rounding error follows the terms, bounded by |d| |q|. Cosine divides that away;
+    L2 sums squares, which never cancel.
+    """
+    if metric.key != "ip" or len(docs) == 0:
+        return 1.0
+    d = np.linalg.norm(np.asarray(docs, dtype=np.float64), axis=1).max()
+    q = np.linalg.norm(np.asarray(query, dtype=np.float64))
+    return max(1.0, float(d * q))
+
+
+def orders_match(
+    docs: np.ndarray,
+    query: np.ndarray,
+    ours: Mapping[str, Sequence[Ranked]],
+    theirs: Mapping[str, Sequence[Ranked]],
+) -> dict[str, bool]:
+    """Per metric: does `theirs` order the documents as `ours` does (ties may swap)?"""
+    return {
+        m.key: same_order(ours[m.key], theirs[m.key], scale=rounding_scale(docs, query, m))
+        for m in METRICS
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# Postgres: the same documents in a temporary table, ranked by the three operators.
+
+
+def vector_literal(vector: Sequence[float] | np.ndarray) -> str:
+    """pgvector's text form of a vector, each float32 written in its shortest exact form."""
+    values = np.asarray(vector, dtype=np.float32).reshape(-1)
+    return "[" + ",".join(_float_text(x) for x in values) + "]"
+
+
+def _float_text(x: np.float32) -> str:
+    return np.format_float_positional(x, unique=True, trim="-")
+
+
+CREATE_DOCS = (
+    "CREATE TEMPORARY TABLE docs (name text PRIMARY KEY, embedding vector({dim})) ON COMMIT DROP"
+)
+INSERT_DOCS = "INSERT INTO docs (name, embedding) VALUES {rows}"
+NORMALISE_DOCS = "UPDATE docs SET embedding = l2_normalize(embedding)"
+
+RANK_SQL = {
+    "cosine": """SELECT name,
+       embedding <=> q AS cosine_distance,
+       1 - (embedding <=> q) AS cosine_similarity
+FROM docs, (SELECT {query} AS q) AS query
+ORDER BY embedding <=> q, name""",
+    "l2": """SELECT name,
+       embedding <-> q AS l2_distance
+FROM docs, (SELECT {query} AS q) AS query
+ORDER BY embedding <-> q, name""",
+    "ip": """SELECT name,
+       embedding <#> q AS negative_inner_product,
+       (embedding <#> q) * -1 AS inner_product
+FROM docs, (SELECT {query} AS q) AS query
+ORDER BY embedding <#> q, name""",
+}
+
+
+@dataclass(frozen=True)
+class PostgresRankings:
+    """The rankings Postgres returned and the script that produced them, as it ran."""
+
+    rankings: dict[str, list[Ranked]]
+    script: str
+
+
+def postgres_rankings(
+    db: Database,
+    names: Sequence[str],
+    docs: np.ndarray,
+    query: np.ndarray,
+    *,
+    normalise: bool = False,
+) -> PostgresRankings:
+    """Rank `docs` against `query` with <=>, <-> and <#> in a temporary table.
+
+    The table lives inside one transaction on one pooled connection (ON COMMIT DROP), so
+    nothing outlives the call or reaches another session.
+    """
+    if len(names) != len(set(names)) or not names:
+        raise ValueError("documents need distinct names")
+    dim = int(np.asarray(query).reshape(-1).shape[0])
+    docs = checked_vectors(docs, dim, len(names))
+    query = checked_vectors(query, dim, 1)[0]
+    q = sql.SQL("{}::vector").format(sql.Literal(vector_literal(query)))
+    if normalise:
+        q = sql.SQL("l2_normalize({})").format(q)
+    rows = sql.SQL(", ").join(
+        sql.SQL("({}, {})").format(sql.Literal(n), sql.Literal(vector_literal(v)))
+        for n, v in zip(names, docs, strict=True)
+    )
+    statements = [
+        sql.SQL(CREATE_DOCS).format(dim=sql.Literal(dim)),
+        sql.SQL(INSERT_DOCS).format(rows=rows),
+    ]
+    if normalise:
+        statements.append(sql.SQL(NORMALISE_DOCS))
+    ranked_at = len(statements)
+    statements += [sql.SQL(RANK_SQL[m.key]).format(query=q) for m in METRICS]
+    rankings: dict[str, list[Ranked]] = {}
+    with db.transaction() as conn:
+        texts = [s.as_string(conn) for s in statements]
+        for i, text in enumerate(texts):
+            cur = conn.execute(text)
+            if i >= ranked_at:
+                metric = METRICS[i - ranked_at]
+                rankings[metric.key] = [
+                    Ranked(row[0], float(row[1]), metric.score(float(row[1])))
+                    for row in cur.fetchall()
+                ]
+    script = ";\n\n".join(texts) + ";"
+    return PostgresRankings(rankings, "BEGIN;\n\n" + script + "\n\nCOMMIT;")
+
+
+# ---------------------------------------------------------------------------------------
+# An index serves one operator: EXPLAIN on a real table proves it.
+
+PLAN_SQL = """EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, BUFFERS OFF)
+SELECT id FROM {table} ORDER BY embedding {op} %(query)s LIMIT 10"""
+# With sequential scans disabled the planner takes any index that can serve the ORDER BY;
+# a Seq Scan still in the plan (marked "Disabled") means no index could.
+PLAN_SETTINGS = {"enable_seqscan": "off"}
+
+
+def plan_script(table: str) -> str:
+    """The EXPLAIN as a learner would type it in psql, `<op>` standing for each operator."""
+    query = PLAN_SQL.replace("{table}", table).replace("{op}", "<op>")
+    settings = "".join(f"SET LOCAL {k} = {v};\n" for k, v in PLAN_SETTINGS.items())
+    return f"BEGIN;\n{settings}{query};\nCOMMIT;"
+
+
+@dataclass(frozen=True)
+class Plan:
+    metric: Metric
+    sql: str
+    text: str  # the plan, the query vector's literal shortened
+    index: str | None  # the index the plan scanned, if any
+
+
+def index_opclasses(db: Database, table: str) -> list[tuple[str, str]]:
+    """(index name, operator class) of every index on `table`'s embedding column."""
+    rows = db.fetchall(
+        """SELECT i.relname, o.opcname
+FROM pg_index x
+JOIN pg_class i ON i.oid = x.indexrelid
+JOIN pg_opclass o ON o.oid = x.indclass[0]
+JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = x.indkey[0]
+WHERE x.indrelid = to_regclass(%s) AND a.attname = 'embedding'
+ORDER BY i.relname""",
+        (table,),
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+def operator_plans(db: Database, table: str, query: np.ndarray) -> list[Plan]:
+    """EXPLAIN ANALYZE of ORDER BY embedding <op> query LIMIT 10, for each operator."""
+    plans = []
+    for m in METRICS:
+        stmt = sql.SQL(PLAN_SQL).format(table=sql.Identifier(table), op=sql.SQL(m.operator))
+        rows = db.fetchall(stmt, {"query": query}, settings=PLAN_SETTINGS)
+        text = shorten_vectors("\n".join(r[0] for r in rows))
+        found = re.search(r"Index (?:Only )?Scan using (\S+)", text)
+        shown = PLAN_SQL.replace("{table}", table).replace("{op}", m.operator)
+        plans.append(Plan(m, shown, text, found.group(1) if found else None))
+    return plans
+
+
+def shorten_vectors(text: str) -> str:
+    """Replace long vector literals in a plan with their first values and their length."""
+
+    def short(match: re.Match) -> str:
+        values = match.group(1).split(",")
+        return f"'[{','.join(values[:2])},… {len(values)} values]'::vector"
+
+    return re.sub(r"'\[([^\]]{40,})\]'::vector", short, text)
+
+
+# ---------------------------------------------------------------------------------------
+# Real data: the corpus, some documents scaled in a temporary copy.
+
+COPY_SQL = """CREATE TEMPORARY TABLE scaled ON COMMIT DROP AS
+SELECT id, content, embedding FROM {table}"""
+SCALE_SQL = """UPDATE scaled
+SET embedding = embedding * array_fill(%(factor)s::real, ARRAY[vector_dims(embedding)])::vector
+WHERE id = ANY(%(ids)s)"""
+CORPUS_RANK_SQL = {
+    "cosine": """SELECT id, content, embedding <=> %(query)s AS cosine_distance
+FROM scaled ORDER BY embedding <=> %(query)s, id LIMIT %(k)s""",
+    "l2": """SELECT id, content, embedding <-> %(query)s AS l2_distance
+FROM scaled ORDER BY embedding <-> %(query)s, id LIMIT %(k)s""",
+    "ip": """SELECT id, content, embedding <#> %(query)s AS negative_inner_product
+FROM scaled ORDER BY embedding <#> %(query)s, id LIMIT %(k)s""",
+}
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    content: str
+    value: float
+    score: float
+
+
+@dataclass(frozen=True)
+class CorpusRankings:
+    rankings: dict[str, list[Hit]]
+    sql: str  # the script as a learner would type it, with %(name)s parameters
+    params: dict
+
+
+def corpus_sql(table: str) -> str:
+    """The real-data script, with the corpus table's name filled in."""
+    parts = [COPY_SQL.replace("{table}", table), SCALE_SQL]
+    parts += [CORPUS_RANK_SQL[m.key] for m in METRICS]
+    return "BEGIN;\n\n" + ";\n\n".join(parts) + ";\n\nCOMMIT;"
+
+
+def corpus_rankings(
+    db: Database,
+    table: str,
+    query: np.ndarray,
+    *,
+    k: int = 10,
+    scaled_ids: Sequence[str] = (),
+    factor: float = 1.0,
+) -> CorpusRankings:
+    """Top k of the corpus under each operator; `scaled_ids` multiplied by `factor` first.
+
+    The scaling happens in a temporary copy inside one transaction: the shared corpus table
+    is only read. With no index on the copy, every ranking is an exact scan.
+    """
+    if not (math.isfinite(factor) and factor > 0):
+        raise ValueError("the scale factor must be a positive number")
+    q = checked_vectors(query, np.asarray(query).reshape(-1).shape[0], 1)[0]
+    params = {"query": q, "factor": float(factor), "ids": list(scaled_ids), "k": int(k)}
+    rankings: dict[str, list[Hit]] = {}
+    with db.transaction() as conn:
+        conn.execute(sql.SQL(COPY_SQL).format(table=sql.Identifier(table)))
+        conn.execute(SCALE_SQL, params)
+        for m in METRICS:
+            rows = conn.execute(CORPUS_RANK_SQL[m.key], params).fetchall()
+            rankings[m.key] = [Hit(r[0], r[1], float(r[2]), m.score(float(r[2]))) for r in rows]
+    return CorpusRankings(rankings, corpus_sql(table), params)
+
+
+def norm_range(db: Database, table: str) -> tuple[float, float]:
+    """The shortest and longest vector in `table` (vector_norm), as Postgres measures them."""
+    row = db.fetchone(
+        sql.SQL("SELECT min(vector_norm(embedding)), max(vector_norm(embedding)) FROM {}").format(
+            sql.Identifier(table)
+        )
+    )
+    assert row is not None
+    return float(row[0]), float(row[1])
+
+
+def lists_agree(rankings: Mapping[str, Sequence[Hit]]) -> tuple[bool, tuple[int, ...]]:
+    """Whether the three top-k id lists are identical, and the ranks (1-based) where not."""
+    orders = [[h.id for h in rankings[m.key]] for m in METRICS]
+    differing = tuple(i + 1 for i, ids in enumerate(zip(*orders, strict=True)) if len(set(ids)) > 1)
+    return not differing, differing
+
+
+# ---------------------------------------------------------------------------------------
+# The 2D example: where the arrows start, and the bad inputs the page can load.
+
+QUERY_NAME = "q"
+DOC_NAMES = tuple("ABCDEFGH")
+MAX_DOCS = len(DOC_NAMES)
+
+# Chosen so that each metric puts a different document first: A points almost where the
+# query points but is short, C sits nearest the query's tip, B is long and a little off.
+LESSON_EXAMPLE: dict[str, tuple[float, float]] = {
+    "A": (1.0, 0.6),
+    "B": (4.0, -0.6),
+    "C": (2.6, 1.9),
+    "D": (-1.0, 2.0),
+    QUERY_NAME: (3.0, 1.0),
+}
+# Where documents E-H appear when the learner asks for more than four.
+EXTRA_DOCS: dict[str, tuple[float, float]] = {
+    "E": (0.5, -1.0),
+    "F": (-1.5, -1.0),
+    "G": (4.5, 2.5),
+    "H": (-0.5, 2.8),
+}
+# The picture's window: wider than tall, most of it where the example lives.
+X_RANGE = (-2.0, 5.0)
+Y_RANGE = (-1.5, 3.0)
+
+
+def example(preset: str = "lesson") -> dict[str, tuple[float, float]]:
+    """The picture's starting points: "lesson", "zero" (D = 0) or "identical" (D = C)."""
+    points = dict(LESSON_EXAMPLE)
+    if preset == "zero":
+        points["D"] = (0.0, 0.0)
+    elif preset == "identical":
+        points["D"] = points["C"]
+    elif preset != "lesson":
+        raise ValueError(f"unknown example {preset!r}")
+    return points
+
+
+def with_doc_count(points: Mapping[str, tuple[float, float]], n: int) -> dict:
+    """`points` with exactly documents A.. up to the n-th letter (the query kept)."""
+    n = max(1, min(MAX_DOCS, n))
+    defaults = {**LESSON_EXAMPLE, **EXTRA_DOCS}
+    out = {name: tuple(points.get(name, defaults[name])) for name in DOC_NAMES[:n]}
+    out[QUERY_NAME] = tuple(points.get(QUERY_NAME, LESSON_EXAMPLE[QUERY_NAME]))
+    return out
+
+
+def split(points: Mapping[str, Sequence[float]]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(document names, document vectors, query vector) from a name -> (x, y) mapping."""
+    names = [n for n in points if n != QUERY_NAME]
+    docs = np.array([points[n] for n in names], dtype=np.float32).reshape(len(names), 2)
+    return names, docs, np.array(points[QUERY_NAME], dtype=np.float32)
+
+
+def zero_vectors(names: Sequence[str], docs: np.ndarray) -> list[str]:
+    """Names of the documents whose vector is all zeros."""
+    return [n for n, v in zip(names, docs, strict=True) if not np.any(v)]
+
+
+def identical_groups(names: Sequence[str], docs: np.ndarray) -> list[list[str]]:
+    """Groups (two or more) of documents with exactly the same vector, in name order."""
+    groups: dict[bytes, list[str]] = {}
+    for n, v in zip(names, np.asarray(docs, dtype=np.float32), strict=True):
+        groups.setdefault(v.tobytes(), []).append(n)
+    return [sorted(g) for g in groups.values() if len(g) > 1]
