@@ -1,0 +1,473 @@
+"""The recall harness: exact scan = ground truth, the index's answers diffed against it.
+
+    python -m lib.recall --size 50000                       # HNSW at pgvector's defaults
+    python -m lib.recall --size 50000 --ef-search 100
+    python -m lib.recall --size 50000 --index ivfflat --lists 50 --probes 5
+    python -m lib.recall --table public.items --column embedding   # your own table
+    python -m lib.recall --size 50000 --ids                  # include every query's ids
+
+prints one JSON object (progress goes to stderr). The exact path runs with index scans off
+(`SET LOCAL`), and its plan is checked to contain no index scan at all: the ground truth is
+proved exact, not assumed. The index path runs with sequential scans off, so even a tiny
+table is answered by its index, and its plan names the index that answered.
+
+Every query runs unprepared with `plan_cache_mode = force_custom_plan`: a plan cached on a
+pooled connection under one session's settings can never answer another's query.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg import sql
+
+from lib.database import Database, Setting
+
+K = 10
+EXACT_TIMEOUT_MS = 60_000
+INDEX_TIMEOUT_MS = 10_000
+OPERATORS = {"cosine": "<=>", "l2": "<->", "ip": "<#>"}
+
+Progress = Callable[[int, int], None]
+
+
+class HarnessError(Exception):
+    """The measurement could not be trusted or run; the message says why."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Which column to search, how rows are identified, and with which operator."""
+
+    schema: str
+    table: str
+    column: str = "embedding"
+    key: str = "id"  # a unique column, or "ctid" when the table has none
+    operator: str = "<=>"
+    read_only: bool = True
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.table}" if self.schema != "public" else self.table
+
+    def query(self, *, with_distance: bool = False) -> sql.Composed:
+        if self.operator not in OPERATORS.values():
+            raise HarnessError(f"unknown operator {self.operator}")
+        key = sql.SQL("ctid::text") if self.key == "ctid" else sql.Identifier(self.key)
+        col, op = sql.Identifier(self.column), sql.SQL(self.operator)
+        distance = (
+            sql.SQL(", {} {} %s AS distance").format(col, op) if with_distance else sql.SQL("")
+        )
+        return sql.SQL(
+            "SELECT {key}{distance} FROM {schema}.{table} ORDER BY {col} {op} %s LIMIT %s"
+        ).format(
+            key=key,
+            distance=distance,
+            schema=sql.Identifier(self.schema),
+            table=sql.Identifier(self.table),
+            col=col,
+            op=op,
+        )
+
+    def query_text(self, k: int = K, *, with_distance: bool = False) -> str:
+        """The query as a learner would type it into psql ($1 is the query vector)."""
+        key = "ctid" if self.key == "ctid" else self.key
+        distance = f", {self.column} {self.operator} $1 AS distance" if with_distance else ""
+        return (
+            f"SELECT {key}{distance}\nFROM {self.qualified}\n"
+            f"ORDER BY {self.column} {self.operator} $1\nLIMIT {k};"
+        )
+
+
+def exact_settings(timeout_ms: int = EXACT_TIMEOUT_MS) -> dict[str, Setting]:
+    """Settings that force the true answer: no index may take part in the scan."""
+    return {
+        "enable_indexscan": "off",
+        "enable_indexonlyscan": "off",
+        "enable_bitmapscan": "off",
+        "plan_cache_mode": "force_custom_plan",
+        "jit": "off",
+        "statement_timeout": f"{timeout_ms}ms",
+        "transaction_read_only": "on",
+    }
+
+
+def index_settings(
+    knobs: Mapping[str, Setting] | None = None, timeout_ms: int = INDEX_TIMEOUT_MS
+) -> dict[str, Setting]:
+    """Settings for the approximate path: the index's knobs, and no sequential scan to hide
+    behind (the planner would pick one for a small table)."""
+    return {
+        **(knobs or {}),
+        "enable_seqscan": "off",
+        "plan_cache_mode": "force_custom_plan",
+        "jit": "off",
+        "statement_timeout": f"{timeout_ms}ms",
+        "transaction_read_only": "on",
+    }
+
+
+@dataclass
+class Answers:
+    """One path's answers to the query set: ids per query, latencies, and the plan."""
+
+    ids: list[list[Any]]
+    latencies_ms: list[float]
+    plan: dict
+    settings: dict[str, Setting]
+    ran_at: str
+    seconds: float
+
+    @property
+    def plan_nodes(self) -> list[str]:
+        return plan_nodes(self.plan)
+
+    @property
+    def index_used(self) -> str | None:
+        return index_used(self.plan)
+
+
+def plan_nodes(plan: Mapping) -> list[str]:
+    """Node types of an EXPLAIN (FORMAT JSON) plan, depth first ("Limit", "Seq Scan", …)."""
+    out = [plan.get("Node Type", "?")]
+    for child in plan.get("Plans", ()):
+        out += plan_nodes(child)
+    return out
+
+
+def index_used(plan: Mapping) -> str | None:
+    if "Index Name" in plan:
+        return plan["Index Name"]
+    for child in plan.get("Plans", ()):
+        found = index_used(child)
+        if found:
+            return found
+    return None
+
+
+def is_exact_plan(plan: Mapping) -> bool:
+    """True when no node of the plan reads an index (so every row was compared)."""
+    return not any("Index" in node for node in plan_nodes(plan)) and "Seq Scan" in plan_nodes(plan)
+
+
+def explain(
+    db: Database,
+    target: Target,
+    query: np.ndarray,
+    k: int,
+    settings: Mapping[str, Setting],
+    *,
+    analyze: bool = False,
+) -> Any:
+    """EXPLAIN of the query under `settings` (JSON plan, or text lines with `analyze`)."""
+    opts = "ANALYZE, BUFFERS, FORMAT TEXT" if analyze else "FORMAT JSON"
+    stmt = sql.SQL("EXPLAIN ({}) ").format(sql.SQL(opts)) + target.query()
+    with db.transaction(settings) as conn:
+        rows = conn.execute(stmt, (query, k), prepare=False).fetchall()
+    if analyze:
+        return [r[0] for r in rows]
+    return rows[0][0][0]["Plan"]
+
+
+def run_queries(
+    db: Database,
+    target: Target,
+    queries: np.ndarray,
+    k: int,
+    settings: Mapping[str, Setting],
+    *,
+    progress: Progress | None = None,
+) -> Answers:
+    """Run every query under `settings` in one transaction; ids in order, and latencies."""
+    stmt = target.query()
+    plan = explain(db, target, queries[0], k, settings)
+    ids: list[list[Any]] = []
+    lat: list[float] = []
+    t0 = time.perf_counter()
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    try:
+        with db.transaction(settings) as conn:
+            for i, q in enumerate(queries):
+                t = time.perf_counter()
+                rows = conn.execute(stmt, (q, k), prepare=False).fetchall()
+                lat.append((time.perf_counter() - t) * 1000)
+                ids.append([r[0] for r in rows])
+                if progress:
+                    progress(i + 1, len(queries))
+    except psycopg.errors.QueryCanceled as e:
+        raise HarnessError(
+            f"a query ran past statement_timeout ({settings.get('statement_timeout')}) and was "
+            "cancelled; try a smaller table or fewer queries"
+        ) from e
+    return Answers(ids, lat, plan, dict(settings), started, time.perf_counter() - t0)
+
+
+def ground_truth(
+    db: Database,
+    target: Target,
+    queries: np.ndarray,
+    k: int = K,
+    *,
+    timeout_ms: int = EXACT_TIMEOUT_MS,
+    progress: Progress | None = None,
+) -> Answers:
+    """The true k nearest for every query, from an exact scan whose plan proves it."""
+    settings = exact_settings(timeout_ms)
+    answers = run_queries(db, target, queries, k, settings, progress=progress)
+    if not is_exact_plan(answers.plan):
+        raise HarnessError(
+            "the exact query's plan uses an index (" + " → ".join(answers.plan_nodes) + "); "
+            "its answers cannot serve as ground truth"
+        )
+    return answers
+
+
+def recall_at_k(truth: Sequence[Sequence[Any]], got: Sequence[Sequence[Any]], k: int) -> np.ndarray:
+    """Per query: the share of the true k nearest that the index returned."""
+    return np.array(
+        [
+            len(set(t[:k]) & set(g[:k])) / max(1, min(k, len(t)))
+            for t, g in zip(truth, got, strict=True)
+        ]
+    )
+
+
+def _stats(values: Sequence[float]) -> dict[str, float]:
+    a = np.asarray(values, dtype=np.float64)
+    if not len(a):
+        return {}
+    return {
+        "mean": float(a.mean()),
+        "min": float(a.min()),
+        "p5": float(np.percentile(a, 5)),
+        "p50": float(np.percentile(a, 50)),
+        "p95": float(np.percentile(a, 95)),
+        "max": float(a.max()),
+    }
+
+
+@dataclass
+class RecallReport:
+    """Everything one measurement found, ready for JSON."""
+
+    table: str
+    rows: int | None
+    k: int
+    queries: int
+    index: str | None
+    index_settings: dict[str, Setting]
+    exact_settings: dict[str, Setting]
+    recall: dict[str, float]
+    per_query_recall: list[float]
+    queries_missing: int  # queries with at least one true neighbour missing
+    rows_returned: list[int]  # per query
+    exact_latency_ms: dict[str, float]
+    index_latency_ms: dict[str, float]
+    exact_plan: list[str]
+    exact_proved: bool
+    index_plan: list[str]
+    exact_ran_at: str
+    index_ran_at: str
+    seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+    truth_ids: list[list[Any]] | None = None
+    index_ids: list[list[Any]] | None = None
+
+    def to_dict(self, *, ids: bool = False) -> dict[str, Any]:
+        d = asdict(self)
+        if not ids:
+            d.pop("truth_ids")
+            d.pop("index_ids")
+        return d
+
+    def lesson(self) -> str:
+        """The lesson's sentence, with the measured numbers."""
+        full = sum(1 for r in self.rows_returned if r == self.k)
+        rows = (
+            f"every query returned {self.k} rows"
+            if full == self.queries
+            else f"{full} of {self.queries} queries returned {self.k} rows"
+        )
+        if self.queries_missing == 0:
+            return f"{rows.capitalize()}, and in all {self.queries} they were the true nearest."
+        return (
+            f"{rows.capitalize()}; in {self.queries_missing} of {self.queries}, some were not "
+            "the true nearest."
+        )
+
+
+def measure(
+    db: Database,
+    target: Target,
+    queries: np.ndarray,
+    *,
+    k: int = K,
+    knobs: Mapping[str, Setting] | None = None,
+    truth: Answers | None = None,
+    rows: int | None = None,
+    exact_timeout_ms: int = EXACT_TIMEOUT_MS,
+    index_timeout_ms: int = INDEX_TIMEOUT_MS,
+    progress: Progress | None = None,
+) -> RecallReport:
+    """Recall@k of the index on `target` for `queries` under `knobs` (e.g. hnsw.ef_search).
+
+    `truth` reuses a ground truth computed earlier for the same table and queries (its time
+    and settings stay in the report); otherwise the exact scan runs now."""
+    queries = np.asarray(queries, dtype=np.float32)
+    if queries.ndim != 2 or not len(queries) or not np.isfinite(queries).all():
+        raise HarnessError("queries must be a non-empty 2-D array of finite numbers")
+    t0 = time.perf_counter()
+    if truth is None:
+        truth = ground_truth(db, target, queries, k, timeout_ms=exact_timeout_ms, progress=progress)
+    if len(truth.ids) != len(queries):
+        raise HarnessError("the ground truth was computed for another query set")
+    got = run_queries(db, target, queries, k, index_settings(knobs, index_timeout_ms))
+    per_query = recall_at_k(truth.ids, got.ids, k)
+    return RecallReport(
+        table=target.qualified,
+        rows=rows,
+        k=k,
+        queries=len(queries),
+        index=got.index_used,
+        index_settings=got.settings,
+        exact_settings=truth.settings,
+        recall=_stats(per_query),
+        per_query_recall=[float(x) for x in per_query],
+        queries_missing=int((per_query < 1.0).sum()),
+        rows_returned=[len(g) for g in got.ids],
+        exact_latency_ms=_stats(truth.latencies_ms),
+        index_latency_ms=_stats(got.latencies_ms),
+        exact_plan=truth.plan_nodes,
+        exact_proved=is_exact_plan(truth.plan),
+        index_plan=got.plan_nodes,
+        exact_ran_at=truth.ran_at,
+        index_ran_at=got.ran_at,
+        seconds=time.perf_counter() - t0,
+        truth_ids=truth.ids,
+        index_ids=got.ids,
+    )
+
+
+def side_by_side(
+    db: Database,
+    target: Target,
+    query: np.ndarray,
+    *,
+    k: int = K,
+    knobs: Mapping[str, Setting] | None = None,
+) -> tuple[list[tuple[Any, float]], list[tuple[Any, float]]]:
+    """One query's (id, distance) rows from the exact scan and from the index, run now."""
+    q = np.asarray(query, dtype=np.float32)
+    stmt = target.query(with_distance=True)
+    out = []
+    for settings in (exact_settings(), index_settings(knobs)):
+        with db.transaction(settings) as conn:
+            rows = conn.execute(stmt, (q, q, k), prepare=False).fetchall()
+        out.append([(r[0], float(r[1])) for r in rows])
+    return out[0], out[1]
+
+
+def knobs_for(kind: str, *, ef_search: int = 40, probes: int = 1) -> dict[str, Setting]:
+    """The query-time knob of an index kind, as SET LOCAL settings."""
+    if kind == "ivfflat":
+        return {"ivfflat.probes": probes}
+    return {"hnsw.ef_search": ef_search}
+
+
+def generated_target(table: str) -> Target:
+    return Target("public", table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from lib import datasets
+    from lib.database import open_database
+
+    ap = argparse.ArgumentParser(
+        prog="python -m lib.recall", description="Measure recall@k of a pgvector index."
+    )
+    ap.add_argument("--size", type=int, help="rows of the lab's dataset (built if missing)")
+    ap.add_argument("--table", help="your own table, schema.table (instead of --size)")
+    ap.add_argument("--column", help="its vector column (default: the only one)")
+    ap.add_argument("--index", choices=["hnsw", "ivfflat"], default="hnsw")
+    ap.add_argument("--m", type=int, default=16)
+    ap.add_argument("--ef-construction", type=int, default=64)
+    ap.add_argument("--lists", type=int, default=0, help="ivfflat lists (0: rows / 1000)")
+    ap.add_argument("--ef-search", type=int, default=40)
+    ap.add_argument("--probes", type=int, default=1)
+    ap.add_argument("--k", type=int, default=K)
+    ap.add_argument("--queries", type=int, default=datasets.N_QUERIES)
+    ap.add_argument("--timeout-ms", type=int, default=EXACT_TIMEOUT_MS)
+    ap.add_argument("--database-url", help="default: DATABASE_URL, else the embedded server")
+    ap.add_argument("--ids", action="store_true", help="include every query's returned ids")
+    args = ap.parse_args(argv)
+    if (args.size is None) == (args.table is None):
+        ap.error("give exactly one of --size and --table")
+
+    def say(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    db = open_database(args.database_url)
+    knobs = knobs_for(args.index, ef_search=args.ef_search, probes=args.probes)
+    try:
+        if args.table:
+            from lib import vector_columns as vc
+
+            column = vc.find_column(db, args.table, args.column)
+            facts = vc.check_column(db, column, timeout_ms=args.timeout_ms)
+            for w in facts.warnings:
+                say(w)
+            queries = vc.sample_queries(db, column, args.queries, timeout_ms=args.timeout_ms)
+            knobs = knobs_for(facts.index.kind, ef_search=args.ef_search, probes=args.probes)
+            report = measure(
+                db, facts.target, queries, k=args.k, knobs=knobs, rows=facts.rows,
+                exact_timeout_ms=args.timeout_ms,
+            )  # fmt: skip
+            report.extra["queries_from"] = "rows sampled from the table itself"
+        else:
+            ds = datasets.load_dataset()
+            plan = datasets.plan_size(
+                args.size, ds.dimension, m=args.m,
+                memory=datasets.memory_available(), disk=datasets.disk_available(db),
+            )  # fmt: skip
+            if not plan.ok:
+                raise HarnessError(plan.reason)
+            spec = datasets.IndexSpec(args.index, args.m, args.ef_construction, args.lists)
+            built = datasets.prepare(
+                db, ds, args.size, spec,
+                progress=lambda done, n: say(f"loaded {done:,}/{n:,} rows") if done == n else None,
+                on_notice=lambda text: say(f"NOTICE: {text}"),
+            )  # fmt: skip
+            if built.indexed:
+                say(f"built {built.index} in {built.build_seconds:.1f} s")
+            status = datasets.table_status(db, ds, args.size)
+            report = measure(
+                db, generated_target(status.table), ds.queries[: args.queries], k=args.k,
+                knobs=knobs, rows=status.rows, exact_timeout_ms=args.timeout_ms,
+            )  # fmt: skip
+            report.extra.update(
+                real_rows=ds.real_rows(args.size),
+                generated_rows=args.size - ds.real_rows(args.size),
+                model=ds.model_name,
+                index_build_seconds=status.index.build_seconds if status.index else None,
+                load_seconds=status.load_seconds,
+            )
+    except (HarnessError, ValueError, LookupError) as e:
+        print(json.dumps({"error": str(e)}), flush=True)
+        return 1
+    finally:
+        db.close()
+    print(json.dumps(report.to_dict(ids=args.ids), default=str, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

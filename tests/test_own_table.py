@@ -1,0 +1,77 @@
+"""Your own table: listed, checked, measured, and never written to."""
+
+import numpy as np
+import pytest
+
+from lib import vector_columns as vc
+from lib.recall import measure
+
+pytestmark = pytest.mark.db
+
+
+@pytest.fixture(scope="module")
+def own(db):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((600, 16)).astype(np.float32)
+    with db.transaction() as conn:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS mine")
+        conn.execute("DROP TABLE IF EXISTS mine.docs, mine.mixed, mine.bare")
+        conn.execute("CREATE TABLE mine.docs (doc_id bigint PRIMARY KEY, emb vector(16))")
+        with conn.cursor().copy("COPY mine.docs (doc_id, emb) FROM STDIN") as cp:
+            for i, v in enumerate(x):
+                cp.write_row((i, None if i % 100 == 0 else "[" + ",".join(map(str, v)) + "]"))
+        conn.execute("CREATE INDEX docs_hnsw ON mine.docs USING hnsw (emb vector_l2_ops)")
+        conn.execute("CREATE TABLE mine.mixed (emb vector)")
+        conn.execute("INSERT INTO mine.mixed VALUES ('[1,2,3]'), ('[1,2]'), ('[3,4]'), (NULL)")
+        conn.execute("CREATE TABLE mine.bare (id int PRIMARY KEY, emb vector(3))")
+        conn.execute("INSERT INTO mine.bare VALUES (1, '[1,2,3]'), (2, '[3,2,1]')")
+    return {c.qualified + "." + c.column: c for c in vc.vector_columns(db)}
+
+
+def test_every_vector_column_on_the_server_is_listed_with_its_index(own):
+    docs = own["mine.docs.emb"]
+    assert docs.dimension == 16 and docs.key == "doc_id" and docs.type == "vector(16)"
+    assert [(i.name, i.kind, i.operator) for i in docs.indexes] == [("docs_hnsw", "hnsw", "<->")]
+    assert own["mine.mixed.emb"].dimension is None and own["mine.mixed.emb"].key == "ctid"
+
+
+def test_mixed_dimensions_get_a_clear_message(db, own):
+    with pytest.raises(vc.ColumnProblem, match=r"mixes vectors of 2 different sizes"):
+        vc.check_column(db, own["mine.mixed.emb"])
+
+
+def test_a_column_without_an_index_gets_a_clear_message(db, own):
+    with pytest.raises(vc.ColumnProblem, match="no HNSW or IVFFlat index") as e:
+        vc.check_column(db, own["mine.bare.emb"])
+    assert "CREATE INDEX ON mine.bare USING hnsw (emb vector_cosine_ops)" in str(e.value)
+
+
+def test_null_vectors_are_counted_and_explained(db, own):
+    facts = vc.check_column(db, own["mine.docs.emb"])
+    assert facts.nulls == 6 and facts.rows == 594
+    assert any("6 of 600 rows have a NULL vector" in w for w in facts.warnings)
+    assert facts.target.operator == "<->"
+
+
+def test_recall_of_your_own_index_is_measured_without_writing(db, own):
+    def writes():
+        return db.fetchone(
+            "SELECT n_tup_ins + n_tup_upd + n_tup_del FROM pg_stat_user_tables"
+            " WHERE relid = 'mine.docs'::regclass"
+        )[0]
+
+    before = writes()
+    facts = vc.check_column(db, own["mine.docs.emb"])
+    queries = vc.sample_queries(db, own["mine.docs.emb"], 50)
+    assert queries.shape == (50, 16)
+    report = measure(db, facts.target, queries, knobs={"hnsw.ef_search": 1000})
+    assert report.index == "docs_hnsw" and report.exact_proved
+    assert report.recall["mean"] == 1.0
+    assert report.index_settings["transaction_read_only"] == "on"
+    assert writes() == before
+
+
+def test_find_column_names_the_choices_when_ambiguous(db, own):
+    assert vc.find_column(db, "mine.docs").column == "emb"
+    with pytest.raises(vc.ColumnProblem, match="no readable vector column"):
+        vc.find_column(db, "mine.nothing")

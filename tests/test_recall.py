@@ -1,0 +1,170 @@
+"""The recall harness against the real PostgreSQL, on small tables (500 and 2,000 rows)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lib import datasets, recall
+from lib.builds import BuildManager, wait
+from lib.datasets import IndexSpec, load_dataset, table_name
+from lib.recall import HarnessError, Target, generated_target, measure
+from lib.synthetic import dataset
+
+pytestmark = pytest.mark.db
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return load_dataset()
+
+
+@pytest.fixture(scope="module")
+def small(db, ds):
+    datasets.prepare(db, ds, 500)
+    datasets.prepare(db, ds, 2000)
+    return {n: generated_target(table_name(n, ds.dimension)) for n in (500, 2000)}
+
+
+def test_recall_is_one_when_ef_search_is_at_least_the_table_size(db, ds, small):
+    report = measure(db, small[500], ds.queries, knobs={"hnsw.ef_search": 500})
+    assert report.index == "recall_n500_d384_hnsw_m16_efc64"
+    assert report.recall["mean"] == 1.0 and report.recall["min"] == 1.0
+    assert report.queries == 100 and report.queries_missing == 0
+
+
+def test_harness_recall_equals_a_numpy_recomputation_from_the_returned_ids(db, ds, small):
+    report = measure(db, small[2000], ds.queries, knobs={"hnsw.ef_search": 4})
+    # the exact scan's ids are numpy's brute-force top 10 of the same vectors
+    x = dataset(ds.real, ds.generator, 2000, seed=ds.seed)
+    sims = ds.queries @ x.T
+    numpy_truth = np.argsort(-sims, axis=1)[:, :10] + 1
+    for t, n in zip(report.truth_ids, numpy_truth, strict=True):
+        assert set(t) == set(n.tolist())
+    recomputed = [
+        len(set(t) & set(g)) / 10
+        for t, g in zip(numpy_truth.tolist(), report.index_ids, strict=True)
+    ]
+    assert np.allclose(report.per_query_recall, recomputed)
+    assert report.recall["mean"] == pytest.approx(np.mean(recomputed))
+    assert report.recall["min"] == pytest.approx(np.min(recomputed))
+    assert report.queries_missing == sum(r < 1 for r in recomputed) > 0  # ef_search 4 misses
+
+
+def test_the_exact_path_plan_contains_no_index_scan(db, ds, small):
+    report = measure(db, small[2000], ds.queries[:5])
+    assert report.exact_proved
+    assert "Seq Scan" in report.exact_plan
+    assert not [n for n in report.exact_plan if "Index" in n]
+    assert report.index_plan[-1] == "Index Scan"
+    plan = recall.explain(db, small[2000], ds.queries[0], 10, recall.exact_settings())
+    assert recall.is_exact_plan(plan)
+    assert not recall.is_exact_plan(
+        recall.explain(db, small[2000], ds.queries[0], 10, recall.index_settings())
+    )
+
+
+def test_settings_stay_inside_the_measurement(db, ds, small):
+    measure(db, small[500], ds.queries[:3], knobs={"hnsw.ef_search": 321})
+    for _ in range(4):  # every pooled connection the harness might have used
+        row = db.fetchone(
+            "SELECT current_setting('hnsw.ef_search'), current_setting('enable_indexscan'),"
+            " current_setting('transaction_read_only')"
+        )
+        assert row == ("40", "on", "off")
+
+
+def test_queries_run_under_statement_timeout(db, ds, small):
+    with db.transaction() as conn:
+        conn.execute(
+            "CREATE OR REPLACE VIEW slow_vectors AS SELECT id, embedding FROM recall_n500_d384"
+            " WHERE pg_sleep(0.002)::text = ''"
+        )
+    slow = Target("public", "slow_vectors")
+    with pytest.raises(HarnessError, match="statement_timeout"):
+        recall.ground_truth(db, slow, ds.queries[:2], timeout_ms=100)
+
+
+def test_binary_copy_stores_exactly_the_dataset_rows(db, ds, small):
+    rows = db.fetchall("SELECT id, embedding FROM recall_n2000_d384 WHERE id IN (1, 2000)")
+    x = dataset(ds.real, ds.generator, 2000, seed=ds.seed)
+    got = {i: v.to_numpy() for i, v in rows}
+    assert np.array_equal(got[1], x[0]) and np.array_equal(got[2000], x[1999])
+    assert db.fetchone("SELECT count(*) FROM recall_n2000_d384")[0] == 2000
+
+
+def test_ivfflat_recall_comes_back_with_probes_equal_to_lists(db, ds, small):
+    spec = IndexSpec("ivfflat", lists=8)
+    report = datasets.build_index(db, ds, 2000, spec)
+    assert report.indexed and report.index == "recall_n2000_d384_ivfflat_l8"
+    status = datasets.table_status(db, ds, 2000)
+    assert [i.name for i in status.indexes] == ["recall_n2000_d384_ivfflat_l8"]  # one at a time
+    low = measure(db, small[2000], ds.queries, knobs={"ivfflat.probes": 1})
+    full = measure(db, small[2000], ds.queries, knobs={"ivfflat.probes": 8})
+    assert low.index == full.index == "recall_n2000_d384_ivfflat_l8"
+    assert low.recall["mean"] < 1.0 == full.recall["mean"]
+    datasets.build_index(db, ds, 2000, IndexSpec())  # back to HNSW for the other tests
+
+
+def test_an_invalid_index_is_never_used_and_gets_rebuilt(db, ds, small):
+    name = "recall_n500_d384_hnsw_m16_efc64"
+    db.fetchone(
+        "UPDATE pg_index SET indisvalid = false WHERE indexrelid = %s::regclass RETURNING 1",
+        (name,),
+    )
+    status = datasets.table_status(db, ds, 500)
+    assert status.loaded and not status.ready() and status.index is None
+    report = datasets.build_index(db, ds, 500, IndexSpec())
+    assert report.indexed
+    assert datasets.table_status(db, ds, 500).ready(IndexSpec())
+
+
+def test_two_requests_for_the_same_size_share_one_job(db, ds):
+    builds = BuildManager(db, ds)
+    a = builds.request(1000)
+    b = builds.request(1000)
+    assert a is b
+    wait(a, timeout=120)
+    assert a.state == "done", a.error
+    status = datasets.table_status(db, ds, 1000)
+    truth = builds.truth(status)
+    assert truth is not None and len(truth.ids) == 100
+    assert builds.progress(a).fraction == 1.0
+
+
+def test_a_size_beyond_memory_or_disk_is_refused_with_an_estimate():
+    plan = datasets.plan_size(1_000_000_000, 384, memory=24 * 1024**3, disk=80 * 1024**3)
+    assert not plan.ok
+    assert "GB" in plan.reason or "TB" in plan.reason
+    assert "1,000,000,000" in plan.reason
+    assert datasets.plan_size(500_000, 384, memory=20 * 1024**3, disk=80 * 1024**3).ok
+
+
+def test_maintenance_work_mem_is_sized_from_the_graph_estimate():
+    plan = datasets.plan_size(500_000, 384, memory=20 * 1024**3)
+    assert plan.maintenance_work_mem_mb * 1024**2 >= 500_000 * (8 + 4 * 384) * 1.3
+    capped = datasets.plan_size(500_000, 384, memory=1024**3)
+    assert capped.maintenance_work_mem_mb == 512
+
+
+def test_the_command_prints_json(pg_url):
+    out = subprocess.run(
+        [sys.executable, "-m", "lib.recall", "--size", "500", "--queries", "20",
+         "--ef-search", "500", "--database-url", pg_url],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    report = json.loads(out.stdout)
+    assert report["recall"]["mean"] == 1.0 and report["queries"] == 20
+    assert report["exact_proved"] is True
+    assert report["index_settings"]["hnsw.ef_search"] == 500
+
+
+def test_the_command_refuses_a_size_too_large(pg_url):
+    out = subprocess.run(
+        [sys.executable, "-m", "lib.recall", "--size", "2000000000", "--database-url", pg_url],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 1
+    assert "memory" in json.loads(out.stdout)["error"]
