@@ -29,7 +29,7 @@ DOC_COLORS = [
     "#0072b2", "#009e73", "#cc79a7", "#e69f00",
     "#56b4e9", "#7f3c8d", "#8c6d31", "#404040",
 ]  # fmt: skip
-TIE_POSITIONS = ["top right", "bottom right", "top left", "bottom left"]
+POSITIONS = ["top right", "bottom right", "top left", "bottom left"]
 
 _component = st.components.v2.component(
     "vector_arrows",
@@ -79,7 +79,9 @@ def picture_data(
     points = []
     for i, (name, (x, y)) in enumerate(zip(names, shown_docs, strict=True)):
         spot = (round(x, 3), round(y, 3))
-        position = TIE_POSITIONS[seen.get(spot, 0) % len(TIE_POSITIONS)]
+        # The label sits beyond the tip, away from its own arrow; a twin takes the next spot.
+        beyond = ("top" if y >= 0 else "bottom") + (" right" if x >= 0 else " left")
+        position = POSITIONS[(POSITIONS.index(beyond) + seen.get(spot, 0)) % len(POSITIONS)]
         seen[spot] = seen.get(spot, 0) + 1
         length = math.hypot(x, y)
         score = _score_text(metric_key, by_name[name]) if name in by_name else ""

@@ -1,0 +1,367 @@
+"""Distance metrics: one set of vectors ranked under cosine, L2 and inner product."""
+
+import streamlit as st
+
+from lib import metric_tables as tables
+from lib import metrics, ui
+from lib.components.vector_arrows import picture_data, vector_arrows
+from lib.embeddings.base import EmbeddingError
+
+st.set_page_config(page_title="Distance metrics", layout="wide")
+ui.sidebar()
+
+POINTS = "dm_points"
+METRIC = "dm_metric"
+NORMALISE = "dm_normalise"
+DOC_COUNT = "dm_doc_count"
+QUERY_TEXT = "dm_query"
+SCALED = "dm_scaled"
+FACTOR = "dm_factor"
+
+if POINTS not in st.session_state:
+    st.session_state[POINTS] = metrics.example("lesson")
+
+st.title("Distance metrics")
+st.markdown(
+    "Which document is *closest* to a query depends on how you measure. pgvector has three "
+    "operators: `<=>` **cosine** distance, `<->` **Euclidean (L2)** distance and `<#>` "
+    "**negative inner product**. Below, four documents and a query are arrows in two "
+    "dimensions. Drag any arrow's tip, switch the metric, and watch the rankings — computed "
+    "in numpy and again by PostgreSQL — follow."
+)
+
+
+def move(name: str, x: float, y: float) -> None:
+    st.session_state[POINTS] = {**st.session_state[POINTS], name: (x, y)}
+
+
+def load_example(preset: str) -> None:
+    st.session_state[POINTS] = metrics.with_doc_count(
+        metrics.example(preset), st.session_state.get(DOC_COUNT, 4)
+    )
+
+
+def set_doc_count() -> None:
+    st.session_state[POINTS] = metrics.with_doc_count(
+        st.session_state[POINTS], st.session_state[DOC_COUNT]
+    )
+
+
+@st.fragment
+def picture() -> None:
+    db = ui.database()
+    controls = st.columns([3, 1], vertical_alignment="bottom")
+    metric_key = controls[0].segmented_control(
+        "Metric",
+        [m.key for m in metrics.METRICS],
+        format_func=lambda k: f"{metrics.BY_KEY[k].label}  `{metrics.BY_KEY[k].operator}`",
+        default="cosine",
+        key=METRIC,
+        required=True,
+    )
+    metric = metrics.BY_KEY[metric_key or "cosine"]
+    normalise = controls[1].toggle(
+        "Normalise vectors",
+        key=NORMALISE,
+        help="Scale every arrow to length 1 (pgvector: `l2_normalize`).",
+    )
+
+    names, docs, query = metrics.split(st.session_state[POINTS])
+    used_docs = metrics.normalised(docs) if normalise else docs
+    used_query = metrics.normalised(query[None, :])[0] if normalise else query
+    ours = metrics.numpy_rankings(names, used_docs, used_query)
+    agreement = metrics.agreement(ours)
+
+    left, right = st.columns([1.25, 1], gap="large")
+    with left:
+        vector_arrows(
+            picture_data(names, docs, query, metric.key, ours[metric.key], normalise=normalise),
+            key="dm_arrows",
+            on_move=move,
+        )
+        st.caption(
+            "Drag an arrow's tip. ‖…‖ is the arrow's length; the dotted circle is length 1. "
+            + {
+                "cosine": "The orange arc is the angle to the top document — all cosine sees.",
+                "l2": "Dashed lines run from the query's tip to each document's tip: L2.",
+                "ip": "Dotted lines drop each tip onto the query's line: inner product "
+                "= that shadow's length × the query's length.",
+            }[metric.key]
+            + (" Hollow rings: where the arrows were before normalising." if normalise else "")
+        )
+        with st.container(horizontal=True, vertical_alignment="bottom"):
+            st.button("Lesson example", on_click=load_example, args=("lesson",))
+            st.button("Zero vector", on_click=load_example, args=("zero",))
+            st.button("Identical documents", on_click=load_example, args=("identical",))
+            st.number_input(
+                "Documents",
+                min_value=2,
+                max_value=metrics.MAX_DOCS,
+                value=4,
+                key=DOC_COUNT,
+                on_change=set_doc_count,
+                width=130,
+            )
+    with right:
+        top = ours[metric.key][0]
+        st.markdown(f"##### Top document under {metric.label} `{metric.operator}`: **{top.name}**")
+        st.info(metric.lesson, icon=":material/lightbulb:")
+        st.markdown(
+            "First under each metric: "
+            + " · ".join(f"{m.short} **{ours[m.key][0].name}**" for m in metrics.METRICS)
+        )
+        st.dataframe(
+            tables.rankings_table(ours)
+            .style.apply(
+                lambda col: (
+                    ["background-color: #e8f0fe" if col.name == tables.column(metric) else ""]
+                    * len(col)
+                )
+            )
+            .map(highlight_differ, subset=[tables.AGREE_COLUMN]),
+            width="stretch",
+        )
+        st.caption("Scores — " + tables.score_legend() + ".")
+        if agreement.agree:
+            st.success(
+                "The three metrics agree: the same order, rank by rank."
+                + (
+                    " Every arrow has length 1, so cosine, L2 and inner product are one "
+                    "ordering seen three ways."
+                    if normalise
+                    else ""
+                ),
+                icon=":material/check_circle:",
+            )
+        else:
+            ranks = ", ".join(str(r) for r in agreement.differing_ranks)
+            st.warning(
+                f"The metrics disagree at rank {ranks} (marked ✗)."
+                + (
+                    ""
+                    if normalise
+                    else " Turn on **Normalise vectors** to make every arrow length 1."
+                ),
+                icon=":material/compare_arrows:",
+            )
+        bad_input_notes(names, docs, normalise)
+
+    st.subheader("The same rankings from PostgreSQL")
+    st.markdown(
+        "The documents go into a **temporary table** inside one transaction (`ON COMMIT DROP`: "
+        "it vanishes at `COMMIT`, and no other session ever sees it); each operator ranks "
+        "them with `ORDER BY`, ties broken by `name`. Below: numpy's ranking and Postgres's, "
+        "side by side, then the script exactly as it ran — paste it into `psql` to get the "
+        "same rows."
+    )
+    pg = metrics.postgres_rankings(db, names, docs, query, normalise=normalise)
+    table_col, verdict_col = st.columns([2, 1], gap="large")
+    with table_col:
+        st.dataframe(tables.engines_table(ours, pg.rankings), width="stretch")
+    with verdict_col:
+        same = metrics.orders_match(used_docs, used_query, ours, pg.rankings)
+        st.markdown(
+            "\n".join(
+                f"- `{m.operator}` {m.returns}: "
+                + ("✓ the same order as numpy" if same[m.key] else "✗ **a different order**")
+                for m in metrics.METRICS
+            )
+        )
+        st.caption(
+            "The numbers are what each operator returns: smaller is closer, for all three. "
+            "numpy sums in float32 as pgvector does, so they match to the last digit."
+        )
+    st.code(pg.script, language="sql", wrap_lines=True)
+
+
+def highlight_differ(value: str) -> str:
+    return "color: #c5221f; font-weight: 600" if value == tables.DIFFER else ""
+
+
+def bad_input_notes(names, docs, normalise: bool) -> None:
+    zeros = metrics.zero_vectors(names, docs)
+    if zeros:
+        z = zeros[0]
+        st.error(
+            f"**{z} is the zero vector, so its cosine is undefined.** Cosine divides by both "
+            f"lengths: {z}·q / (‖{z}‖ ‖q‖) = 0 / 0. Postgres does not raise an error: "
+            f"`{z} <=> q` returns **NaN**, and PostgreSQL sorts NaN after every number, so "
+            f"{z} lands last under `<=>` whatever the query. L2 (`<->` = ‖q‖) and inner "
+            f"product (`<#>` = 0) are still defined. "
+            + ("`l2_normalize` leaves a zero vector at zero. " if normalise else "")
+            + "An HNSW or IVFFlat index with `vector_cosine_ops` skips zero vectors entirely, "
+            "so an index scan never returns them.",
+            icon=":material/block:",
+        )
+    for group in metrics.identical_groups(names, docs):
+        listed = " and ".join(group)
+        st.info(
+            f"**{listed} are identical**, so every metric gives them exactly the same score: "
+            f"a tie. SQL leaves tied rows in no particular order unless told, so every query "
+            f"here ends with `ORDER BY <distance>, name` — and numpy sorts by (score, name) "
+            f"too. Ties always come out as {', '.join(group)}, in both.",
+            icon=":material/drag_handle:",
+        )
+
+
+picture()
+
+st.subheader("Three traps")
+trap_cols = st.columns(3, gap="medium")
+with trap_cols[0], st.container(border=True):
+    st.markdown(
+        "**`<#>` returns the *negative* inner product.** Postgres index scans only walk "
+        "ascending order, so pgvector negates: the best match has the *smallest* `<#>`. "
+        "Write `ORDER BY embedding <#> q` (ascending) and flip the sign to show it: "
+        "`(embedding <#> q) * -1`."
+    )
+with trap_cols[1], st.container(border=True):
+    st.markdown(
+        "**`<=>` is a distance, not a similarity.** Cosine similarity = `1 - (embedding <=> "
+        "q)`: 1 means the same direction, 0 a right angle, −1 opposite. Distance runs 0 to 2. "
+        "Sort by the distance ascending, or by the similarity descending — never the "
+        "similarity ascending."
+    )
+with trap_cols[2], st.container(border=True):
+    st.markdown(
+        "**An index serves one operator.** Build it with the operator class of the operator "
+        "you query with:\n\n"
+        + "\n".join(f"- `{m.operator}` needs `{m.opclass}`" for m in metrics.METRICS)
+    )
+    st.code(
+        "CREATE INDEX ON items USING hnsw (embedding vector_cosine_ops);",
+        language="sql",
+        wrap_lines=True,
+    )
+
+st.subheader("Real data: the corpus under each metric")
+model_name = ui.model_name()
+corpus = ui.corpus(model_name)
+db = ui.database()
+lesson_queries = [it.text for it in corpus.items if it.lesson and it.kind == "text"]
+
+
+def new_query() -> None:
+    st.session_state.pop(SCALED, None)
+
+
+query_text = st.selectbox(
+    "Query — pick one, or type your own",
+    lesson_queries,
+    index=0,
+    key=QUERY_TEXT,
+    accept_new_options=True,
+    on_change=new_query,
+)
+try:
+    query_vector = ui.model(model_name).embed([query_text], input_type="query")[0]
+except EmbeddingError as e:
+    ui.embedding_error(e)
+    st.stop()
+
+low, high = metrics.norm_range(db, corpus.table)
+info = ui.model(model_name).info
+if high - low < 1e-3:
+    st.markdown(
+        f"`{model_name}` returns **unit-length vectors**: measured in Postgres, "
+        f"`vector_norm(embedding)` runs from {low:.6f} to {high:.6f} over the "
+        f"{len(corpus.items)} documents of `{corpus.table}`. With every length 1, the three "
+        "metrics must agree — check below. Then scale a few documents and watch them part."
+    )
+else:
+    st.markdown(
+        f"`{model_name}`'s vectors are **not** unit length: `vector_norm(embedding)` runs from "
+        f"{low:.3f} to {high:.3f} in `{corpus.table}`, so the three metrics can disagree even "
+        "before any scaling."
+    )
+
+baseline = metrics.corpus_rankings(db, corpus.table, query_vector, k=13)
+just_outside = [h.id for h in baseline.rankings["cosine"][10:13]]
+content = {it.id: it.text for it in corpus.items}
+scale_cols = st.columns([3, 1.2])
+scaled = scale_cols[0].multiselect(
+    "Scale these documents (in a temporary copy; the shared table is only read)",
+    list(content),
+    default=just_outside if SCALED not in st.session_state else None,
+    format_func=lambda i: content.get(i, i),
+    key=SCALED,
+    help="By default: the three documents cosine ranks 11th to 13th, just outside the top 10.",
+)
+factor = scale_cols[1].select_slider(
+    "by a factor of", [0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0], value=1.0, key=FACTOR
+)
+real = metrics.corpus_rankings(
+    db, corpus.table, query_vector, k=10, scaled_ids=scaled, factor=factor
+)
+agree, differing = metrics.lists_agree(real.rankings)
+st.dataframe(
+    tables.corpus_table(real.rankings, scaled, factor).style.map(
+        highlight_differ, subset=[tables.AGREE_COLUMN]
+    ),
+    width="stretch",
+)
+if agree and (factor == 1 or not scaled):
+    st.success(
+        f"All three top-10 lists agree, rank by rank: `{model_name}` normalises its vectors, so "
+        "cosine, L2 and inner product give one order. Now pick a factor above.",
+        icon=":material/check_circle:",
+    )
+elif agree:
+    st.success("The three lists still agree.", icon=":material/check_circle:")
+else:
+    st.warning(
+        f"The lists part at rank {', '.join(map(str, differing))}. Cosine ignores the scaling "
+        "(same direction); inner product grows with the factor, and L2 moves the scaled "
+        "documents away from (×>1) or towards (×<1) the query's tip.",
+        icon=":material/compare_arrows:",
+    )
+with st.expander("The SQL that ran"):
+    ui.show_sql(real.sql, real.params)
+
+st.subheader("An index built for one operator does not serve another")
+opclasses = metrics.index_opclasses(db, corpus.table)
+described = ", ".join(f"`{name}` ({opclass})" for name, opclass in opclasses) or "none"
+st.markdown(
+    f"`{corpus.table}` has one vector index: {described}. Ask for the top 10 with each "
+    "operator under `SET LOCAL enable_seqscan = off`, which makes the planner take any "
+    "index that can serve the `ORDER BY`. These are the plans that ran (`EXPLAIN ANALYZE`):"
+)
+plans = metrics.operator_plans(db, corpus.table, query_vector)
+st.code(metrics.plan_script(corpus.table), language="sql")
+st.caption(
+    "`<op>` is each operator in turn; `%(query)s` is the query's embedding "
+    f"({len(query_vector)} numbers, shortened in the plans)."
+)
+for plan in plans:
+    verdict_col, plan_col = st.columns([1, 2], gap="medium")
+    with verdict_col:
+        if plan.index:
+            st.success(
+                f"`{plan.metric.operator}` uses the index: an **Index Scan** on "
+                f"`{plan.index}`, built with `{plan.metric.opclass}`.",
+                icon=":material/bolt:",
+            )
+        else:
+            st.error(
+                f"`{plan.metric.operator}` cannot use it: a **Seq Scan** and a sort, even with "
+                f"sequential scans disabled (`Disabled: true`). It needs its own index, built "
+                f"with `{plan.metric.opclass}`.",
+                icon=":material/block:",
+            )
+    plan_col.code(plan.text, language="text", wrap_lines=True)
+
+st.subheader("What to notice")
+st.markdown(
+    """
+- **Cosine sees only direction.** Make a document's arrow longer or shorter along the same line:
+  its cosine never moves.
+- **Inner product rewards length.** A long arrow that points roughly the right way beats a short
+  one that points exactly right.
+- **L2 is straight distance** between the tips, so length and direction both count.
+- **Normalise, and the three agree.** With every vector of length 1, L2² = 2 − 2·cos and
+  inner product = cos: one order, three scales. Models that normalise (like `all-MiniLM-L6-v2`
+  here) let you pick the cheapest operator — and pgvector's docs suggest `<#>` then.
+- **Pick the operator the index was built for.** An HNSW index with `vector_cosine_ops`
+  serves `<=>` only; the same query with `<->` quietly scans the whole table.
+"""
+)
