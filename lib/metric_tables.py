@@ -35,7 +35,7 @@ def rankings_table(rankings: Mapping[str, Sequence[Ranked]]) -> pd.DataFrame:
     n = len(rankings[METRICS[0].key])
     rows = []
     for i in range(n):
-        row: dict[str, str | int] = {"Rank": i + 1}
+        row: dict[str, str | int] = {"#": i + 1}
         names = set()
         for m in METRICS:
             r = rankings[m.key][i]
@@ -43,7 +43,7 @@ def rankings_table(rankings: Mapping[str, Sequence[Ranked]]) -> pd.DataFrame:
             row[column(m)] = f"{r.name}   {number(r.score)}"
         row[AGREE_COLUMN] = AGREE if len(names) == 1 else DIFFER
         rows.append(row)
-    return pd.DataFrame(rows).set_index("Rank")
+    return pd.DataFrame(rows).set_index("#")
 
 
 def engines_table(
@@ -53,13 +53,13 @@ def engines_table(
     n = len(ours[METRICS[0].key])
     rows = []
     for i in range(n):
-        row: dict[str, str | int] = {"Rank": i + 1}
+        row: dict[str, str | int] = {"#": i + 1}
         for m in METRICS:
             a, b = ours[m.key][i], theirs[m.key][i]
             row[f"{m.operator} numpy"] = f"{a.name}  {number(a.value, 4)}"
             row[f"{m.operator} Postgres"] = f"{b.name}  {number(b.value, 4)}"
         rows.append(row)
-    return pd.DataFrame(rows).set_index("Rank")
+    return pd.DataFrame(rows).set_index("#")
 
 
 def corpus_table(
@@ -70,7 +70,7 @@ def corpus_table(
     n = min(len(rankings[m.key]) for m in METRICS)
     rows = []
     for i in range(n):
-        row: dict[str, str | int] = {"Rank": i + 1}
+        row: dict[str, str | int] = {"#": i + 1}
         ids = set()
         for m in METRICS:
             h = rankings[m.key][i]
@@ -80,4 +80,4 @@ def corpus_table(
             row[column(m)] = f"{text}{tag}   {number(h.score)}"
         row[AGREE_COLUMN] = AGREE if len(ids) == 1 else DIFFER
         rows.append(row)
-    return pd.DataFrame(rows).set_index("Rank")
+    return pd.DataFrame(rows).set_index("#")

@@ -25,9 +25,9 @@ st.title("Distance metrics")
 st.markdown(
     "Which document is *closest* to a query depends on how you measure. pgvector has three "
     "operators: `<=>` **cosine** distance, `<->` **Euclidean (L2)** distance and `<#>` "
-    "**negative inner product**. Below, four documents and a query are arrows in two "
-    "dimensions. Drag any arrow's tip, switch the metric, and watch the rankings — computed "
-    "in numpy and again by PostgreSQL — follow."
+    "**negative inner product**. Below, documents A–D (add up to eight) and a query are "
+    "arrows in two dimensions. Drag any arrow's tip, switch the metric, and watch the "
+    "rankings — computed in numpy and again by PostgreSQL — follow."
 )
 
 
@@ -72,7 +72,7 @@ def picture() -> None:
     ours = metrics.numpy_rankings(names, used_docs, used_query)
     agreement = metrics.agreement(ours)
 
-    left, right = st.columns([1.25, 1], gap="large")
+    left, right = st.columns([1.3, 1], gap="large")
     with left:
         vector_arrows(
             picture_data(names, docs, query, metric.key, ours[metric.key], normalise=normalise),
@@ -87,7 +87,11 @@ def picture() -> None:
                 "ip": "Dotted lines drop each tip onto the query's line: inner product "
                 "= that shadow's length × the query's length.",
             }[metric.key]
-            + (" Hollow rings: where the arrows were before normalising." if normalise else "")
+            + (
+                " Normalised: every arrow now ends on the circle, and the window closes in."
+                if normalise
+                else ""
+            )
         )
         with st.container(horizontal=True, vertical_alignment="bottom"):
             st.button("Lesson example", on_click=load_example, args=("lesson",))
@@ -104,7 +108,7 @@ def picture() -> None:
             )
     with right:
         top = ours[metric.key][0]
-        st.markdown(f"##### Top document under {metric.label} `{metric.operator}`: **{top.name}**")
+        st.markdown(f"##### Top document under {metric.short} `{metric.operator}`: **{top.name}**")
         st.info(metric.lesson, icon=":material/lightbulb:")
         st.markdown(
             "First under each metric: "

@@ -246,11 +246,19 @@ def test_picture_marks_the_top_document_and_draws_the_metric():
         marked = [p["name"] for p in data["points"] if p["top"]]
         assert marked == [top]
         assert len(data["segments"]) == segments
-        assert data["ghosts"] == []
     data = picture_data(names, docs, query, "cosine", ours["cosine"], normalise=True)
     lengths = [math.hypot(p["x"], p["y"]) for p in data["points"]]
     assert lengths == pytest.approx([1.0] * 5)
-    assert len(data["ghosts"]) == 5
+    assert data["x_range"][1] < metrics.X_RANGE[1]  # the window closes in on the circle
+
+
+def test_picture_labels_of_twins_and_the_zero_vector_do_not_collide():
+    for preset, pair in (("identical", ("C", "D")), ("zero", ("A", "D"))):
+        names, docs, query = metrics.split(metrics.example(preset))
+        ours = metrics.numpy_rankings(names, docs, query)
+        data = picture_data(names, docs, query, "cosine", ours["cosine"])
+        spots = {p["name"]: p["textposition"] for p in data["points"]}
+        assert spots[pair[0]] != spots[pair[1]], preset
 
 
 def test_doc_count_adds_and_removes_documents_keeping_the_query():

@@ -72,12 +72,6 @@ class ArrowsView {
           font: { size: 14, color: t.color }, bgcolor: "rgba(255,255,255,0.85)",
         });
       }
-      for (const g of d.ghosts) {
-        traces.push({
-          type: "scatter", mode: "markers", x: [g.x], y: [g.y], hoverinfo: "skip",
-          marker: { size: 10, color: "rgba(0,0,0,0)", line: { color: g.color, width: 1.5 } },
-        });
-      }
     }
     for (const p of points) {
       if (Math.hypot(p.x, p.y) < 1e-9) continue; // a zero vector has no arrow, only a dot

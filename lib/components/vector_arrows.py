@@ -29,7 +29,10 @@ DOC_COLORS = [
     "#0072b2", "#009e73", "#cc79a7", "#e69f00",
     "#56b4e9", "#7f3c8d", "#8c6d31", "#404040",
 ]  # fmt: skip
-POSITIONS = ["top right", "bottom right", "top left", "bottom left"]
+POSITIONS = ["top right", "bottom right", "bottom left", "top left"]
+# The window when every vector is normalised: the unit circle, same shape as the other.
+UNIT_X_RANGE = (-2.0, 2.0)
+UNIT_Y_RANGE = (-1.3, 1.3)
 
 _component = st.components.v2.component(
     "vector_arrows",
@@ -63,11 +66,13 @@ def picture_data(
     ranking: Sequence[Ranked],
     *,
     normalise: bool = False,
-    x_range: tuple[float, float] = X_RANGE,
-    y_range: tuple[float, float] = Y_RANGE,
     max_height: int = 560,
 ) -> dict[str, Any]:
-    """Everything the component draws, as JSON: arrows, labels and the metric's overlay."""
+    """Everything the component draws, as JSON: arrows, labels and the metric's overlay.
+
+    Normalised, every arrow ends on the unit circle, so the window closes in on it.
+    """
+    x_range, y_range = (UNIT_X_RANGE, UNIT_Y_RANGE) if normalise else (X_RANGE, Y_RANGE)
     raw_docs = np.asarray(docs, dtype=np.float64)
     raw_query = np.asarray(query, dtype=np.float64).reshape(-1)
     shown_docs = normalised(raw_docs).astype(np.float64) if normalise else raw_docs
@@ -75,16 +80,31 @@ def picture_data(
     by_name = {r.name: r for r in ranking}
     top = ranking[0].name if ranking and not math.isnan(ranking[0].value) else None
 
-    seen: dict[tuple[float, float], int] = {}
+    qx, qy = float(shown_query[0]), float(shown_query[1])
+    q_length = math.hypot(qx, qy)
+    # Each label sits beyond its tip, away from its own arrow; near another label it takes
+    # the next free corner (twins, tips that almost touch, the zero vector at the origin).
+    near = 0.09 * (x_range[1] - x_range[0])
+    placed: list[tuple[float, float, str]] = []
+
+    def place(x: float, y: float, first: str) -> str:
+        taken = {pos for px, py, pos in placed if math.hypot(px - x, py - y) < near}
+        start = POSITIONS.index(first)
+        rotation = [POSITIONS[(start + k) % len(POSITIONS)] for k in range(len(POSITIONS))]
+        position = next((p for p in rotation if p not in taken), first)
+        placed.append((x, y, position))
+        return position
+
+    query_position = place(
+        qx, qy, ("bottom" if qy >= 0 else "top") + (" right" if qx >= 0 else " left")
+    )
     points = []
     for i, (name, (x, y)) in enumerate(zip(names, shown_docs, strict=True)):
-        spot = (round(x, 3), round(y, 3))
-        # The label sits beyond the tip, away from its own arrow; a twin takes the next spot.
-        beyond = ("top" if y >= 0 else "bottom") + (" right" if x >= 0 else " left")
-        position = POSITIONS[(POSITIONS.index(beyond) + seen.get(spot, 0)) % len(POSITIONS)]
-        seen[spot] = seen.get(spot, 0) + 1
         length = math.hypot(x, y)
+        beyond = ("top" if y >= 0 else "bottom") + (" right" if x >= 0 else " left")
+        position = place(x, y, beyond if length > 0 else "bottom left")
         score = _score_text(metric_key, by_name[name]) if name in by_name else ""
+        size = "" if normalise else f" ‖{length:.2f}‖"
         points.append(
             {
                 "name": name,
@@ -92,14 +112,12 @@ def picture_data(
                 "x": float(x),
                 "y": float(y),
                 "color": doc_color(i),
-                "label": f"<b>{name}</b> ‖{length:.2f}‖<br>{score}",
+                "label": f"<b>{name}</b>{size}<br>{score}",
                 "hover": f"{name} = [{x:.2f}, {y:.2f}], length {length:.2f}, {score}",
                 "textposition": position,
                 "top": name == top,
             }
         )
-    qx, qy = float(shown_query[0]), float(shown_query[1])
-    q_length = math.hypot(qx, qy)
     points.append(
         {
             "name": QUERY,
@@ -107,26 +125,18 @@ def picture_data(
             "x": qx,
             "y": qy,
             "color": QUERY_COLOR,
-            "label": f"<b>query</b> ‖{q_length:.2f}‖",
+            "label": "<b>query</b>" + ("" if normalise else f" ‖{q_length:.2f}‖"),
             "hover": f"query = [{qx:.2f}, {qy:.2f}], length {q_length:.2f}",
-            "textposition": "bottom right",
+            "textposition": query_position,
             "top": False,
         }
     )
     extent = max(map(abs, (*x_range, *y_range)))
     segments, labels = _overlay(metric_key, names, shown_docs, (qx, qy), top, extent)
-    ghosts = []
-    if normalise:
-        ghosts = [
-            {"x": float(x), "y": float(y), "color": doc_color(i)}
-            for i, (x, y) in enumerate(raw_docs)
-        ]
-        ghosts.append({"x": float(raw_query[0]), "y": float(raw_query[1]), "color": QUERY_COLOR})
     return {
         "points": points,
         "segments": segments,
         "labels": labels,
-        "ghosts": ghosts,
         "metric": metric_key,
         "x_range": list(x_range),
         "y_range": list(y_range),
