@@ -75,8 +75,9 @@ def corpus_table(
         for m in METRICS:
             h = rankings[m.key][i]
             ids.add(h.id)
-            text = h.content if len(h.content) <= width else h.content[: width - 1] + "…"
             tag = f" (×{factor:g})" if h.id in mark else ""
+            room = width - len(tag)
+            text = h.content if len(h.content) <= room else h.content[: room - 1] + "…"
             row[column(m)] = f"{text}{tag}   {number(h.score)}"
         row[AGREE_COLUMN] = AGREE if len(ids) == 1 else DIFFER
         rows.append(row)
