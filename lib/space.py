@@ -224,6 +224,14 @@ class CrossModelAttempt:
     sqlstate: str | None
     rows: list[tuple]
 
+    @property
+    def shown_params(self) -> dict[str, Any]:
+        """The parameters for display: a short vector written out, a long one left to show_sql."""
+        return {
+            k: [round(float(x), 3) for x in v] if isinstance(v, np.ndarray) and v.size <= 8 else v
+            for k, v in self.params.items()
+        }
+
 
 def cross_model_attempt(db: Database, table: str, other: np.ndarray) -> CrossModelAttempt:
     """Run the comparison the app never makes, and return Postgres's answer (its error).
