@@ -1,0 +1,317 @@
+"""Embedding space: drag a query through real vectors; the map's neighbours vs Postgres's."""
+
+import streamlit as st
+
+from lib import ui
+from lib.components.embedding_map import embedding_map, released
+from lib.embeddings.base import EmbeddingError
+from lib.embeddings.registry import model_choices
+from lib.queries import (
+    QueryError,
+    check_text,
+    embeds_images,
+    image_input,
+    image_vector,
+    text_only_message,
+    text_vector,
+)
+from lib.space import TOY_VECTOR, EmbeddingSpace, Query, cross_model_attempt
+from lib.uploads import EXTENSIONS
+
+st.set_page_config(page_title="Embedding space", layout="wide")
+ui.sidebar()
+
+QUERY = "es_query"  # what the learner asked for last: a point, a text or the upload
+GOOD = "es_good"  # the last request that worked, kept when a new one fails
+MAP = "es_map"
+
+
+@st.cache_resource(show_spinner="Projecting the corpus to 2-D…")
+def space_of(model_name: str) -> EmbeddingSpace:
+    normalized = ui.model(model_name).info.normalized
+    return EmbeddingSpace.from_corpus(ui.corpus(model_name), normalized=normalized)
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def cached_text_vector(model_name: str, text: str):
+    return text_vector(ui.model(model_name), text)
+
+
+@st.cache_data(max_entries=16, show_spinner="Embedding the image…")
+def cached_image_vector(model_name: str, data: bytes, file_name: str):
+    model = ui.model(model_name)
+    return image_vector(model, image_input(model, data, file_name))
+
+
+def ask_text() -> None:
+    st.session_state[QUERY] = {"source": "text", "text": st.session_state.get("es_text", "")}
+
+
+def ask_image() -> None:
+    if st.session_state.get("es_image") is not None:
+        st.session_state[QUERY] = {"source": "image"}
+
+
+def ask_point() -> None:
+    pos = released(MAP)
+    if pos is not None:
+        st.session_state[QUERY] = {"source": "point", "x": pos[0], "y": pos[1], "model": name}
+
+
+def default_request(space: EmbeddingSpace) -> dict:
+    start = space.start()
+    return {"source": "point", "x": start.x, "y": start.y, "model": space.model_name}
+
+
+def resolve(request: dict, space: EmbeddingSpace) -> tuple[Query, list[str]]:
+    """The query for a request; notes for the learner (a truncated text). Raises QueryError."""
+    model = ui.model(space.model_name)
+    if request["source"] == "point":
+        if request.get("model") != space.model_name:
+            raise QueryError("")  # a position on another model's map means nothing here
+        return space.point_query(request["x"], request["y"]), []
+    if request["source"] == "text":
+        checked = check_text(model, request.get("text"))
+        notes = []
+        if checked.truncated:
+            cut = len(checked.text) - len(checked.read)
+            notes.append(
+                f"{model.info.name} reads at most {model.info.max_input_tokens} tokens, so it "
+                f"embedded only the start of your text and ignored about {cut:,} characters. "
+                f"It stopped at: “…{checked.read[-80:]}”"
+            )
+        vector = cached_text_vector(space.model_name, checked.text)
+        return space.vector_query(vector, "text", f"“{_short(checked.text)}”"), notes
+    upload = st.session_state.get("es_image")
+    if upload is None:
+        raise QueryError("")
+    if not embeds_images(model):
+        image_input(model, upload.getvalue(), upload.name)  # bad files get their own message
+        raise QueryError(text_only_message(model))
+    vector = cached_image_vector(space.model_name, upload.getvalue(), upload.name)
+    return space.vector_query(vector, "image", f"photo: {_short(upload.name)}"), []
+
+
+def _short(text: str, n: int = 40) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+st.title("Embedding space")
+st.markdown(
+    "An embedding model turns a text (or a photo) into a list of numbers: a point in a space "
+    "with hundreds of dimensions. Inputs that mean similar things land close together, and "
+    "vector search is finding the points closest to a query. Below, every dot is a real vector "
+    "from the corpus, and every list of neighbours comes from a query that just ran in "
+    "PostgreSQL. The map flattens the space to two dimensions so you can see it — and that "
+    "flattening is part of the lesson."
+)
+
+db = ui.database()
+name = ui.model_name()
+model = ui.model(name)
+try:
+    space = space_of(name)
+except EmbeddingError as e:
+    ui.embedding_error(e)
+    st.stop()
+
+left, middle, right = st.columns([5, 4, 2], vertical_alignment="bottom")
+left.text_input(
+    "Type a query",
+    key="es_text",
+    on_change=ask_text,
+    placeholder="a small cat — then press Enter",
+    help="Embedded as a query by the model, placed on the map with the same projection.",
+)
+middle.file_uploader(
+    "…or upload a photo",
+    type=list(EXTENSIONS),
+    key="es_image",
+    on_change=ask_image,
+    help="PNG, JPEG, WEBP or GIF, at most 16 megapixels."
+    + ("" if embeds_images(model) else f" {name} embeds text only: it will say so."),
+)
+k = right.slider("k neighbours", 3, 15, 5, key="es_k")
+
+# Messages go in a container that is always there, so the map below keeps its place in the
+# page (and its state in the browser) whether or not there is something to say.
+notices = st.container()
+request = st.session_state.get(QUERY) or default_request(space)
+notes: list[str] = []
+try:
+    query, notes = resolve(request, space)
+    st.session_state[GOOD] = request
+except (QueryError, EmbeddingError) as e:
+    if str(e):
+        notices.error(str(e), icon=":material/error:")
+    try:
+        query, _ = resolve(st.session_state.get(GOOD) or default_request(space), space)
+    except (QueryError, EmbeddingError):
+        query, _ = resolve(default_request(space), space)
+for note in notes:
+    notices.info(note, icon=":material/content_cut:")
+
+answer = space.answer(db, query, k)
+
+picture, words = st.columns([5, 2], gap="large")
+with picture:
+    embedding_map(space, query, k, [n.id for n in answer.in_space], key=MAP, on_release=ask_point)
+with words:
+    ex1, ex2 = space.explained
+    st.markdown(
+        f"**Nothing here knows what a cat is.** {name} turned each text into "
+        f"{space.dimension} numbers. The cat sentences sit together because the model learned "
+        "from text where they appear in similar company — not because anything here "
+        "understands cats."
+    )
+    st.markdown(
+        "**Similarity is a property of the model.** Another model gives every item other "
+        "numbers: switch the model in the sidebar and every point moves, every distance "
+        "changes. The neighbours you get are that model's opinion."
+    )
+    if embeds_images(model):
+        st.markdown(
+            f"**One multimodal model puts text and images in one space.** {name} embeds a "
+            "photo of a cat near the words “a small cat”: squares are photos, circles texts."
+        )
+    else:
+        st.markdown(
+            "**One multimodal model puts text and images in one space.** A model such as CLIP "
+            f"or voyage-multimodal-3.5 places a cat photo near the words “a small cat”. {name} "
+            f"embeds text only, so the corpus's {len(space.skipped)} photos are not on this map."
+        )
+    st.markdown(
+        f"**The map is a flattening.** Its two axes keep {100 * (ex1 + ex2):.1f}% of the "
+        f"variance of the {space.dimension} dimensions (PC 1 {100 * ex1:.1f}%, "
+        f"PC 2 {100 * ex2:.1f}%). Close on the map is not always close in the space."
+    )
+
+if query.source == "point":
+    where = (
+        f"your point at ({query.x:.2f}, {query.y:.2f}), sent back to {space.dimension} "
+        "dimensions by the inverse projection and scaled to unit length like the model's vectors"
+    )
+else:
+    where = f"{query.label}, embedded by {name} and placed on the map by the same projection"
+st.subheader("Nearest on the map, nearest in the space")
+st.caption(f"Query: {where}.")
+
+shared = set(answer.shared)
+map_col, true_col = st.columns(2, gap="large")
+with map_col, st.container(key="es_map_list"):
+    st.markdown(f"**Nearest on the map** — 2-D distance, what the eye sees (k = {k})")
+    st.table(
+        {
+            "#": list(range(1, len(answer.on_map) + 1)),
+            "item": [n.item.text for n in answer.on_map],
+            "theme": [n.item.theme for n in answer.on_map],
+            "kind": [n.item.kind for n in answer.on_map],
+            "map distance": [f"{n.distance:.3f}" for n in answer.on_map],
+            "in both": ["✓" if n.item.id in shared else "" for n in answer.on_map],
+        }
+    )
+with true_col, st.container(key="es_true_list"):
+    st.markdown(
+        f"**Nearest in {space.dimension} dimensions** — cosine distance `<=>`, exact scan in "
+        "PostgreSQL"
+    )
+    st.table(
+        {
+            "#": list(range(1, len(answer.in_space) + 1)),
+            "item": [n.content for n in answer.in_space],
+            "theme": [n.theme for n in answer.in_space],
+            "kind": [n.kind for n in answer.in_space],
+            "distance": [f"{n.distance:.4f}" for n in answer.in_space],
+            "similarity = 1 − distance": [f"{n.similarity:.4f}" for n in answer.in_space],
+            "in both": ["✓" if n.id in shared else "" for n in answer.in_space],
+        }
+    )
+
+overlap = len(answer.shared)
+if answer.agree:
+    st.success(f"The two lists agree: all {k} items are in both.", icon=":material/check:")
+else:
+    st.warning(
+        f"**{overlap} of {k}** items are in both lists. They disagree because the projection "
+        f"itself bends distances: the map keeps {100 * (ex1 + ex2):.1f}% of the variance, so two "
+        f"points that look close on it can be far apart in {space.dimension} dimensions, and "
+        "the other way round. Postgres measures in the full space; trust its list.",
+        icon=":material/compare_arrows:",
+    )
+
+st.subheader("The SQL that ran")
+ui.show_sql(answer.sql, answer.params)
+with st.expander("Proof that it is exact: the plan"):
+    st.code("\n".join(space.exact_plan(db, query, k)), language="text")
+    st.caption(
+        "With index scans off, Postgres reads every row and sorts by distance: a sequential "
+        "scan, the true k nearest. The HNSW index on this table would answer faster, and "
+        "approximately (see Recall at scale)."
+    )
+
+st.subheader("Models: one space each")
+st.markdown(
+    f"This map shows **{len(space.items)}** items as **{name}** embeds them "
+    f"({space.dimension} dimensions), stored in the table `{space.table}`. "
+    "Switch the model in the sidebar and the same items are redrawn in the new model's space."
+)
+if space.skipped:
+    with st.expander(f"Not on this map: {len(space.skipped)} items {name} cannot embed"):
+        st.caption(f"{name} embeds {' and '.join(sorted(model.info.modalities))} only.")
+        cols = st.columns(min(len(space.skipped), 5))
+        for i, item in enumerate(space.skipped):
+            with cols[i % len(cols)]:
+                if item.image_path is not None:
+                    st.image(str(item.image_path), width=140)
+                st.caption(f"{item.kind} · {item.theme} — {item.text}")
+
+st.markdown(
+    "Vectors of two models are never compared: their numbers mean different things even when "
+    "the dimensions happen to match. Postgres catches only a dimension mismatch:"
+)
+if st.button("Compare this table with another model's vector, in SQL"):
+    others = [c.info.name for c in model_choices() if c.available and c.info.name != name]
+    if others:
+        other_name = others[0]
+        try:
+            other = text_vector(ui.model(other_name), "a small cat")
+            whose = f"{other_name}'s vector of “a small cat” ({len(other)} dimensions)"
+        except EmbeddingError as e:
+            ui.embedding_error(e)
+            st.stop()
+    else:
+        other = TOY_VECTOR
+        whose = (
+            f"a {len(other)}-dimensional vector standing in for another model's "
+            "(no second model is usable on this machine)"
+        )
+    attempt = cross_model_attempt(db, space.table, other)
+    ui.show_sql(attempt.sql, attempt.shown_params)
+    st.caption(f"`other` is {whose}; the table holds {name}'s {space.dimension}-d vectors.")
+    if attempt.error:
+        st.error(
+            f"PostgreSQL said: **{attempt.error}** (SQLSTATE {attempt.sqlstate})",
+            icon=":material/block:",
+        )
+    else:
+        st.warning(
+            "Postgres ran it without complaint: the dimensions match, so the database cannot "
+            "tell that the numbers come from two different models. The distances are "
+            "meaningless — which is why the app keeps one table per model.",
+            icon=":material/warning:",
+        )
+
+st.subheader("What to notice")
+st.markdown(
+    f"""
+- Drag the star: the items lit on the map change as you move, computed in your browser from
+  the 2-D positions. Let go, and Postgres answers in {space.dimension} dimensions.
+- Count the ✓ marks. Out on the rim of a cluster the two lists
+  mostly agree; in the crowded middle they part. A spot on the map stands for a whole flat
+  slice of the {space.dimension}-dimensional space: the inverse projection picks one point of
+  it, and by cosine the items nearest to that point are the ones furthest out in its direction.
+- Type “a small cat”: it lands among the animals, and the first true neighbour is a cat item.
+  Try a sentence about something the corpus does not mention and watch where it lands.
+- Similarity is `1 − distance` for cosine: 1 is the same direction, 0 unrelated.
+"""
+)
