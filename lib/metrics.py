@@ -97,6 +97,10 @@ class Ranked:
     value: float  # what the operator returns (NaN when undefined)
     score: float
 
+    @property
+    def undefined(self) -> bool:
+        return math.isnan(self.value)
+
 
 def normalised(vectors: np.ndarray) -> np.ndarray:
     """Each row scaled to length 1 (float32); a zero row stays zero, as in l2_normalize()."""

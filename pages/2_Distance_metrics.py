@@ -108,7 +108,12 @@ def picture() -> None:
             )
     with right:
         top = ours[metric.key][0]
-        st.markdown(f"##### Top document under {metric.short} `{metric.operator}`: **{top.name}**")
+        if top.undefined:
+            st.markdown(f"##### No top document under {metric.short} `{metric.operator}`")
+        else:
+            st.markdown(
+                f"##### Top document under {metric.short} `{metric.operator}`: **{top.name}**"
+            )
         st.info(metric.lesson, icon=":material/lightbulb:")
         st.markdown(
             "First under each metric: "
@@ -148,7 +153,7 @@ def picture() -> None:
                 ),
                 icon=":material/compare_arrows:",
             )
-        bad_input_notes(names, docs, normalise)
+        bad_input_notes(names, docs, query, normalise)
 
     st.subheader("The same rankings from PostgreSQL")
     st.markdown(
@@ -182,7 +187,17 @@ def highlight_differ(value: str) -> str:
     return "color: #c5221f; font-weight: 600" if value == tables.DIFFER else ""
 
 
-def bad_input_notes(names, docs, normalise: bool) -> None:
+def bad_input_notes(names, docs, query, normalise: bool) -> None:
+    if metrics.zero_vectors(["q"], query[None, :]):
+        st.error(
+            "**The query is the zero vector, so every cosine is undefined.** Each `<=>` is "
+            "0 / 0 and Postgres returns NaN for all of them; with nothing to sort by, "
+            "`ORDER BY embedding <=> q, name` falls back to the names. L2 ranks by length "
+            "alone and inner product gives every document 0. Drag the query away from "
+            "the origin.",
+            icon=":material/block:",
+        )
+        return
     zeros = metrics.zero_vectors(names, docs)
     if zeros:
         z = zeros[0]

@@ -1,0 +1,60 @@
+"""The Distance metrics page under AppTest: everything but the picture (a v2 component).
+
+AppTest runs the page through the entrypoint (switch_page), as a browser would reach it.
+"""
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+PAGE = "pages/2_Distance_metrics.py"
+
+
+@pytest.fixture
+def app(pg_url, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", pg_url)
+    monkeypatch.delenv("VOYAGE_API_KEY", raising=False)
+    at = AppTest.from_file(str(PROJECT_DIR / "streamlit_app.py"), default_timeout=180)
+    at.run()
+    at.switch_page(PAGE)
+    return at
+
+
+def texts(at) -> str:
+    parts = [m.value for m in at.markdown]
+    for kind in (at.error, at.info, at.warning, at.success):
+        parts += [e.value for e in kind]
+    return "\n".join(parts)
+
+
+def test_page_shows_rankings_sql_and_plans_without_exception(app):
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    shown = texts(app)
+    assert "Top document under Cosine `<=>`: **A**" in shown
+    assert "✓ the same order as numpy" in shown
+    assert "All three top-10 lists agree" in shown
+    code = "\n".join(c.value for c in app.code)
+    assert "CREATE TEMPORARY TABLE docs" in code and "ON COMMIT DROP" in code
+    assert "Index Scan using" in code and "Disabled: true" in code
+
+
+def test_zero_query_says_every_cosine_is_undefined(app):
+    app.session_state["dm_points"] = {
+        "A": (1.0, 0.6), "B": (4.0, -0.6), "C": (2.6, 1.9), "D": (-1.0, 2.0), "q": (0.0, 0.0)
+    }  # fmt: skip
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    shown = texts(app)
+    assert "No top document under Cosine" in shown
+    assert "The query is the zero vector" in shown
+
+
+def test_identical_documents_explain_the_tie_break(app):
+    app.run()
+    next(b for b in app.button if b.label == "Identical documents").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    shown = texts(app)
+    assert "C and D are identical" in shown and "Ties always come out as C, D" in shown
