@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -187,7 +188,8 @@ class EmbeddingSpace:
             table=sql.Identifier(self.table)
         )
         rows = db.fetchall(stmt, {"query": vec, "k": k}, settings=EXACT)
-        return [r[0] for r in rows]
+        short = f"'[… {self.dimension} numbers …]'"
+        return [re.sub(r"'\[[^\]']{40,}\]'", short, r[0]) for r in rows]
 
 
 def shown_sql(table: str) -> str:

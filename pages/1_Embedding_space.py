@@ -203,7 +203,7 @@ with map_col, st.container(key="es_map_list"):
     st.table(
         {
             "#": list(range(1, len(answer.on_map) + 1)),
-            "item": [n.item.text for n in answer.on_map],
+            "item": [_short(n.item.text, 70) for n in answer.on_map],
             "theme": [n.item.theme for n in answer.on_map],
             "kind": [n.item.kind for n in answer.on_map],
             "map distance": [f"{n.distance:.3f}" for n in answer.on_map],
@@ -218,7 +218,7 @@ with true_col, st.container(key="es_true_list"):
     st.table(
         {
             "#": list(range(1, len(answer.in_space) + 1)),
-            "item": [n.content for n in answer.in_space],
+            "item": [_short(n.content, 70) for n in answer.in_space],
             "theme": [n.theme for n in answer.in_space],
             "kind": [n.kind for n in answer.in_space],
             "distance": [f"{n.distance:.4f}" for n in answer.in_space],

@@ -78,6 +78,7 @@ def test_the_sql_shown_is_the_exact_scan_that_ran_and_its_plan_proves_it(db, spa
     assert answer.params["k"] == 5 and answer.params["query"].shape == (384,)
     plan = "\n".join(space.exact_plan(db, query, 5))
     assert "Seq Scan" in plan and "Index" not in plan
+    assert "'[… 384 numbers …]'" in plan and len(max(plan.splitlines(), key=len)) < 120
 
 
 def test_a_query_from_another_model_is_refused_before_it_reaches_sql(db, space):
