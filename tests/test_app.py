@@ -30,8 +30,10 @@ def test_every_page_file_is_in_the_sidebar():
 def test_page_runs_under_apptest_without_exception(file, pg_url, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", pg_url)
     monkeypatch.delenv("VOYAGE_API_KEY", raising=False)
-    at = AppTest.from_file(str(PROJECT_DIR / file), default_timeout=120)
-    at.run()
+    # Pages run as Streamlit runs them: from the entrypoint, so the sidebar's links resolve.
+    at = AppTest.from_file(str(PROJECT_DIR / "streamlit_app.py"), default_timeout=120).run()
+    if file != "streamlit_app.py":
+        at.switch_page(file).run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.title, "every page has a title"
 
