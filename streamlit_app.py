@@ -42,3 +42,13 @@ with right:
         "Models run on this machine unless you set `VOYAGE_API_KEY`, which adds the lesson's "
         "`voyage-multimodal-3.5`. Switch models in the sidebar."
     )
+
+st.subheader("Running a workshop")
+st.markdown(
+    "- Everything runs on this machine: no network, no API key, no Docker needed.\n"
+    "- Many attendees can share one instance: each browser session keeps its own query, "
+    "model and settings; `hnsw.ef_search` and friends are applied with `SET LOCAL`, so one "
+    "person's knob never reaches another's query.\n"
+    "- Build the large tables before the session starts: on **Recall at scale**, prepare "
+    "the 500,000-row size once; tables and indexes are kept in the database across restarts."
+)
