@@ -196,3 +196,23 @@ def corpus(model_name: str) -> Corpus:
     vectors.setflags(write=False)
     table = ensure_corpus_table(_database(), model_name, items, vectors)
     return Corpus(model_name, tuple(items), skipped, vectors, table)
+
+
+@st.cache_resource(show_spinner="Loading the passage vectors and their generator…")
+def recall_dataset():
+    """The recall page's dataset: real passage vectors, held-out queries, fitted generator."""
+    from lib.datasets import load_dataset
+
+    return load_dataset()
+
+
+@st.cache_resource(show_spinner=False)
+def _recall_builds(url: str | None):
+    from lib.builds import BuildManager
+
+    return BuildManager(_open_database(url), recall_dataset())
+
+
+def recall_builds():
+    """The one BuildManager of this server process: every session shares its jobs."""
+    return _recall_builds(os.environ.get("DATABASE_URL") or None)

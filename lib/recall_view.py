@@ -1,0 +1,234 @@
+"""What the recall page draws, shaped from the harness's reports: points, the figure, the
+side-by-side tables, the SQL as it ran. No database access, no Streamlit."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from lib.database import Setting
+from lib.datasets import Dataset, IndexSpec, VectorIndex
+from lib.recall import RecallReport
+
+
+def knob_label(knobs: Mapping[str, Setting]) -> str:
+    return ", ".join(f"{k.split('.')[-1]}={v}" for k, v in knobs.items())
+
+
+def point(
+    report: RecallReport, n: int, index: VectorIndex, knobs: Mapping[str, Setting], ds: Dataset
+) -> dict[str, Any]:
+    """One measurement as a few numbers and labels (what the session keeps)."""
+    config = f"{index.label()} · {knob_label(knobs)}"
+    return {
+        "key": f"{n}|{index.name}|{config}",
+        "rows": n,
+        "config": config,
+        "index": index.name,
+        "recall": report.recall["mean"],
+        "recall_min": report.recall["min"],
+        "missing": report.queries_missing,
+        "queries": report.queries,
+        "exact_ms": report.exact_latency_ms["p50"],
+        "index_ms": report.index_latency_ms["p50"],
+        "real_rows": ds.real_rows(n),
+        "exact_ran_at": report.exact_ran_at,
+        "index_ran_at": report.index_ran_at,
+    }
+
+
+def add_point(points: list[dict[str, Any]], new: dict[str, Any]) -> list[dict[str, Any]]:
+    """`points` with `new` added, replacing an earlier measurement of the same thing."""
+    return [p for p in points if p["key"] != new["key"]] + [new]
+
+
+def _when(iso: str) -> str:
+    try:
+        return datetime.fromisoformat(iso).astimezone(UTC).strftime("%H:%M:%S UTC")
+    except ValueError:
+        return iso
+
+
+def figure(points: Sequence[Mapping[str, Any]], sizes: Sequence[int] = ()) -> go.Figure:
+    """Recall@10 against rows (log axis) above each method's median latency; the x axis
+    spans `sizes` (the sizes on offer) so that every point lands where it will stay."""
+    fig = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.08,
+        row_heights=[0.62, 0.38],
+        subplot_titles=("recall@10 (mean over the query set)", "median latency per query (ms)"),
+    )
+    exact = sorted({p["rows"]: p for p in points}.values(), key=lambda p: p["rows"])
+    if exact:
+        fig.add_trace(
+            go.Scatter(
+                x=[p["rows"] for p in exact],
+                y=[1.0] * len(exact),
+                mode="lines+markers",
+                name="exact scan (ground truth, proved by its plan)",
+                line={"color": "#555", "dash": "dot"},
+                marker={"symbol": "square", "size": 7},
+                legendgroup="exact",
+                hovertemplate="%{x:,} rows<br>exact scan: recall 1 by definition<extra></extra>",
+            ),
+            row=1,
+            col=1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=[p["rows"] for p in exact],
+                y=[p["exact_ms"] for p in exact],
+                mode="lines+markers",
+                name="exact scan latency",
+                line={"color": "#555", "dash": "dot"},
+                marker={"symbol": "square", "size": 7},
+                legendgroup="exact",
+                showlegend=False,
+                hovertemplate="%{x:,} rows<br>exact scan: %{y:.1f} ms median<extra></extra>",
+            ),
+            row=2,
+            col=1,
+        )
+    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b"]
+    configs = list(dict.fromkeys(p["config"] for p in points))
+    for i, config in enumerate(configs):
+        mine = sorted((p for p in points if p["config"] == config), key=lambda p: p["rows"])
+        color = palette[i % len(palette)]
+        hover = [
+            f"{p['rows']:,} rows ({p['real_rows']:,} real)<br>{config}<br>"
+            f"recall@10 mean {p['recall']:.3f}, worst query {p['recall_min']:.1f}<br>"
+            f"{p['missing']} of {p['queries']} queries missed a true neighbour<br>"
+            f"index {p['index_ms']:.2f} ms · exact {p['exact_ms']:.1f} ms (medians)<br>"
+            f"measured {_when(p['index_ran_at'])}"
+            for p in mine
+        ]
+        fig.add_trace(
+            go.Scatter(
+                x=[p["rows"] for p in mine],
+                y=[p["recall"] for p in mine],
+                mode="lines+markers",
+                name=config,
+                line={"color": color},
+                marker={"size": 10},
+                legendgroup=config,
+                hovertext=hover,
+                hoverinfo="text",
+            ),
+            row=1,
+            col=1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=[p["rows"] for p in mine],
+                y=[p["index_ms"] for p in mine],
+                mode="lines+markers",
+                name=config,
+                line={"color": color},
+                marker={"size": 8},
+                legendgroup=config,
+                showlegend=False,
+                hovertext=hover,
+                hoverinfo="text",
+            ),
+            row=2,
+            col=1,
+        )
+    low = min([p["recall"] for p in points] + [0.9])
+    xs = [p["rows"] for p in points] + list(sizes)
+    span = [math.log10(min(xs)) - 0.15, math.log10(max(xs)) + 0.15] if xs else None
+    fig.update_xaxes(
+        type="log", range=span, title_text="rows in the table (log scale)", row=2, col=1
+    )
+    fig.update_xaxes(type="log", range=span, row=1, col=1)
+    ticks = sorted(set(xs))
+    fig.update_xaxes(tickvals=ticks, ticktext=[_short_count(x) for x in ticks])
+    fig.update_yaxes(range=[max(0.0, low - 0.05), 1.02], row=1, col=1)
+    fig.update_yaxes(type="log", row=2, col=1)
+    fig.update_layout(
+        height=560,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        legend={"orientation": "h", "yanchor": "top", "y": -0.12, "x": 0},
+        hovermode="closest",
+    )
+    return fig
+
+
+def _short_count(x: int) -> str:
+    if x >= 1_000_000:
+        return f"{x / 1_000_000:g}M"
+    if x >= 1000:
+        return f"{x / 1000:g}k"
+    return str(x)
+
+
+def sql_block(query_text: str, settings: Mapping[str, Setting]) -> str:
+    """The query wrapped in the transaction and SET LOCAL lines it ran with."""
+    sets = "\n".join(f"SET LOCAL {k} = {_literal(v)};" for k, v in settings.items())
+    return f"BEGIN;\n{sets}\n-- $1: each query vector in turn\n{query_text}\nCOMMIT;"
+
+
+def _literal(v: Setting) -> str:
+    return str(v) if isinstance(v, int | float) and not isinstance(v, bool) else f"'{v}'"
+
+
+def side_by_side(
+    ds: Dataset,
+    exact: Sequence[tuple[Any, float]],
+    got: Sequence[tuple[Any, float]],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The true top k and the index's answer, each row marked found or missed."""
+    truth_ids = {i for i, _ in exact}
+    got_ids = {i for i, _ in got}
+
+    def source(row_id: int) -> str:
+        p = ds.passage_of(row_id)
+        return f"{p.title} — {p.text[:70]}…" if p else "generated row"
+
+    def frame(rows: Sequence[tuple[Any, float]], mark: str, other: set) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "rank": range(1, len(rows) + 1),
+                "found": [("✓" if i in other else mark) for i, _ in rows],
+                "id": [i for i, _ in rows],
+                "similarity": [round(1 - d, 4) for _, d in rows],
+                "row": [source(i) for i, _ in rows],
+            }
+        )
+
+    return frame(exact, "✗ missed by the index", got_ids), frame(
+        got, "✗ not in the true top 10", truth_ids
+    )
+
+
+def query_label(ds: Dataset, i: int, recall: float | None = None) -> str:
+    p = ds.query_passages[i]
+    score = f" · recall {recall:.1f}" if recall is not None else ""
+    return f"query {i + 1}{score} · {p.title[:60]}"
+
+
+def rebuild_estimate(current: VectorIndex | None, n: int, spec: IndexSpec) -> str:
+    """A rough forecast of a rebuild's time, from the last build measured on this table."""
+    spec = spec.resolved(n)
+    if current is None or not current.build_seconds:
+        return "No build of this table has been timed yet."
+    base = current.build_seconds
+    old = current.spec()
+    if spec.kind == "hnsw" and old.kind == "hnsw":
+        factor = (spec.m * spec.ef_construction) / (old.m * old.ef_construction)
+        guess = base * factor**0.8
+        return (
+            f"The current index took {base:.1f} s to build here. HNSW build time grows with "
+            f"m × ef_construction, so expect very roughly {guess:.0f} s."
+        )
+    return (
+        f"The current index ({old.label()}) took {base:.1f} s to build here; "
+        f"the {spec.label()} build is timed and shown when it ends."
+    )

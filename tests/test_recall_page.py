@@ -1,0 +1,38 @@
+"""The Recall at scale page in a real Chromium, against the app served on the test database."""
+
+import time
+
+import pytest
+from browser_util import exceptions, open_page
+
+pytestmark = pytest.mark.browser
+
+RECALL_POINTS = (
+    "() => { const plot = document.querySelector('.js-plotly-plot');"
+    " if (!plot || !plot.data) return 0;"
+    " return plot.data.filter(t => t.yaxis === 'y' && !t.name.startsWith('exact'))"
+    ".reduce((n, t) => n + t.x.length, 0); }"
+)
+
+
+def recall_points(page) -> int:
+    return page.evaluate(RECALL_POINTS)
+
+
+def test_moving_the_size_control_adds_a_recall_point_to_the_plot(app_url, page):
+    open_page(page, f"{app_url}/Recall_at_scale")
+    page.wait_for_function(f"({RECALL_POINTS})() >= 1", timeout=120_000)
+    assert recall_points(page) == 1
+    assert "500 rows" in page.locator('[data-testid="stMain"]').inner_text()
+
+    slider = page.get_by_role("slider").first
+    slider.focus()
+    page.keyboard.press("ArrowRight")  # 500 -> 1,000 rows
+    page.wait_for_function(f"({RECALL_POINTS})() >= 2", timeout=120_000)
+    time.sleep(0.5)
+    assert recall_points(page) == 2
+    text = page.locator('[data-testid="stMain"]').inner_text()
+    assert "1,000 rows" in text
+    assert "returned 10 rows" in text  # the lesson's sentence, with measured numbers
+    assert "SET LOCAL enable_indexscan = 'off'" in text  # the SQL that ran
+    assert exceptions(page) == []
