@@ -18,6 +18,7 @@ import streamlit as st
 from lib.corpus import load_items
 from lib.database import Database, DatabaseUnavailable, open_database
 from lib.embeddings.base import EmbeddingError, EmbeddingModel
+from lib.embeddings.local import use_one_thread_per_query
 from lib.embeddings.registry import ModelChoice, default_model_name, load_model, model_choices
 from lib.store import ensure_corpus_table
 from lib.vectors import embeddable, item_vectors
@@ -37,7 +38,7 @@ PAGES = [
         "pages/2_Distance_metrics.py",
         "Distance metrics",
         ":material/straighten:",
-        "cosine <=>, L2 <->, inner product <#>: when they agree and when they don't",
+        "cosine `<=>`, L2 `<->`, inner product `<#>`: when they agree and when they don't",
     ),
     (
         "pages/3_Recall_at_scale.py",
@@ -81,6 +82,7 @@ def _choices() -> list[ModelChoice]:
 @st.cache_resource(show_spinner="Loading the embedding model…")
 def model(name: str) -> EmbeddingModel:
     """The shared model object for `name` (weights load once, on first use)."""
+    use_one_thread_per_query()
     return load_model(name)
 
 

