@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -168,3 +169,29 @@ def test_the_command_refuses_a_size_too_large(pg_url):
     )  # fmt: skip
     assert out.returncode == 1
     assert "memory" in json.loads(out.stdout)["error"]
+
+
+def test_a_build_killed_midway_leaves_no_index_behind_and_the_next_one_finishes(db, ds, pg_url):
+    n = 30_000
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lib.recall", "--size", str(n), "--queries", "5",
+         "--database-url", pg_url],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    table = table_name(n, ds.dimension)
+    try:
+        deadline = time.monotonic() + 60
+        while datasets.index_progress(db, table) is None:
+            assert proc.poll() is None and time.monotonic() < deadline, "the build never started"
+            time.sleep(0.1)
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 15
+    while datasets.index_progress(db, table) is not None:  # the server notices the client left
+        assert time.monotonic() < deadline, "the orphaned CREATE INDEX kept running"
+        time.sleep(0.2)
+    status = datasets.table_status(db, ds, n)
+    assert status.loaded and status.indexes == ()  # rows committed, no half-built index
+    report = datasets.build_index(db, ds, n, IndexSpec())
+    assert report.indexed and datasets.table_status(db, ds, n).ready(IndexSpec())
