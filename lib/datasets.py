@@ -281,6 +281,39 @@ def plan_size(
     )
 
 
+def seconds_estimate(db: Database, n: int) -> float | None:
+    """Rough time to load and index `n` rows here, from the largest load and HNSW build
+    measured on this server (build rate scaled by log n: each insert searches a deeper graph)."""
+    ensure_meta(db)
+    row = db.fetchone(
+        "SELECT (SELECT n / load_seconds FROM recall_tables WHERE load_seconds > 0"
+        "        ORDER BY n DESC LIMIT 1),"
+        " t.n, t.n / b.build_seconds FROM recall_index_builds b"
+        " JOIN recall_tables t ON t.name = b.table_name"
+        " WHERE b.kind = 'hnsw' AND b.build_seconds > 0 ORDER BY t.n DESC LIMIT 1"
+    )
+    if not row or not row[0] or not row[2]:
+        return None
+    load_rate, n0, build_rate = float(row[0]), int(row[1]), float(row[2])
+    rate = build_rate * np.log(max(n0, 2)) / np.log(max(n, 2))
+    return n / load_rate + n / rate
+
+
+def describe_plan(plan: SizePlan, seconds: float | None) -> str:
+    """What a size will cost, in a sentence."""
+    when = (
+        f" Roughly {seconds / 60:.0f} min to load and index here, from the rates measured on "
+        "this server."
+        if seconds and seconds >= 90
+        else (f" Roughly {seconds:.0f} s to load and index here." if seconds else "")
+    )
+    return (
+        f"{plan.n:,} rows: a table of about {_size(plan.table_bytes)}, and an HNSW graph of "
+        f"about {_size(plan.graph_bytes)} in memory while it is built "
+        f"(maintenance_work_mem {plan.maintenance_work_mem_mb:,} MB).{when}"
+    )
+
+
 def _size(b: float) -> str:
     for unit in ("B", "kB", "MB", "GB", "TB"):
         if b < 1024 or unit == "TB":

@@ -52,11 +52,19 @@ with controls:
         f"{datasets.table_name(500, ds.dimension)}, …",
     )
     with st.popover("Another size…"):
-        st.number_input(
+        custom = st.number_input(
             "Rows", min_value=100, max_value=2_000_000_000, value=1_000_000, step=100_000,
             key="recall_custom",
         )  # fmt: skip
-        st.button("Use this size", on_click=_use_custom_size)
+        plan = datasets.plan_size(
+            int(custom), ds.dimension,
+            memory=datasets.memory_available(), disk=datasets.disk_available(db),
+        )  # fmt: skip
+        if plan.ok:
+            st.caption(datasets.describe_plan(plan, datasets.seconds_estimate(db, int(custom))))
+            st.button("Build and measure this size", on_click=_use_custom_size)
+        else:
+            st.error(f"**Refused.** {plan.reason}", icon=":material/block:")
     if state.get("recall_refusal"):
         st.error(f"**Not built:** {state['recall_refusal']}", icon=":material/block:")
 
@@ -114,6 +122,13 @@ def build_progress(size: int) -> None:
 
 if job is not None:
     build_progress(n)
+elif last is not None and last.state == "done" and last.report and last.report.indexed:
+    st.success(
+        f"Index {last.report.index} built in {last.report.build_seconds:.1f} s (measured; "
+        f"maintenance_work_mem {last.report.maintenance_work_mem}, "
+        f"{last.report.workers} parallel worker{'s' if last.report.workers != 1 else ''}).",
+        icon=":material/build:",
+    )
 
 # ---- the measurement ---------------------------------------------------------------------
 report = None
