@@ -195,3 +195,26 @@ def test_a_build_killed_midway_leaves_no_index_behind_and_the_next_one_finishes(
     assert status.loaded and status.indexes == ()  # rows committed, no half-built index
     report = datasets.build_index(db, ds, n, IndexSpec())
     assert report.indexed and datasets.table_status(db, ds, n).ready(IndexSpec())
+
+
+def test_the_graph_notice_is_captured_when_the_graph_outgrows_maintenance_work_mem(
+    db, ds, small, monkeypatch
+):
+    real_plan = datasets.plan_size
+
+    def tiny(*args, **kwargs):
+        from dataclasses import replace
+
+        return replace(real_plan(*args, **kwargs), maintenance_work_mem_mb=1)
+
+    monkeypatch.setattr(datasets, "plan_size", tiny)
+    heard = []
+    report = datasets.build_index(
+        db, ds, 2000, IndexSpec(m=8, ef_construction=32), on_notice=heard.append
+    )
+    assert report.maintenance_work_mem == "1MB"
+    assert any(datasets.GRAPH_NOTICE in t for t in heard), heard
+    status = datasets.table_status(db, ds, 2000)
+    assert datasets.GRAPH_NOTICE in status.index.notice  # kept with the build, shown on the page
+    monkeypatch.undo()
+    datasets.build_index(db, ds, 2000, IndexSpec())
