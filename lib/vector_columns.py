@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lib.database import Database
-from lib.recall import Target
+from lib.recall import HarnessError, Target
 
 OPCLASS_OPERATORS = {
     "vector_cosine_ops": "<=>",
@@ -17,7 +17,7 @@ OPCLASS_OPERATORS = {
 }
 
 
-class ColumnProblem(Exception):
+class ColumnProblem(HarnessError):
     """Recall cannot be measured on this column; the message says why and what to do."""
 
 
