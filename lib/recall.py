@@ -470,4 +470,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run lib.recall's own main, so that its exception classes are the ones lib/ raises
+    from lib.recall import main as _main
+
+    sys.exit(_main())
