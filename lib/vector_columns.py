@@ -106,7 +106,8 @@ def find_column(db: Database, table: str, column: str | None = None) -> VectorCo
         and (column is None or c.column == column)
     ]  # fmt: skip
     if not found:
-        raise ColumnProblem(f"no readable vector column {column or ''} in table {table}")
+        what = f"vector column {column!r}" if column else "vector column"
+        raise ColumnProblem(f"no readable {what} in table {table}")
     if len(found) > 1:
         names = ", ".join(c.label for c in found)
         raise ColumnProblem(f"{table} matches several vector columns ({names}); name one")
