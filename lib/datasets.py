@@ -596,6 +596,9 @@ def build_index(
             for old in status.indexes:
                 if old.name != name:
                     conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(old.name)))
+                    conn.execute(
+                        "DELETE FROM recall_index_builds WHERE index_name = %s", (old.name,)
+                    )
         finally:
             conn.remove_notice_handler(handler)
         graph_notice = next((t for t in notices if GRAPH_NOTICE in t), None)
