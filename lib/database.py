@@ -171,7 +171,9 @@ class Database:
             conninfo,
             min_size=1,
             max_size=max_size,
-            kwargs={"autocommit": True},
+            # No server-side prepared statements: a cached generic plan ignores later changes
+            # of enable_indexscan and friends, so an "exact" query could reuse an index plan.
+            kwargs={"autocommit": True, "prepare_threshold": None},
             configure=_configure_connection,
             check=ConnectionPool.check_connection,
             name="pgvector-lab",

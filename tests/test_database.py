@@ -67,3 +67,10 @@ def test_unreachable_server_gives_one_clear_message_with_a_fix():
 )
 def test_mask_password(url, masked):
     assert mask_password(url) == masked
+
+
+def test_repeated_queries_are_never_prepared_so_plans_follow_settings(db):
+    for i in range(30):
+        db.fetchall("SELECT %s::int + 1", (i,), settings={"enable_indexscan": i % 2 == 0})
+    (prepared,) = db.fetchone("SELECT count(*) FROM pg_prepared_statements")
+    assert prepared == 0
