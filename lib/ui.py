@@ -86,6 +86,15 @@ def model(name: str) -> EmbeddingModel:
     return load_model(name)
 
 
+@st.cache_data(max_entries=256, show_spinner=False)
+def query_vector(model_name: str, text: str) -> np.ndarray:
+    """`model_name`'s query vector for `text`, shared by every page and session (a rerun or a
+    second learner asking for the same text does not embed it again)."""
+    from lib.queries import text_vector
+
+    return text_vector(model(model_name), text)
+
+
 def model_name() -> str:
     """The model this session has chosen (the default until the learner picks another)."""
     available = [c.info.name for c in _choices() if c.available]

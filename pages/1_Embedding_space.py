@@ -13,7 +13,6 @@ from lib.queries import (
     image_input,
     image_vector,
     text_only_message,
-    text_vector,
 )
 from lib.space import TOY_VECTOR, EmbeddingSpace, Query, cross_model_attempt
 from lib.uploads import EXTENSIONS
@@ -30,11 +29,6 @@ MAP = "es_map"
 def space_of(model_name: str) -> EmbeddingSpace:
     normalized = ui.model(model_name).info.normalized
     return EmbeddingSpace.from_corpus(ui.corpus(model_name), normalized=normalized)
-
-
-@st.cache_data(max_entries=256, show_spinner=False)
-def cached_text_vector(model_name: str, text: str):
-    return text_vector(ui.model(model_name), text)
 
 
 @st.cache_data(max_entries=16, show_spinner="Embedding the image…")
@@ -80,7 +74,7 @@ def resolve(request: dict, space: EmbeddingSpace) -> tuple[Query, list[str]]:
                 f"embedded only the start of your text and ignored about {cut:,} characters. "
                 f"It stopped at: “…{checked.read[-80:]}”"
             )
-        vector = cached_text_vector(space.model_name, checked.text)
+        vector = ui.query_vector(space.model_name, checked.text)
         return space.vector_query(vector, "text", f"“{_short(checked.text)}”"), notes
     upload = st.session_state.get("es_image")
     if upload is None:
@@ -274,7 +268,7 @@ if st.button("Compare this table with another model's vector, in SQL"):
     if others:
         other_name = others[0]
         try:
-            other = text_vector(ui.model(other_name), "a small cat")
+            other = ui.query_vector(other_name, "a small cat")
             whose = f"{other_name}'s vector of “a small cat” ({len(other)} dimensions)"
         except EmbeddingError as e:
             ui.embedding_error(e)

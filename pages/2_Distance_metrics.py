@@ -273,7 +273,7 @@ query_text = st.selectbox(
     on_change=new_query,
 )
 try:
-    query_vector = ui.model(model_name).embed([query_text], input_type="query")[0]
+    query_vector = ui.query_vector(model_name, query_text)
 except EmbeddingError as e:
     ui.embedding_error(e)
     st.stop()
