@@ -151,12 +151,13 @@ def figure(points: Sequence[Mapping[str, Any]], sizes: Sequence[int] = ()) -> go
     ticks = sorted(set(xs))
     fig.update_xaxes(tickvals=ticks, ticktext=[_short_count(x) for x in ticks])
     fig.update_yaxes(range=[max(0.0, low - 0.05), 1.02], row=1, col=1)
-    # Decades only: plotly's default log ticks (2, 5, 2, 5, ...) read badly on a projector.
-    decades = [10.0**e for e in range(-2, 6)]
+    latencies = [p[key] for p in points for key in ("exact_ms", "index_ms") if p[key] > 0]
+    ticks = _latency_ticks(latencies)
     fig.update_yaxes(
         type="log",
-        tickvals=decades,
-        ticktext=[f"{d:g} ms" for d in decades],
+        tickvals=ticks,
+        ticktext=[f"{t:g} ms" for t in ticks],
+        range=_latency_range(latencies, ticks),
         row=2,
         col=1,
     )
@@ -167,6 +168,31 @@ def figure(points: Sequence[Mapping[str, Any]], sizes: Sequence[int] = ()) -> go
         hovermode="closest",
     )
     return fig
+
+
+def _latency_ticks(values: list[float]) -> list[float]:
+    """Labelled ticks for the latency axis: whole decades when the points span several,
+    else 1-2-5 steps (plotly's own log ticks read "2, 5, 2, 5" with no decade in sight)."""
+    values = [v for v in values if v > 0]
+    if not values:
+        return []
+    lo, hi = min(values) / 1.3, max(values) * 1.3
+    steps = (1, 2, 5) if hi / lo < 300 else (1,)
+    ticks = [m * 10.0**e for e in range(-4, 7) for m in steps]
+    inside = [t for t in ticks if lo <= t <= hi]
+    if len(inside) >= 2:
+        return inside
+    ends = (min(values), max(values)) if max(values) / min(values) > 1.5 else (min(values),)
+    return sorted({float(f"{v:.2g}") for v in ends})
+
+
+def _latency_range(values: list[float], ticks: list[float]) -> list[float] | None:
+    """The log10 range that shows every point and every labelled tick."""
+    if not values:
+        return None
+    lo = min(values + ticks) / 1.3
+    hi = max(values + ticks) * 1.3
+    return [math.log10(lo), math.log10(hi)]
 
 
 def _short_count(x: int) -> str:
