@@ -3,7 +3,7 @@
 import time
 
 import pytest
-from browser_util import exceptions, open_page
+from browser_util import exceptions, open_page, wait_for_run
 
 pytestmark = pytest.mark.browser
 
@@ -46,6 +46,7 @@ def test_a_size_too_large_is_refused_with_an_estimate(app_url, page):
     field.press("Enter")
     refusal = page.get_by_test_id("stPopoverBody").get_by_text("Refused.")
     refusal.wait_for(timeout=30_000)
+    wait_for_run(page)  # stale elements of the previous run go only when this run ends
     text = page.get_by_test_id("stPopoverBody").inner_text()
     assert "900,000,000 rows" in text and "TB in memory" in text
     assert page.get_by_role("button", name="Build and measure this size").count() == 0
