@@ -13,7 +13,7 @@ import os
 import re
 import threading
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,6 +182,17 @@ class Database:
         )
         self._info: ServerInfo | None = None
         self._info_lock = threading.Lock()
+        self._done: set[str] = set()
+        self._done_lock = threading.Lock()
+
+    def once(self, name: str, setup: Callable[[], None]) -> None:
+        """Run `setup` the first time `name` is asked for on this Database (e.g. creating a
+        bookkeeping table), so that page reruns never repeat DDL."""
+        with self._done_lock:
+            if name in self._done:
+                return
+            setup()
+            self._done.add(name)
 
     @contextmanager
     def transaction(

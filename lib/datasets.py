@@ -26,7 +26,7 @@ import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -90,10 +90,20 @@ class Dataset:
     def n_real(self) -> int:
         return len(self.real)
 
-    def fingerprint(self) -> str:
+    @cached_property
+    def _fingerprint(self) -> str:
         h = hashlib.sha256(self.real.tobytes())
         h.update(f"{self.model_name}\0{self.seed}\0{self.generator.fingerprint()}".encode())
         return h.hexdigest()[:16]
+
+    @cached_property
+    def queries_fingerprint(self) -> str:
+        """A short hash of the held-out query vectors (keys stored ground truths)."""
+        return hashlib.sha256(self.queries.tobytes()).hexdigest()[:16]
+
+    def fingerprint(self) -> str:
+        """A hash of the rows' source (real vectors, model, seed, generator); computed once."""
+        return self._fingerprint
 
     def real_rows(self, n: int) -> int:
         return min(n, self.n_real)
@@ -408,9 +418,14 @@ class TableStatus:
 
 
 def ensure_meta(db: Database) -> None:
-    with db.transaction() as conn:
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('recall_meta'))")
-        conn.execute(META_DDL)
+    """Create the bookkeeping tables if missing: once per Database, never on a page rerun."""
+
+    def create() -> None:
+        with db.transaction() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('recall_meta'))")
+            conn.execute(META_DDL)
+
+    db.once("recall_meta", create)
 
 
 INDEXES_SQL = """SELECT i.relname, am.amname, i.reloptions, x.indisvalid,

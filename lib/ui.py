@@ -218,12 +218,60 @@ def recall_dataset():
 
 
 @st.cache_resource(show_spinner=False)
-def _recall_builds(url: str | None):
-    from lib.builds import BuildManager
+def _recall_worker(url: str | None):
+    from lib.jobs import Worker
 
-    return BuildManager(_open_database(url), recall_dataset())
+    return Worker(_open_database(url), recall_dataset())
 
 
-def recall_builds():
-    """The one BuildManager of this server process: every session shares its jobs."""
-    return _recall_builds(os.environ.get("DATABASE_URL") or None)
+def recall_worker():
+    """This process's worker for the shared queue of recall-table jobs (started once)."""
+    return _recall_worker(os.environ.get("DATABASE_URL") or None)
+
+
+def recall_truth(status):
+    """The stored ground truth of a loaded recall table, or None while it is computed."""
+    from lib import truths
+    from lib.recall import K
+
+    ds = recall_dataset()
+    return truths.load(database(), status.table, status.loaded_at, ds.queries_fingerprint, K)
+
+
+@st.cache_data(max_entries=128, ttl=600, show_spinner="Running the query set through the index…")
+def recall_report(table: str, loaded_at: Any, index: str, built_at: Any, knobs: tuple, rows: int):
+    """recall@10 of `index` on `table` under `knobs`, measured against the stored truth.
+
+    Shared by every session for ten minutes: the page shows when it ran, and a learner can
+    ask for a new run (`recall_report.clear(...)` with the same arguments)."""
+    from lib import recall, truths
+
+    ds = recall_dataset()
+    truth = truths.load(database(), table, loaded_at, ds.queries_fingerprint, recall.K)
+    if truth is None:
+        raise recall.HarnessError(f"no stored ground truth for {table} yet")
+    return recall.measure(
+        database(), recall.generated_target(table), ds.queries, knobs=dict(knobs),
+        truth=truth, rows=rows,
+    )  # fmt: skip
+
+
+@st.cache_data(max_entries=256, ttl=600, show_spinner=False)
+def recall_side_by_side(
+    table: str, loaded_at: Any, index: str, built_at: Any, knobs: tuple, query: int
+):
+    """One query's exact top 10 and the index's answer (cached like `recall_report`)."""
+    from lib import recall
+
+    ds = recall_dataset()
+    return recall.side_by_side(
+        database(), recall.generated_target(table), ds.queries[query], knobs=dict(knobs)
+    )
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def vector_columns():
+    """The server's readable vector columns (asked again at most once a minute)."""
+    from lib import vector_columns as vc
+
+    return vc.vector_columns(database())

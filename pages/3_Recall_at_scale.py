@@ -1,8 +1,10 @@
 """Recall at scale: exact scan versus an approximate index, measured as the table grows."""
 
+from datetime import UTC, datetime
+
 import streamlit as st
 
-from lib import datasets, recall, recall_view, ui, vector_columns
+from lib import datasets, jobs, recall, recall_view, ui, vector_columns
 from lib.datasets import IndexSpec
 
 st.set_page_config(page_title="Recall at scale", page_icon=":material/query_stats:", layout="wide")
@@ -20,7 +22,7 @@ st.markdown(
 
 db = ui.database()
 ds = ui.recall_dataset()
-builds = ui.recall_builds()
+ui.recall_worker()  # this process takes its part in preparing tables
 state = st.session_state
 state.setdefault("recall_points", [])
 state.setdefault("recall_sizes", list(datasets.SIZES))
@@ -94,48 +96,53 @@ with knob_col:
         + f". The {len(ds.queries)} queries are other real passages, held out of every table."
     )
 
-# ---- preparation: in the background, shared by every session --------------------------
-job = builds.active(n)
-truth = builds.truth(status) if status.loaded else None
-last = builds.last(n)
+# ---- preparation: a queue in PostgreSQL, shared by every session and every process ------
+truth = ui.recall_truth(status) if status.loaded else None
+last = jobs.last(db, n)  # jobs of one size run in order, so the newest is the live one
+job = last if last is not None and last.running else None
 if job is None and not (status.ready() and truth is not None):
     if last is not None and last.state == "failed":
         st.error(f"Preparing {n:,} rows failed: {last.error}", icon=":material/error:")
         if st.button("Try again"):
-            job = builds.request(n, index.spec() if index else None)
+            job = jobs.request(db, ds, n, index.spec() if index else None)
     else:
-        job = builds.request(n, index.spec() if index else None)
+        job = jobs.request(db, ds, n, index.spec() if index else None)
 
 
 @st.fragment(run_every=1.0)
-def build_progress(size: int) -> None:
-    running = builds.active(size)
-    if running is None:
+def build_progress(job_id: int) -> None:
+    running = jobs.get(db, job_id)
+    if running is None or not running.running:
         st.rerun(scope="app")
-    p = builds.progress(running)
+    p = jobs.progress(db, running)
     st.progress(p.fraction or 0.0, text=p.text)
     for text in running.notices:
         if datasets.GRAPH_NOTICE in text:
             st.warning(f"PostgreSQL: “{text}” — the build goes on, more slowly, on disk.")
-    st.caption("This goes on if you leave the page; other sessions asking for this size share it.")
+    st.caption(
+        "This goes on if you leave the page; everyone asking for this size shares it "
+        f"(job {running.id}, requested {running.requested_at:%H:%M:%S})."
+    )
 
 
 if job is not None:
-    build_progress(n)
-elif last is not None and last.state == "done" and last.report and last.report.indexed:
-    st.success(
-        f"Index {last.report.index} built in {last.report.build_seconds:.1f} s (measured; "
-        f"maintenance_work_mem {last.report.maintenance_work_mem}, "
-        f"{last.report.workers} parallel worker{'s' if last.report.workers != 1 else ''}).",
-        icon=":material/build:",
-    )
+    build_progress(job.id)
+elif last is not None and last.state == "done" and last.indexed and last.finished_at:
+    if (datetime.now(UTC) - last.finished_at).total_seconds() < 600:
+        st.success(
+            f"Index built in {last.build_seconds:.1f} s (measured; maintenance_work_mem "
+            f"{last.maintenance_work_mem}, {last.workers} parallel "
+            f"worker{'s' if last.workers != 1 else ''}).",
+            icon=":material/build:",
+        )
 
 # ---- the measurement ---------------------------------------------------------------------
 report = None
 if status.ready() and truth is not None:
     target = recall.generated_target(status.table)
+    measured = (status.table, status.loaded_at, index.name, index.built_at, tuple(knobs.items()))
     try:
-        report = recall.measure(db, target, ds.queries, knobs=knobs, truth=truth, rows=n)
+        report = ui.recall_report(*measured, n)
     except recall.HarnessError as e:
         st.error(str(e), icon=":material/timer_off:")
     if report is not None:
@@ -170,11 +177,20 @@ if report is not None:
         else ""
     )
     st.caption(
-        f"Ground truth: {report.queries} exact scans run at {report.exact_ran_at} "
+        f"Ground truth: {report.queries} exact scans run at "
+        f"{recall_view.when(report.exact_ran_at)} "
         f"(median {report.exact_latency_ms['p50']:.1f} ms each), whose plan "
-        f"({' → '.join(report.exact_plan)}) reads no index. Index queries just ran "
+        f"({' → '.join(report.exact_plan)}) reads no index. Index queries ran at "
+        f"{recall_view.when(report.index_ran_at)} "
         f"(median {report.index_latency_ms['p50']:.2f} ms). {built}"
     )
+    if st.button(
+        "Measure again now",
+        help="Runs the query set through the index again; "
+        "results are otherwise shared by everyone for ten minutes.",
+    ):
+        ui.recall_report.clear(*measured, n)
+        st.rerun()
     if index.notice:
         st.warning(f"During this index's build PostgreSQL said: “{index.notice}”.")
 
@@ -201,12 +217,12 @@ if report is not None:
     )
     passage = ds.query_passages[chosen]
     st.caption(f"Query text: “{' '.join(passage.text.split())[:300]}…” ({passage.page})")
-    exact_rows, index_rows = recall.side_by_side(db, target, ds.queries[chosen], knobs=knobs)
+    exact_rows, index_rows = ui.recall_side_by_side(*measured, chosen)
     truth_df, got_df = recall_view.side_by_side(ds, exact_rows, index_rows)
     a, b = st.columns(2)
-    a.markdown("**True top 10** (exact scan, run now)")
+    a.markdown("**True top 10** (exact scan)")
     a.dataframe(truth_df, hide_index=True, width="stretch")
-    b.markdown(f"**What the index returned** ({recall_view.knob_label(knobs)}, run now)")
+    b.markdown(f"**What the index returned** ({recall_view.knob_label(knobs)})")
     b.dataframe(got_df, hide_index=True, width="stretch")
     if st.toggle("EXPLAIN ANALYZE both queries for this query vector", key="recall_explain"):
         q = ds.queries[chosen]
@@ -247,7 +263,7 @@ if submitted:
     except ValueError as e:
         st.error(str(e))
     else:
-        builds.request(n, spec)
+        jobs.request(db, ds, n, spec)
         st.rerun()
 if index is not None:
     st.caption("Current index, as it was built:")
@@ -260,7 +276,7 @@ st.markdown(
     "and the index on 100 of its own rows as queries, in read-only transactions, at the "
     "`ef_search` / `probes` set above."
 )
-columns = vector_columns.vector_columns(db)
+columns = ui.vector_columns()
 if not columns:
     st.info("This server has no readable table with a vector column.")
 else:

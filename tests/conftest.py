@@ -18,6 +18,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -87,13 +88,13 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> None
     raise TimeoutError(f"streamlit did not become healthy at {url}")
 
 
-@pytest.fixture(scope="session")
-def app_url(pg_url, tmp_path_factory) -> Iterator[str]:
-    """The app served by `streamlit run` on a free port, talking to the test database."""
+@contextmanager
+def serve_app(log: Path, **env: str) -> Iterator[str]:
+    """`streamlit run streamlit_app.py` on a free port with `env` added; yields its URL."""
     port = free_port()
-    log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
-    env = {**os.environ, "DATABASE_URL": pg_url, "PYTHONUNBUFFERED": "1"}
-    env.pop("VOYAGE_API_KEY", None)
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
+    if "VOYAGE_API_KEY" not in env:
+        full_env.pop("VOYAGE_API_KEY", None)  # the app under test never calls the real API
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [
@@ -102,7 +103,7 @@ def app_url(pg_url, tmp_path_factory) -> Iterator[str]:
                 "--server.fileWatcherType", "none",
             ],
             cwd=PROJECT_DIR,
-            env=env,
+            env=full_env,
             stdout=out,
             stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -118,6 +119,14 @@ def app_url(pg_url, tmp_path_factory) -> Iterator[str]:
             proc.kill()
         if proc.returncode not in (0, -15, None):
             print(log.read_text()[-5000:])
+
+
+@pytest.fixture(scope="session")
+def app_url(pg_url, tmp_path_factory) -> Iterator[str]:
+    """The app served by `streamlit run` on a free port, talking to the test database."""
+    log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
+    with serve_app(log, DATABASE_URL=pg_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

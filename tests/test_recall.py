@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from lib import datasets, recall
-from lib.builds import BuildManager, wait
 from lib.datasets import IndexSpec, load_dataset, table_name
 from lib.recall import HarnessError, Target, generated_target, measure
 from lib.synthetic import dataset
@@ -120,19 +119,6 @@ def test_an_invalid_index_is_never_used_and_gets_rebuilt(db, ds, small):
     report = datasets.build_index(db, ds, 500, IndexSpec())
     assert report.indexed
     assert datasets.table_status(db, ds, 500).ready(IndexSpec())
-
-
-def test_two_requests_for_the_same_size_share_one_job(db, ds):
-    builds = BuildManager(db, ds)
-    a = builds.request(1000)
-    b = builds.request(1000)
-    assert a is b
-    wait(a, timeout=120)
-    assert a.state == "done", a.error
-    status = datasets.table_status(db, ds, 1000)
-    truth = builds.truth(status)
-    assert truth is not None and len(truth.ids) == 100
-    assert builds.progress(a).fraction == 1.0
 
 
 def test_a_size_beyond_memory_or_disk_is_refused_with_an_estimate():

@@ -1,0 +1,80 @@
+"""The shared queue of recall-table jobs, against the real PostgreSQL."""
+
+import pytest
+
+from lib import datasets, jobs, truths
+from lib.datasets import IndexSpec, load_dataset
+from lib.recall import K
+
+pytestmark = pytest.mark.db
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return load_dataset()
+
+
+def test_two_requests_for_the_same_size_share_one_job_and_store_the_truth(db, ds):
+    a = jobs.request(db, ds, 1000)
+    b = jobs.request(db, ds, 1000)
+    assert a.id == b.id and a.state == "queued"
+    worker = jobs.Worker(db, ds)
+    try:
+        done = jobs.wait(db, a, timeout=180)
+    finally:
+        worker.stop()
+    assert done.state == "done", done.error
+    status = datasets.table_status(db, ds, 1000)
+    assert status.ready(IndexSpec())
+    truth = truths.load(db, status.table, status.loaded_at, ds.queries_fingerprint, K)
+    assert truth is not None and len(truth.ids) == len(ds.queries)
+    assert all(len(ids) == K for ids in truth.ids)
+    assert jobs.progress(db, done).fraction == 1.0
+    # asked again once ready: a new job that finds everything done and does nothing
+    again = jobs.request(db, ds, 1000)
+    assert again.id != a.id
+    worker = jobs.Worker(db, ds)
+    try:
+        again = jobs.wait(db, again, timeout=60)
+    finally:
+        worker.stop()
+    assert again.state == "done"
+    assert not (again.loaded or again.indexed or again.truth_computed)
+
+
+def test_a_job_whose_worker_died_is_queued_again_and_finished(db, ds):
+    spec = IndexSpec("hnsw", m=8, ef_construction=32)
+    job = jobs.request(db, ds, 500, spec)
+    # as a worker that was killed mid-build leaves it: running, with nobody holding the lane
+    db.fetchall(
+        "UPDATE recall_jobs SET state = 'indexing', attempts = 1, worker = 'gone:1'"
+        " WHERE id = %s RETURNING 1",
+        (job.id,),
+    )
+    worker = jobs.Worker(db, ds, lanes=("small",))
+    try:
+        done = jobs.wait(db, job, timeout=120)
+    finally:
+        worker.stop()
+    assert done.state == "done", done.error
+    assert done.attempts == 2 and done.worker == jobs.worker_name()
+    assert datasets.table_status(db, ds, 500).ready(spec)
+    datasets.build_index(db, ds, 500, IndexSpec())  # back to the default for other tests
+
+
+def test_a_queued_job_says_how_many_are_ahead_of_it_in_its_lane(db, ds):
+    first = jobs.request(db, ds, 700)
+    second = jobs.request(db, ds, 800)
+    big = jobs.request(db, ds, 70_000)
+    try:
+        ahead = jobs.position(db, second)
+        assert ahead == jobs.position(db, first) + 1
+        text = jobs.progress(db, second).text
+        assert f"{ahead} build{'s' if ahead > 1 else ''} ahead of it" in text
+        assert jobs.position(db, big) == 0  # the large-table lane has its own queue
+    finally:
+        db.fetchall(
+            "UPDATE recall_jobs SET state = 'failed', error = 'test' WHERE id = ANY(%s)"
+            " RETURNING 1",
+            ([first.id, second.id, big.id],),
+        )

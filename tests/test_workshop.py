@@ -1,0 +1,63 @@
+"""A workshop's instance: several app processes on one database, sharing the heavy work."""
+
+from __future__ import annotations
+
+import uuid
+from contextlib import ExitStack
+
+import psycopg
+import pytest
+from browser_util import exceptions, wait_for_run
+from conftest import serve_app
+from psycopg.conninfo import make_conninfo
+
+pytestmark = [pytest.mark.browser, pytest.mark.db]
+
+RECALL_MEASURED = "Ground truth: 100 exact scans run at"
+
+
+@pytest.fixture
+def fresh_database(pg_url):
+    """A new, empty database on the test server (the recall tables are not built there)."""
+    name = f"lab_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_conninfo(pg_url, dbname=name)
+    yield url
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def test_two_app_processes_asking_for_the_same_new_size_run_one_build(
+    fresh_database, browser, tmp_path
+):
+    with ExitStack() as stack:
+        urls = [
+            stack.enter_context(serve_app(tmp_path / f"app{i}.log", DATABASE_URL=fresh_database))
+            for i in range(2)
+        ]
+        contexts = [browser.new_context(viewport={"width": 1400, "height": 1000}) for _ in urls]
+        pages = [c.new_page() for c in contexts]
+        for page, url in zip(pages, urls, strict=True):  # both ask before either is done
+            page.goto(f"{url}/Recall_at_scale", wait_until="commit")
+        texts = []
+        for page in pages:
+            page.get_by_text(RECALL_MEASURED).wait_for(timeout=180_000)
+            wait_for_run(page)
+            assert exceptions(page) == []
+            texts.append(page.locator('[data-testid="stMain"]').inner_text())
+        for c in contexts:
+            c.close()
+
+    with psycopg.connect(fresh_database) as conn:
+        ran = conn.execute(
+            "SELECT count(*) FILTER (WHERE loaded), count(*) FILTER (WHERE indexed),"
+            " count(*) FILTER (WHERE truth_computed), count(DISTINCT worker)"
+            " FROM recall_jobs WHERE n = 500"
+        ).fetchone()
+        truths = conn.execute("SELECT ran_at FROM recall_truths").fetchall()
+    assert ran[:3] == (1, 1, 1)  # one load, one index build, one ground truth: by one worker
+    assert len(truths) == 1
+    # and both pages show that one ground truth, with the time it ran
+    stamps = [t.split(RECALL_MEASURED, 1)[1].split()[0] for t in texts]
+    assert stamps[0] == stamps[1]
