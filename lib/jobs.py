@@ -36,7 +36,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from lib import datasets, truths
-from lib.database import Database
+from lib.database import Database, DatabaseUnavailable
 from lib.datasets import Dataset, IndexSpec
 from lib.recall import HarnessError, K, generated_target, ground_truth
 
@@ -353,7 +353,7 @@ class Worker:
             try:
                 if self._has_queued(lane):
                     self._drain(lane, lock)
-            except psycopg.OperationalError:
+            except (DatabaseUnavailable, psycopg.OperationalError):
                 pass  # the server is away; try again on the next round
             except Exception:  # a worker must never die
                 traceback.print_exc()
@@ -405,7 +405,7 @@ class Worker:
             error = str(e) if isinstance(e, HarnessError) else f"{type(e).__name__}: {e}"
             try:
                 _set(self.db, job.id, state="failed", error=error.strip(), finished_at="now")
-            except psycopg.Error:
+            except (DatabaseUnavailable, psycopg.Error):
                 pass  # the server went away; the next worker requeues the job
             traceback.print_exc()
         else:

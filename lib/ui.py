@@ -65,9 +65,12 @@ def _database() -> Database:
 
 
 def database() -> Database:
-    """The shared Database; on failure, one clear message with the fix, and the page stops."""
+    """The shared Database, answering now (one pooled round trip); otherwise one clear message
+    with the fix, and the page stops. The app reconnects by itself when the server is back."""
     try:
-        return _database()
+        db = _database()
+        db.check()
+        return db
     except DatabaseUnavailable as e:
         st.error(f"**PostgreSQL is not available.** {e.problem}", icon=":material/error:")
         st.info(f"**How to fix:** {e.fix}")

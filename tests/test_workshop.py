@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 import uuid
 from contextlib import ExitStack
 
 import psycopg
 import pytest
-from browser_util import exceptions, wait_for_run
-from conftest import serve_app
+from browser_util import exceptions, open_page, wait_for_run
+from conftest import own_server, serve_app, short_tmp_dir
 from psycopg.conninfo import make_conninfo
 
 pytestmark = [pytest.mark.browser, pytest.mark.db]
@@ -61,3 +64,69 @@ def test_two_app_processes_asking_for_the_same_new_size_run_one_build(
     # and both pages show that one ground truth, with the time it ran
     stamps = [t.split(RECALL_MEASURED, 1)[1].split()[0] for t in texts]
     assert stamps[0] == stamps[1]
+
+
+PAGES = ("", "/Embedding_space", "/Distance_metrics", "/Recall_at_scale")
+AWAY = "is not answering"
+
+
+def _main_text(page) -> str:
+    return page.locator('[data-testid="stMain"]').inner_text()
+
+
+def _wait_until_recovered(page, url: str, timeout: float = 90) -> str:
+    """Reload `url` until the page runs without the database message; return its text."""
+    deadline = time.monotonic() + timeout
+    while True:
+        open_page(page, url)
+        text = _main_text(page)
+        if AWAY not in text or time.monotonic() > deadline:
+            return text
+        time.sleep(1)
+
+
+def test_every_page_says_the_server_is_away_and_recovers_when_it_is_started_again(
+    browser, tmp_path
+):
+    # the test's own server, stopped and started as `docker compose restart` would
+    with (
+        own_server() as server,
+        serve_app(tmp_path / "app.log", DATABASE_URL=server.get_uri()) as url,
+    ):
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        open_page(page, f"{url}/Distance_metrics", timeout=180)
+        assert AWAY not in _main_text(page) and exceptions(page) == []
+
+        server.stop()
+        for path in PAGES:
+            open_page(page, f"{url}{path}")
+            text = _main_text(page)
+            assert AWAY in text and "How to fix" in text, path
+            assert exceptions(page) == [], path
+
+        with server._lock:
+            server.ensure_postgres_running()
+        text = _wait_until_recovered(page, f"{url}/Distance_metrics")
+        assert "Top document under" in text and AWAY not in text
+        assert exceptions(page) == []
+        page.close()
+
+
+def test_the_app_starts_its_killed_embedded_server_again_by_itself(browser, tmp_path):
+    pgdata = short_tmp_dir() / "pgdata"
+    with serve_app(tmp_path / "app.log", PGVECTOR_LAB_PGDATA=str(pgdata), DATABASE_URL="") as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        open_page(page, url, timeout=180)
+        assert "PostgreSQL 18" in _main_text(page)
+        killed = int((pgdata / "postmaster.pid").read_text().split()[0])
+        os.kill(killed, signal.SIGKILL)
+
+        text = _wait_until_recovered(page, f"{url}/Distance_metrics")
+        assert "Top document under" in text and AWAY not in text
+        assert exceptions(page) == []
+        restarted = int((pgdata / "postmaster.pid").read_text().split()[0])
+        assert restarted != killed
+        page.close()
+    from lib.database import stop_embedded
+
+    stop_embedded(pgdata)
