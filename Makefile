@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run test lint format chromium vectors bench clean-db clip
+.PHONY: install run test lint format chromium haproxy vectors bench prepare workshop clean-db clip
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,21 @@ install: $(STAMP)
 
 run: install
 	$(BIN)/streamlit run streamlit_app.py --server.port $(PORT)
+
+# Before a workshop: build every size's table, index and ground truth, warm them, list them.
+prepare: install
+	$(BIN)/python -m lib.prepare
+
+# A room: one app process per core (PROCESSES=n) behind HAProxy with sticky sessions, on PORT.
+PROCESSES ?= $(shell nproc)
+workshop: install haproxy
+	$(BIN)/python scripts/workshop.py --processes $(PROCESSES) --port $(PORT)
+
+haproxy:
+	@command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq haproxy >/dev/null; }
 
 # Debian's chromium drives the browser tests; Playwright never downloads a browser here.
 chromium:

@@ -46,11 +46,19 @@ with right:
 st.subheader("Running a workshop")
 st.markdown(
     "- Everything runs on this machine: no network, no API key, no Docker needed.\n"
-    "- Many attendees can share one instance: each browser session keeps its own query, "
-    "model and settings; `hnsw.ef_search` and friends are applied with `SET LOCAL`, so one "
+    "- Many attendees share one instance: each browser session keeps its own query, model "
+    "and settings; `hnsw.ef_search` and friends are applied with `SET LOCAL`, so one "
     "person's knob never reaches another's query.\n"
-    "- Build the large tables before the session starts: on **Recall at scale**, prepare "
-    "the 500,000-row size once; tables and indexes are kept in the database across restarts. "
-    "Open that size again just before the demo: the first queries after a restart read the "
-    "index from disk and are slower, and the plot shows what it measured."
+    "- **The evening before:** `make prepare` builds every size of *Recall at scale* (table, "
+    "index and ground truth), warms them and lists what is ready. Everything it builds is kept "
+    "in the database across restarts.\n"
+    "- **In the room:** `make workshop` serves the lab on port 8501 as one app process per "
+    "core behind HAProxy (sticky sessions), all sharing one database: nothing is built twice."
+)
+st.markdown("**Recall at scale: which sizes are ready**")
+st.table(ui.sizes_overview())
+st.caption(
+    "Read from the database now. A size that is not ready is built when someone opens it (or "
+    "by `make prepare`); everyone asking for it shares one build, in a queue shared by every "
+    "app process."
 )

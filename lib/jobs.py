@@ -423,3 +423,60 @@ def wait(db: Database, job: Job, timeout: float = 600) -> Job:
         time.sleep(0.2)
     assert current is not None
     return current
+
+
+# ---------------------------------------------------------------------------------------
+# What is ready: every size at a glance (the home page, `make prepare`)
+
+
+@dataclass(frozen=True)
+class SizeState:
+    n: int
+    state: str  # "ready", "building", "queued", "failed" or "not built"
+    detail: str
+
+
+OVERVIEW_SQL = """SELECT t.n, t.real_rows, b.kind, b.params, b.build_seconds,
+       EXISTS (SELECT 1 FROM recall_truths r WHERE r.table_name = t.name
+               AND r.loaded_at = t.loaded_at AND r.queries = %(queries)s) AS truth
+FROM recall_tables t
+LEFT JOIN recall_index_builds b
+       ON b.table_name = t.name AND to_regclass(b.index_name) IS NOT NULL
+WHERE t.fingerprint = %(fingerprint)s AND to_regclass(t.name) IS NOT NULL"""
+
+
+def sizes_overview(db: Database, ds: Dataset, sizes: tuple[int, ...] = datasets.SIZES):
+    """Each size's state: ready (table, index and ground truth), building or queued (with
+    what is ahead of it), failed, or not built yet."""
+    datasets.ensure_meta(db)
+    truths.ensure_table(db)
+    ensure_table(db)
+    rows = db.fetchall(
+        OVERVIEW_SQL, {"queries": ds.queries_fingerprint, "fingerprint": ds.fingerprint()}
+    )
+    tables = {r[0]: r for r in rows}
+    newest = {
+        j.n: j
+        for j in map(
+            _job,
+            db.fetchall(f"SELECT DISTINCT ON (n) {COLUMNS} FROM recall_jobs ORDER BY n, id DESC"),
+        )
+    }
+    out = []
+    for n in sorted(set(sizes) | set(tables)):
+        job = newest.get(n)
+        row = tables.get(n)
+        if job is not None and job.state == "queued":
+            ahead = position(db, job)
+            out.append(SizeState(n, "queued", f"{ahead} ahead in the {job.lane}-table queue"))
+        elif job is not None and job.running:
+            out.append(SizeState(n, "building", progress(db, job).text))
+        elif row is not None and row[2] is not None and row[5]:
+            spec = IndexSpec(row[2], **row[3]).label() if row[3] else row[2]
+            built = f", built in {row[4]:.1f} s" if row[4] else ""
+            out.append(SizeState(n, "ready", f"{spec}{built}; {row[1]:,} real rows"))
+        elif job is not None and job.state == "failed":
+            out.append(SizeState(n, "failed", job.error or "failed"))
+        else:
+            out.append(SizeState(n, "not built", "built when someone opens it"))
+    return out

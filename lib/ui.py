@@ -272,6 +272,18 @@ def recall_side_by_side(
     )
 
 
+def sizes_overview() -> dict[str, list]:
+    """Every recall size's state, read now, as columns for a table."""
+    from lib import jobs
+
+    states = jobs.sizes_overview(database(), recall_dataset())
+    return {
+        "rows": [f"{s.n:,}" for s in states],
+        "state": [s.state for s in states],
+        "detail": [s.detail for s in states],
+    }
+
+
 @st.cache_data(ttl=60, show_spinner=False)
 def vector_columns():
     """The server's readable vector columns (asked again at most once a minute)."""

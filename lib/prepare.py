@@ -1,0 +1,139 @@
+"""Instructor preparation: every size's table, index and ground truth, built before the room
+arrives, then warmed and listed.
+
+    .venv/bin/python -m lib.prepare                  # every size on offer (500 to 500,000)
+    .venv/bin/python -m lib.prepare --sizes 500,50000
+    make prepare
+
+Queues one job per size that is not ready (lib/jobs.py) and runs them here, with a progress
+bar; an app already running against the same database takes its share of the queue, and
+nothing is built twice. Then it warms each size (the query set through its index and one
+exact scan, so that the first measurement in class does not read from disk) and prints what
+is ready, with the recall@10 it measured. Run it again any time: ready sizes are skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from lib import datasets, jobs, recall, truths
+from lib.database import open_database
+from lib.datasets import IndexSpec, load_dataset
+
+
+def bar(fraction: float, width: int = 30) -> str:
+    filled = int(round(fraction * width))
+    return "[" + "#" * filled + "." * (width - filled) + f"] {100 * fraction:3.0f}%"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m lib.prepare", description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", default=",".join(str(n) for n in datasets.SIZES))
+    ap.add_argument("--timeout", type=float, default=3600, help="seconds to wait in all")
+    args = ap.parse_args(argv)
+    sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
+
+    db = open_database()
+    ds = load_dataset()
+    info = db.info()
+    print(f"PostgreSQL {info.server_version} · pgvector {info.pgvector_version}: {info.location}")
+    for n in sizes:
+        plan = datasets.plan_size(
+            n, ds.dimension, memory=datasets.memory_available(), disk=datasets.disk_available(db)
+        )
+        if not plan.ok:
+            print(f"{n:>9,} rows: refused. {plan.reason}")
+    sizes = [
+        n for n in sizes
+        if datasets.plan_size(n, ds.dimension, memory=datasets.memory_available()).ok
+    ]  # fmt: skip
+
+    waiting = []
+    for n in sizes:
+        status = datasets.table_status(db, ds, n)
+        stored = (
+            truths.load(db, status.table, status.loaded_at, ds.queries_fingerprint, recall.K)
+            if status.loaded
+            else None
+        )
+        if status.ready() and stored is not None:
+            continue
+        spec = status.index.spec() if status.index else IndexSpec()
+        waiting.append(jobs.request(db, ds, n, spec))
+
+    t0 = time.monotonic()
+    if waiting:
+        print(f"Preparing {len(waiting)} size(s): {', '.join(f'{j.n:,}' for j in waiting)}")
+        worker = jobs.Worker(db, ds)
+        try:
+            _follow(db, waiting, args.timeout)
+        finally:
+            worker.stop()
+    failed = [j for j in (jobs.get(db, w.id) for w in waiting) if j and j.state == "failed"]
+    for j in failed:
+        print(f"{j.n:>9,} rows FAILED: {j.error}")
+
+    print(f"\nWarming each size (the query set through its index) after {_mins(t0)}:")
+    print(
+        f"{'rows':>9}  {'real':>7}  {'index':<34} {'recall@10':>9} {'index p50':>9}  truth ran at"
+    )
+    for n in sizes:
+        status = datasets.table_status(db, ds, n)
+        stored = (
+            truths.load(db, status.table, status.loaded_at, ds.queries_fingerprint, recall.K)
+            if status.loaded
+            else None
+        )
+        if not status.ready() or stored is None:
+            print(f"{n:>9,}  not ready")
+            continue
+        knobs = recall.knobs_for(status.index.kind)
+        target = recall.generated_target(status.table)
+        recall.ground_truth(db, target, ds.queries[:1])  # one exact scan reads the heap
+        report = recall.measure(db, target, ds.queries, knobs=knobs, truth=stored, rows=n)
+        print(
+            f"{n:>9,}  {ds.real_rows(n):>7,}  {status.index.label():<34} "
+            f"{report.recall['mean']:>9.3f} {report.index_latency_ms['p50']:>7.2f}ms  "
+            f"{stored.ran_at}  ({', '.join(f'{k}={v}' for k, v in knobs.items())})"
+        )
+    db.close()
+    return 1 if failed else 0
+
+
+def _follow(db, waiting: list[jobs.Job], timeout: float) -> None:
+    """Print a bar and each running job's own words until every job has ended."""
+    deadline = time.monotonic() + timeout
+    last_line = ""
+    interactive = sys.stdout.isatty()
+    while time.monotonic() < deadline:
+        current = [jobs.get(db, j.id) for j in waiting]
+        ended = sum(1 for j in current if j is None or not j.running)
+        running = [j for j in current if j is not None and j.running and j.state != "queued"]
+        words = "; ".join(jobs.progress(db, j).text for j in running) or (
+            "done" if ended == len(waiting) else "waiting for a worker"
+        )
+        line = f"{bar(ended / len(waiting))} {ended}/{len(waiting)} sizes ready. {words}"
+        if interactive:
+            print("\r" + line[:160].ljust(160), end="", flush=True)
+        elif line.split(". ", 1)[0] != last_line.split(". ", 1)[0] or "vectors" not in line:
+            if line != last_line:
+                print(line, flush=True)
+        last_line = line
+        if ended == len(waiting):
+            break
+        time.sleep(1)
+    if interactive:
+        print()
+
+
+def _mins(t0: float) -> str:
+    s = time.monotonic() - t0
+    return f"{s / 60:.1f} min" if s >= 90 else f"{s:.0f} s"
+
+
+if __name__ == "__main__":
+    from lib.prepare import main as _main
+
+    sys.exit(_main())

@@ -1,0 +1,167 @@
+"""Serve the lab to a room: N app processes behind HAProxy with sticky sessions, one database.
+
+    .venv/bin/python scripts/workshop.py                  # one process per core, on :8501
+    .venv/bin/python scripts/workshop.py --processes 3 --port 8080
+    make workshop PROCESSES=3
+
+One Streamlit process runs Python on about one core, so a room is served by several
+processes, each on its own port on 127.0.0.1, behind HAProxy on `--port`. HAProxy pins each
+browser to one process with a cookie (a session's page state lives in that process), sends
+the websocket there too, checks every process's /_stcore/health and moves the browsers of a
+process that died to another. Every process talks to the same PostgreSQL (the embedded
+server, started once here, or DATABASE_URL), where tables, index builds and ground truths
+are shared (lib/jobs.py), so nothing is built twice.
+
+Stops everything on Ctrl-C. Needs Debian's haproxy (`make haproxy` installs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_DIR))
+
+from lib.database import open_database  # noqa: E402
+
+RUN_DIR = PROJECT_DIR / ".cache" / "workshop"
+
+HAPROXY_CFG = """# Written by scripts/workshop.py; deploy/haproxy.cfg is the Docker Compose twin.
+global
+    maxconn 2000
+
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    # a Streamlit page is a websocket that stays open for the whole visit
+    timeout tunnel 2h
+    option redispatch
+    retries 2
+
+frontend lab
+    bind {bind}:{port}
+    default_backend apps
+
+backend apps
+    balance leastconn
+    # sticky sessions: a browser stays with the process that holds its page state
+    cookie LAB_APP insert indirect nocache httponly
+    option httpchk GET /_stcore/health
+    http-check expect status 200
+{servers}
+"""
+
+
+def haproxy_config(ports: list[int], port: int, bind: str = "0.0.0.0") -> str:
+    servers = "\n".join(
+        f"    server app{i} 127.0.0.1:{p} cookie app{i} check inter 2s fall 2 rise 1"
+        for i, p in enumerate(ports, start=1)
+    )
+    return HAPROXY_CFG.format(bind=bind, port=port, servers=servers)
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"an app process exited with {proc.returncode}; see {RUN_DIR}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise SystemExit(f"{url} did not become healthy in {timeout:.0f} s")
+
+
+def start_apps(n: int, first_port: int, env: dict[str, str]) -> list[tuple[int, subprocess.Popen]]:
+    apps = []
+    for i in range(n):
+        port = first_port + i
+        log = open(RUN_DIR / f"app{i + 1}.log", "wb")  # noqa: SIM115 - lives with the process
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
+                "--server.port", str(port), "--server.address", "127.0.0.1",
+                "--server.headless", "true",
+            ],
+            cwd=PROJECT_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        apps.append((port, proc))
+    return apps
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--processes", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--port", type=int, default=8501, help="where HAProxy listens")
+    ap.add_argument("--bind", default="0.0.0.0", help="HAProxy's address (0.0.0.0: the room)")
+    ap.add_argument("--first-app-port", type=int, default=8611)
+    args = ap.parse_args(argv)
+
+    haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    if not Path(haproxy).exists():
+        print("HAProxy is missing: `make haproxy` installs Debian's package.", file=sys.stderr)
+        return 2
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+
+    db = open_database()  # start (or reach) the one database before the processes race for it
+    info = db.info()
+    db.close()
+    print(f"PostgreSQL {info.server_version} · pgvector {info.pgvector_version}: {info.location}")
+
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        # one secret for every process: cookies and upload tokens are valid in each of them
+        "STREAMLIT_SERVER_COOKIE_SECRET": secrets.token_hex(32),
+    }
+    apps = start_apps(args.processes, args.first_app_port, env)
+    proxy = None
+    try:
+        for port, proc in apps:
+            wait_healthy(f"http://127.0.0.1:{port}", proc)
+            print(f"app process on 127.0.0.1:{port} (pid {proc.pid}) is up")
+        cfg = RUN_DIR / "haproxy.cfg"
+        cfg.write_text(haproxy_config([p for p, _ in apps], args.port, args.bind))
+        proxy = subprocess.Popen([haproxy, "-db", "-f", str(cfg)])
+        print(
+            f"HAProxy on {args.bind}:{args.port} → {len(apps)} app processes; "
+            f"open http://localhost:{args.port}. Logs in {RUN_DIR}. Ctrl-C stops everything.",
+            flush=True,
+        )
+        while proxy.poll() is None and all(p.poll() is None for _, p in apps):
+            time.sleep(1)
+        dead = [port for port, p in apps if p.poll() is not None]
+        if dead:
+            print(f"app process(es) on {dead} stopped; see {RUN_DIR}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for p in [proxy] + [p for _, p in apps]:
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in [proxy] + [p for _, p in apps]:
+            if p is not None:
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
