@@ -48,7 +48,7 @@ chromium:
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-test: install chromium
+test: install chromium haproxy
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

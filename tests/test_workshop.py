@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from contextlib import ExitStack
@@ -11,8 +13,9 @@ from contextlib import ExitStack
 import psycopg
 import pytest
 from browser_util import exceptions, open_page, wait_for_run
-from conftest import own_server, serve_app, short_tmp_dir
+from conftest import PROJECT_DIR, free_port, own_server, serve_app, short_tmp_dir
 from psycopg.conninfo import make_conninfo
+from relay import Relay
 
 pytestmark = [pytest.mark.browser, pytest.mark.db]
 
@@ -130,3 +133,71 @@ def test_the_app_starts_its_killed_embedded_server_again_by_itself(browser, tmp_
     from lib.database import stop_embedded
 
     stop_embedded(pgdata)
+
+
+def _measurements(page) -> int:
+    text = _main_text(page)
+    marker = " in this session"
+    if marker not in text:
+        return 0
+    return int(text.split(marker)[0].split()[-2])
+
+
+def test_behind_haproxy_a_dropped_connection_comes_back_to_its_own_page_state(
+    pg_url, browser, tmp_path
+):
+    """`scripts/workshop.py`: two app processes behind HAProxy; an attendee's connection
+    drops (every TCP connection cut) and comes back to the same process and session."""
+    port, first = free_port(), free_port()
+    env = {**os.environ, "DATABASE_URL": pg_url}
+    with open(tmp_path / "workshop.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "scripts/workshop.py", "--processes", "2", "--port", str(port),
+             "--bind", "127.0.0.1", "--first-app-port", str(first)],
+            cwd=PROJECT_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    relay = None
+    try:
+        deadline = time.monotonic() + 180
+        while b"HAProxy on" not in (tmp_path / "workshop.log").read_bytes():
+            assert proc.poll() is None, (tmp_path / "workshop.log").read_text()
+            assert time.monotonic() < deadline, "the workshop did not start"
+            time.sleep(0.5)
+        relay = Relay(port)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        open_page(page, f"http://127.0.0.1:{relay.port}/Recall_at_scale", timeout=180)
+        page.get_by_text(RECALL_MEASURED).wait_for(timeout=180_000)
+        cookies = {c["name"]: c["value"] for c in page.context.cookies()}
+        assert cookies.get("LAB_APP") in ("app1", "app2")  # pinned to one process
+
+        ef = page.get_by_role("slider").nth(1)
+        ef.focus()
+        page.keyboard.press("ArrowRight")  # a second measurement, kept in this session
+        page.wait_for_function(
+            "() => document.body.innerText.includes('2 measurements in this session')",
+            timeout=60_000,
+        )
+
+        before = relay.accepted
+        relay.drop()  # the Wi-Fi drops; the page reconnects by itself
+        deadline = time.monotonic() + 60
+        while relay.accepted == before:
+            assert time.monotonic() < deadline, "the page did not reconnect"
+            time.sleep(0.2)
+        ef.focus()
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function(
+            "() => document.body.innerText.includes('3 measurements in this session')",
+            timeout=90_000,
+        )
+        assert _measurements(page) == 3  # not 1: the same session, on the same process
+        assert exceptions(page) == []
+        page.close()
+    finally:
+        if relay is not None:
+            relay.close()
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
