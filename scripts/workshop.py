@@ -35,7 +35,7 @@ from lib.database import open_database  # noqa: E402
 
 RUN_DIR = PROJECT_DIR / ".cache" / "workshop"
 
-HAPROXY_CFG = """# Written by scripts/workshop.py; deploy/haproxy.cfg is the Docker Compose twin.
+HAPROXY_CFG = """# {origin}
 global
     maxconn 2000
 
@@ -48,7 +48,7 @@ defaults
     timeout tunnel 2h
     option redispatch
     retries 2
-
+{extra}
 frontend lab
     bind {bind}:{port}
     default_backend apps
@@ -62,13 +62,35 @@ backend apps
 {servers}
 """
 
+# In Docker Compose the app containers are found by name through Docker's DNS, and a
+# container that is not up yet must not stop HAProxy from starting.
+COMPOSE_EXTRA = """
+resolvers docker
+    nameserver dns 127.0.0.11:53
+"""
+COMPOSE_SERVER = "resolvers docker init-addr last,libc,none"
+COMPOSE_APPS = ("app1:8501", "app2:8501")
+COMPOSE_CFG = PROJECT_DIR / "deploy" / "haproxy.cfg"
 
-def haproxy_config(ports: list[int], port: int, bind: str = "0.0.0.0") -> str:
+
+def haproxy_config(
+    addresses: list[str], port: int, bind: str = "0.0.0.0", *, compose: bool = False
+) -> str:
+    """HAProxy's configuration for app processes at `addresses` (host:port)."""
+    options = f" {COMPOSE_SERVER}" if compose else ""
     servers = "\n".join(
-        f"    server app{i} 127.0.0.1:{p} cookie app{i} check inter 2s fall 2 rise 1"
-        for i, p in enumerate(ports, start=1)
+        f"    server app{i} {address} cookie app{i} check inter 2s fall 2 rise 1{options}"
+        for i, address in enumerate(addresses, start=1)
     )
-    return HAPROXY_CFG.format(bind=bind, port=port, servers=servers)
+    origin = (
+        "Docker Compose's workshop profile. Generated: scripts/workshop.py --write-compose-config"
+        if compose
+        else "Written by scripts/workshop.py for the app processes it started."
+    )
+    return HAPROXY_CFG.format(
+        origin=origin, extra=COMPOSE_EXTRA if compose else "", bind=bind, port=port,
+        servers=servers,
+    )  # fmt: skip
 
 
 def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -108,7 +130,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=8501, help="where HAProxy listens")
     ap.add_argument("--bind", default="0.0.0.0", help="HAProxy's address (0.0.0.0: the room)")
     ap.add_argument("--first-app-port", type=int, default=8611)
+    ap.add_argument(
+        "--write-compose-config", action="store_true",
+        help=f"write {COMPOSE_CFG.relative_to(PROJECT_DIR)} for docker-compose.yml, and stop",
+    )  # fmt: skip
     args = ap.parse_args(argv)
+    if args.write_compose_config:
+        COMPOSE_CFG.write_text(haproxy_config(list(COMPOSE_APPS), 8501, compose=True))
+        print(f"wrote {COMPOSE_CFG}")
+        return 0
 
     haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
     if not Path(haproxy).exists():
@@ -136,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             wait_healthy(f"http://127.0.0.1:{port}", proc)
             print(f"app process on 127.0.0.1:{port} (pid {proc.pid}) is up")
         cfg = RUN_DIR / "haproxy.cfg"
-        cfg.write_text(haproxy_config([p for p, _ in apps], args.port, args.bind))
+        cfg.write_text(haproxy_config([f"127.0.0.1:{p}" for p, _ in apps], args.port, args.bind))
         proxy = subprocess.Popen([haproxy, "-db", "-f", str(cfg)])
         print(
             f"HAProxy on {args.bind}:{args.port} → {len(apps)} app processes; "

@@ -1,0 +1,20 @@
+# The lab's app, for docker-compose.yml's `workshop` profile (app replicas behind HAProxy).
+# Not needed for `make run`; built by `docker compose --profile workshop up -d --build`.
+FROM python:3.11-slim-bookworm
+
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends make gcc \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /lab
+# torch's CPU build from PyTorch's own index: the default one on PyPI is a multi-GB CUDA build.
+RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+COPY pyproject.toml README.md ./
+COPY lib ./lib
+RUN pip install --no-cache-dir -e .
+COPY . .
+
+ENV HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+EXPOSE 8501
+HEALTHCHECK --interval=5s --timeout=3s --retries=24 \
+    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=2)"
+CMD ["streamlit", "run", "streamlit_app.py", "--server.port", "8501", "--server.address", "0.0.0.0"]
