@@ -185,6 +185,10 @@ class Attendee:
         self.ef = self.rng.choice([v for v in EF_SEARCH if v != self.ef])
         return await s.set_widget("recall_ef_search", self.ef)
 
+    def shows(self, page: str) -> bool:
+        """Whether the session shows `page` (its title)."""
+        return any(n.kind == "heading" and n.proto.body == page for n in self.session.nodes())
+
     async def loop(self, run: Run, deadline: float, think: float) -> None:
         try:
             while time.perf_counter() < deadline:
@@ -208,7 +212,10 @@ class Attendee:
     async def _click(self, page: str, action: str) -> RunResult:
         t0 = time.perf_counter()
         try:
-            return await self.step(page, action)
+            result = await self.step(page, action)
+            if result.status == "ok" and not self.shows(page):
+                result.status = "wrong_page"  # the instrument measured some other page
+            return result
         except LookupError as e:  # the widget is not on the page
             return RunResult("widget_missing", time.perf_counter() - t0, exceptions=[str(e)])
         except OSError as e:  # the page or the websocket could not be opened
@@ -433,6 +440,7 @@ def verdicts(baseline: Run | None, main: Run, ttl: dict, stress: Run | None) -> 
         print(
             f"  under {MB_PER_SESSION:.0f} MB per session, returned after they close: "
             f"{per:.1f} MB per session, {returned} — {ok(flag)}"
+            + (" (the growth only)" if after is None else "")
         )
     else:
         print("  memory per session: not measured (no server process known; pass --pid)")

@@ -415,6 +415,10 @@ class StreamlitSession:
             # its new_session.)
             self._navigation_seen = True
             self.pages = {p.page_script_hash: p for p in msg.navigation.app_pages}
+            # …and the page that runs: a page opened by its URL is reported in new_session
+            # under the main script's hash, which would run the home page if sent back.
+            if msg.navigation.page_script_hash:
+                self.page_script_hash = msg.navigation.page_script_hash
         elif kind == "delta":
             self._delta(msg, pending)
         elif kind == "page_not_found":

@@ -47,23 +47,26 @@ def _map(session: StreamlitSession) -> bytes:
     return node.element.SerializeToString()
 
 
-def test_page_change_text_query_and_cached_map_on_reload(app_url):
+def test_page_opened_by_url_reruns_itself_and_a_page_change_gets_the_map_from_cache(app_url):
     async def scenario():
         async with StreamlitSession(app_url, timeout=120) as session:
-            await session.open("Distance metrics")
-            opened = await session.open("Embedding space")  # the sidebar link: by page hash
+            opened = await session.open("Embedding space")  # its URL, in a new tab
             typed = await session.set_widget("Type a query", "a small cat")
-            captions = [t for t in session.texts() if t.startswith("Query:")]
-            typed_map = _map(session)
-            reload = await session.open("Embedding space")
-            return opened, typed, captions, typed_map, reload, _map(session)
+            typed_texts, typed_map = session.texts(), _map(session)
+            await session.open("Distance metrics")  # the sidebar links: by page hash
+            back = await session.open("Embedding space")
+            return opened, typed, typed_texts, typed_map, back, session.texts(), _map(session)
 
-    opened, typed, captions, typed_map, reload, reloaded_map = asyncio.run(scenario())
+    opened, typed, typed_texts, typed_map, back, back_texts, back_map = asyncio.run(scenario())
     assert opened.status == "ok" and not opened.exceptions, opened
     assert typed.status == "ok" and not typed.fragment and not typed.exceptions, typed
+    # The widget's rerun ran the page it is on (not the home page), with the text typed.
+    assert "Embedding space" in typed_texts
+    captions = [t for t in typed_texts if t.startswith("Query:")]
     assert len(captions) == 1 and "“a small cat”" in captions[0]
-    # Reloaded, the page draws the same map: the server sends it as a reference to the copy
-    # this client cached, and the client puts that copy back (an unresolved one fails the run).
-    assert reload.status == "ok", reload
-    assert reload.bytes_received < typed.bytes_received - 10_000
-    assert reloaded_map == typed_map
+    # Back on the page, the same map: the server sends it as a reference to the copy this
+    # client cached, and the client puts that copy back (an unresolved one fails the run).
+    assert back.status == "ok", back
+    assert "Embedding space" in back_texts and captions[0] in back_texts
+    assert back.bytes_received < typed.bytes_received - 10_000
+    assert back_map == typed_map
