@@ -80,6 +80,7 @@ QUERIES = [
 ]  # fmt: skip
 EF_SEARCH = [10, 20, 40, 64, 100, 150, 200]
 MB = 1024 * 1024
+BUSY_FIELDS = ("user", "nice", "system", "irq", "softirq")
 
 
 @dataclass
@@ -152,7 +153,7 @@ class Server:
             except psutil.Error:
                 postgres = None
         machine = psutil.cpu_times()
-        busy = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)
+        busy = sum(getattr(machine, f, 0.0) for f in BUSY_FIELDS)  # guest is inside user
         return Usage(server, postgres, _cpu(self.me.cpu_times()), busy, time.perf_counter())
 
 
@@ -484,7 +485,10 @@ def start_app(ttl: int | None, log_path: Path) -> tuple[subprocess.Popen, str]:
 
 def listening_pid(url: str) -> int | None:
     """The local process listening on the URL's port, if it is a Streamlit server."""
-    port = urlsplit(url).port or (443 if url.startswith("https") else 80)
+    parts = urlsplit(url)
+    if parts.hostname not in ("localhost", "127.0.0.1", "::1"):
+        return None
+    port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         conns = psutil.net_connections(kind="tcp")
     except psutil.Error:
