@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,13 @@ from st_client import StreamlitSession  # noqa: E402
 pytestmark = pytest.mark.db
 
 L2 = "Euclidean (L2)  `<->`"
+
+
+def _run(scenario):
+    """Run an async scenario in a thread of its own: Playwright's sync API, used by other
+    tests of the session, keeps an event loop running in this one."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, scenario()).result()
 
 
 def _top_heading(session: StreamlitSession) -> str:
@@ -31,7 +39,7 @@ def test_metric_switch_reruns_only_its_fragment_and_changes_the_top_heading(app_
             switch = await session.set_widget("dm_metric", L2)
             return load, before, metric, switch, _top_heading(session), session.texts()
 
-    load, before, metric, switch, after, texts = asyncio.run(scenario())
+    load, before, metric, switch, after, texts = _run(scenario)
     assert load.status == "ok", load
     assert not load.exceptions
     assert "Cosine `<=>`" in before
@@ -57,7 +65,7 @@ def test_page_opened_by_url_reruns_itself_and_a_page_change_gets_the_map_from_ca
             back = await session.open("Embedding space")
             return opened, typed, typed_texts, typed_map, back, session.texts(), _map(session)
 
-    opened, typed, typed_texts, typed_map, back, back_texts, back_map = asyncio.run(scenario())
+    opened, typed, typed_texts, typed_map, back, back_texts, back_map = _run(scenario)
     assert opened.status == "ok" and not opened.exceptions, opened
     assert typed.status == "ok" and not typed.fragment and not typed.exceptions, typed
     # The widget's rerun ran the page it is on (not the home page), with the text typed.
