@@ -5,21 +5,23 @@
     .venv/bin/python bench/bench_load.py --url http://127.0.0.1:8080 --pid 1234 --pid 1235
     .venv/bin/python bench/bench_load.py --sessions 5 --duration 20 --baseline 10 --ttl 15
 
-Each session is a browser tab spoken for by bench/st_client.py, Streamlit's own websocket
-protocol (no browser: 30 Chromiums would share the server's 2 cores and measure themselves).
+Each session stands for a browser tab, played by bench/st_client.py over Streamlit's own
+websocket protocol (no browser: 30 Chromiums would share the server's 2 cores and measure
+themselves).
 It loops until the run ends: open Embedding space, type a short query; open Distance
 metrics, switch the metric (a fragment rerun); open Recall at scale (500 rows), move
 `hnsw.ef_search`, pausing a think time (3 s ± 50% by default) after every click. Session
 starts are spread over the first seconds (--ramp). A click's latency runs from sending its
 BackMsg to the `script_finished` of the run it caused. Errors: an exception element on the
-page, a timeout (--timeout), a disconnect; after a timeout or a disconnect the attendee
-reloads (a new session).
+page, a timeout (--timeout), a disconnect, a click that did not land on its page; after
+any but an exception the attendee reloads (a new session).
 
 Without --url the benchmark starts the app as `make run` does (`streamlit run
 streamlit_app.py`, the project's config, the embedded PostgreSQL or DATABASE_URL) on a free
-port, and warms it first: one session opens every page and waits until Recall at scale
-shows its measurement of the 500-row table (built on first request), so the figures are of
-the steady state. Then: a one-session baseline (--baseline seconds, --baseline-think), the
+port. It warms the app first: one session (one per --pid, opened together, so each server
+behind a proxy gets one) opens every page and waits until Recall at scale shows its
+measurement of the 500-row table (built on first request), so the figures are of the
+steady state. Then: a one-session baseline (--baseline seconds, --baseline-think), the
 N-session run, and with --stress a run at --stress-think. Each run prints per page and
 action p50/p95/max latency, throughput, errors, the server's CPU per interaction and its
 RSS before, at peak and after the sessions close; after the main run it waits out
@@ -549,8 +551,15 @@ async def main_async(args: argparse.Namespace) -> None:
             "server processes measured: "
             + (", ".join(f"pid {p}" for p in pids) if pids else "none (pass --pid)")
         )
-        print("warming up (one session, every page, the 500-row table measured)…", flush=True)
-        usual = await warm_up(url, args.timeout)
+        # Behind a proxy, sessions open together land on different servers: one each.
+        warm = args.warm_sessions or max(1, len(pids))
+        print(
+            f"warming up ({warm} session{'s' if warm > 1 else ''} at once, every page, "
+            "the 500-row table measured)…",
+            flush=True,
+        )
+        seen = await asyncio.gather(*(warm_up(url, args.timeout) for _ in range(warm)))
+        usual = set().union(*seen)
         if server.pg is None and not args.url:
             pg = embedded_postgres_pid()
             server.pg = psutil.Process(pg) if pg else None
@@ -611,6 +620,12 @@ def main() -> None:
         "server's own setting (how long to wait)",
     )
     ap.add_argument("--no-ttl-wait", action="store_true", help="skip waiting out the TTL")
+    ap.add_argument(
+        "--warm-sessions",
+        type=int,
+        help="sessions that warm the app at once (default: one per --pid, so each server "
+        "behind a proxy gets one)",
+    )
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     asyncio.run(main_async(args))
