@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run test lint format chromium haproxy vectors bench prepare workshop clean-db clip
+.PHONY: install run test lint format chromium haproxy vectors bench bench-load prepare workshop clean-db clip
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,10 @@ vectors: install
 
 bench: install
 	@for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+# A room of 30: one session's baseline, then 30 sessions for 2 minutes (bench/bench_load.py).
+bench-load: install
+	$(BIN)/python bench/bench_load.py $(ARGS)
 
 # Stop the embedded PostgreSQL and delete its data directory (tables are rebuilt on demand).
 clean-db: install

@@ -1,0 +1,635 @@
+"""A room of attendees on one instance: N concurrent sessions clicking through the lesson.
+
+    make bench-load                                    # the default run below
+    .venv/bin/python bench/bench_load.py --stress      # adds a run at 1 s think time
+    .venv/bin/python bench/bench_load.py --url http://127.0.0.1:8080 --pid 1234 --pid 1235
+    .venv/bin/python bench/bench_load.py --sessions 5 --duration 20 --baseline 10 --ttl 15
+
+Each session stands for a browser tab, played by bench/st_client.py over Streamlit's own
+websocket protocol (no browser: 30 Chromiums would share the server's 2 cores and measure
+themselves).
+It loops until the run ends: open Embedding space, type a short query; open Distance
+metrics, switch the metric (a fragment rerun); open Recall at scale (500 rows), move
+`hnsw.ef_search`, pausing a think time (3 s ± 50% by default) after every click. Session
+starts are spread over the first seconds (--ramp). A click's latency runs from sending its
+BackMsg to the `script_finished` of the run it caused. Errors: an exception element on the
+page, a timeout (--timeout), a disconnect, a click that did not land on its page; after
+any but an exception the attendee reloads (a new session).
+
+Without --url the benchmark starts the app as `make run` does (`streamlit run
+streamlit_app.py`, the project's config, the embedded PostgreSQL or DATABASE_URL) on a free
+port. It warms the app first: one session (one per --pid, opened together, so each server
+behind a proxy gets one) opens every page and waits until Recall at scale shows its
+measurement of the 500-row table (built on first request), so the figures are of the
+steady state. Then: a one-session baseline (--baseline seconds, --baseline-think), the
+N-session run, and with --stress a run at --stress-think. Each run prints per page and
+action p50/p95/max latency, throughput, errors, the server's CPU per interaction and its
+RSS before, at peak and after the sessions close; after the main run it waits out
+Streamlit's `server.disconnectedSessionTTL` (--ttl; 120 s is Streamlit's default) and
+reads the RSS again. Then the verdict against the targets of issue 8.
+
+Server figures come from psutil on the Streamlit process (with --url: the process
+listening on the URL's port, or every --pid given, e.g. the processes behind a proxy).
+The machine is shared: the printout says how busy its cores were, and with what.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psutil
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_DIR / "tests"))
+from conftest import _wait_healthy, free_port  # noqa: E402
+from st_client import RunResult, StreamlitSession  # noqa: E402
+
+# The issue's targets, on this 2-core machine, in one run.
+BASELINE_P50_S = 0.060
+LOAD_P95_S = 1.0
+MB_PER_SESSION = 15.0
+TARGET_SESSIONS, TARGET_THINK = 30, 3.0
+
+ES, DM, RS = "Embedding space", "Distance metrics", "Recall at scale"
+STEPS = [
+    (ES, "page load"),
+    (ES, "type a query"),
+    (DM, "page load"),
+    (DM, "switch the metric"),
+    (RS, "page load (500 rows)"),
+    (RS, "move hnsw.ef_search"),
+]
+# Short queries an attendee might type: several sessions type the same ones (cache hits),
+# none types the same twice in a row.
+QUERIES = [
+    "a small cat", "tabby cat", "a puppy", "a red car", "a pickup truck", "a motorbike",
+    "a highway", "kitten asleep on a sofa", "dog in the park", "a fast sports car",
+    "traffic jam in the rain", "a bicycle", "cup of coffee", "vector index", "a bird",
+    "mountain road", "cat and dog", "electric scooter",
+]  # fmt: skip
+EF_SEARCH = [10, 20, 40, 64, 100, 150, 200]
+MB = 1024 * 1024
+BUSY_FIELDS = ("user", "nice", "system", "irq", "softirq")
+
+
+@dataclass
+class Click:
+    page: str
+    action: str
+    session: int
+    result: RunResult
+
+    @property
+    def failure(self) -> str | None:
+        return self.result.failure
+
+
+@dataclass
+class Usage:
+    """CPU seconds used so far by the server, PostgreSQL, this client and the machine."""
+
+    server: float | None
+    postgres: float | None
+    client: float
+    machine_busy: float  # CPU seconds the whole machine was busy (all cores)
+    at: float
+
+
+@dataclass
+class Run:
+    name: str
+    sessions: int
+    think: float
+    duration: float
+    clicks: list[Click] = field(default_factory=list)
+    wall: float = 0.0
+    start: Usage | None = None
+    end: Usage | None = None
+    rss_before: int | None = None
+    rss_peak: int | None = None
+    rss_after_close: int | None = None
+    reloads: int = 0
+
+
+class Server:
+    """The serving processes (Streamlit, and the embedded PostgreSQL if known), by psutil."""
+
+    def __init__(self, pids: list[int], pg_pid: int | None) -> None:
+        self.procs = [psutil.Process(p) for p in pids]
+        self.pg = psutil.Process(pg_pid) if pg_pid else None
+        self.me = psutil.Process()
+
+    def rss(self) -> int | None:
+        try:
+            return sum(p.memory_info().rss for p in self.procs) if self.procs else None
+        except psutil.Error:
+            return None
+
+    def usage(self) -> Usage:
+        server = None
+        if self.procs:
+            server = sum(_cpu(p.cpu_times()) for p in self.procs)
+        postgres = None
+        if self.pg is not None:
+            try:
+                t = self.pg.cpu_times()  # the postmaster, and the backends it has reaped
+                postgres = _cpu(t) + t.children_user + t.children_system
+                for child in self.pg.children(recursive=True):
+                    try:
+                        postgres += _cpu(child.cpu_times())
+                    except psutil.Error:
+                        pass
+            except psutil.Error:
+                postgres = None
+        machine = psutil.cpu_times()
+        busy = sum(getattr(machine, f, 0.0) for f in BUSY_FIELDS)  # guest is inside user
+        return Usage(server, postgres, _cpu(self.me.cpu_times()), busy, time.perf_counter())
+
+
+def _cpu(t) -> float:
+    return t.user + t.system
+
+
+# ---- one attendee ----------------------------------------------------------------------
+
+
+class Attendee:
+    def __init__(self, n: int, url: str, timeout: float, rng: random.Random) -> None:
+        self.n = n
+        self.session = StreamlitSession(url, timeout=timeout)
+        self.rng = rng
+        self.query = ""
+        self.metric = 0
+        self.ef = 40
+
+    async def step(self, page: str, action: str) -> RunResult:
+        s = self.session
+        if action.startswith("page load"):
+            return await s.open(page)
+        if page == ES:
+            self.query = self.rng.choice([q for q in QUERIES if q != self.query])
+            return await s.set_widget("es_text", self.query)
+        if page == DM:
+            self.metric = (self.metric + 1) % 3  # cosine -> L2 -> inner product -> …
+            return await s.set_widget("dm_metric", self.metric)
+        self.ef = self.rng.choice([v for v in EF_SEARCH if v != self.ef])
+        return await s.set_widget("recall_ef_search", self.ef)
+
+    def shows(self, page: str) -> bool:
+        """Whether the session shows `page` (its title)."""
+        return any(n.kind == "heading" and n.proto.body == page for n in self.session.nodes())
+
+    async def loop(self, run: Run, deadline: float, think: float) -> None:
+        try:
+            while time.perf_counter() < deadline:
+                for page, action in STEPS:
+                    if time.perf_counter() >= deadline:
+                        return
+                    result = await self._click(page, action)
+                    run.clicks.append(Click(page, action, self.n, result))
+                    if time.perf_counter() >= deadline:
+                        return
+                    await asyncio.sleep(think * self.rng.uniform(0.5, 1.5))
+                    if result.status != "ok":
+                        # A tab that hangs or drops gets reloaded: a new session.
+                        await self.session.close()
+                        self.query, self.metric, self.ef = "", 0, 40
+                        run.reloads += 1
+                        break
+        finally:
+            await self.session.close()
+
+    async def _click(self, page: str, action: str) -> RunResult:
+        t0 = time.perf_counter()
+        try:
+            result = await self.step(page, action)
+            if result.status == "ok" and not self.shows(page):
+                result.status = "wrong_page"  # the instrument measured some other page
+            return result
+        except LookupError as e:  # the widget is not on the page
+            return RunResult("widget_missing", time.perf_counter() - t0, exceptions=[str(e)])
+        except OSError as e:  # the page or the websocket could not be opened
+            return RunResult("connect_failed", time.perf_counter() - t0, exceptions=[str(e)])
+        except Exception as e:  # a handshake refused, an HTTP error status
+            return RunResult("connect_failed", time.perf_counter() - t0, exceptions=[repr(e)])
+
+
+async def run_sessions(
+    url: str, server: Server, run: Run, *, ramp: float, timeout: float, seed: int
+) -> Run:
+    rng = random.Random(seed)
+    attendees = [
+        Attendee(i, url, timeout, random.Random(rng.random())) for i in range(run.sessions)
+    ]
+    run.rss_before = server.rss()
+    run.rss_peak = run.rss_before
+    run.start = server.usage()
+    t0 = time.perf_counter()
+    deadline = t0 + run.duration
+
+    async def staggered(i: int, a: Attendee) -> None:
+        await asyncio.sleep(ramp * i / max(1, run.sessions))
+        await a.loop(run, deadline, run.think)
+
+    async def watch() -> None:
+        while True:
+            rss = server.rss()
+            if rss is not None:
+                run.rss_peak = max(run.rss_peak or 0, rss)
+            await asyncio.sleep(0.5)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await asyncio.gather(*(staggered(i, a) for i, a in enumerate(attendees)))
+    finally:
+        run.wall = time.perf_counter() - t0
+        run.end = server.usage()
+        watcher.cancel()
+    await asyncio.sleep(3)  # the server's side of the closed websockets
+    run.rss_after_close = server.rss()
+    return run
+
+
+# ---- warm-up, and the server's closed sessions -----------------------------------------
+
+
+async def warm_up(url: str, timeout: float, wait: float = 900.0) -> set[str]:
+    """One session visits every page and waits until Recall at scale shows its
+    measurement. Returns the error messages the pages show anyway (their lessons)."""
+    t0 = time.perf_counter()
+    alerts: set[str] = set()
+
+    def check(result: RunResult, page: str) -> None:
+        if result.failed:
+            raise RuntimeError(f"warm-up: {page} failed: {result}")
+        alerts.update(result.error_alerts)
+
+    async with StreamlitSession(url, timeout=max(timeout, 300)) as s:
+        for page, widget, value in [
+            (ES, "es_text", "a small cat"),
+            (DM, "dm_metric", 1),
+        ]:
+            for result in (await s.open(page), await s.set_widget(widget, value)):
+                check(result, page)
+        check(await s.open(RS), RS)
+        while not any("Recall@10" in t for t in s.texts()):
+            if time.perf_counter() - t0 > wait:
+                raise TimeoutError(f"Recall at scale showed no measurement in {wait:.0f} s")
+            await asyncio.sleep(2)
+            check(await s.rerun(), RS)
+        check(await s.set_widget("recall_ef_search", 64), RS)
+    print(f"warm in {time.perf_counter() - t0:.1f} s: the figures below are of the steady state")
+    return alerts
+
+
+async def probe(url: str) -> None:
+    """Open and close one session: a disconnect is when Streamlit drops expired sessions."""
+    async with StreamlitSession(url, timeout=60) as s:
+        await s.open("")  # the home page
+
+
+# ---- printing ------------------------------------------------------------------------
+
+
+def pct(values: list[float], q: float) -> float:
+    """The nearest-rank percentile (q in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def ms(seconds: float) -> str:
+    if math.isinf(seconds):
+        return "n/a"
+    return f"{1000 * seconds:,.0f}" if seconds >= 0.01 else f"{1000 * seconds:.1f}"
+
+
+def mb(n: int | None) -> str:
+    return "n/a" if n is None else f"{n / MB:,.0f} MB"
+
+
+def table(run: Run) -> list[str]:
+    head = (
+        f"{'page':<17} {'action':<21} {'count':>5} {'p50 ms':>8} {'p95 ms':>8} "
+        f"{'max ms':>8} {'errors':>6} {'KB/click':>8}"
+    )
+    lines = [head, "-" * len(head)]
+    groups = [(p, a, [c for c in run.clicks if (c.page, c.action) == (p, a)]) for p, a in STEPS]
+    groups.append(("all", "", run.clicks))
+    for page, action, clicks in groups:
+        if page == "all":
+            lines.append("-" * len(head))
+        done = [c.result.seconds for c in clicks if c.failure in (None, "exception")]
+        errors = sum(1 for c in clicks if c.failure)
+        kb = statistics.mean(c.result.bytes_received for c in clicks) / 1024 if clicks else 0
+        if done:
+            figures = f"{ms(pct(done, 50)):>8} {ms(pct(done, 95)):>8} {ms(max(done)):>8}"
+        else:
+            figures = f"{'-':>8} {'-':>8} {'-':>8}"
+        lines.append(f"{page:<17} {action:<21} {len(clicks):>5} {figures} {errors:>6} {kb:>8.1f}")
+    return lines
+
+
+def report(run: Run, usual_alerts: set[str]) -> None:
+    print()
+    print(
+        f"== {run.name}: {run.sessions} session{'s' if run.sessions != 1 else ''} × "
+        f"{run.duration:.0f} s, think {run.think:g} s ± 50%"
+    )
+    for line in table(run):
+        print("  " + line)
+    n = sum(1 for c in run.clicks if c.failure in (None, "exception"))
+    if run.wall:
+        print(f"  throughput: {n / run.wall:.2f} interactions/s ({n} answered in {run.wall:.1f} s)")
+    failures = Counter(c.failure for c in run.clicks if c.failure)
+    if failures:
+        print("  errors: " + ", ".join(f"{k} {v}" for k, v in failures.most_common()))
+        messages = Counter(m for c in run.clicks for m in c.result.exceptions)
+        for m, k in messages.most_common(3):
+            print(f"    {k}× {m[:150]}")
+    else:
+        print("  errors: none (no exception element, timeout or disconnect)")
+    if run.reloads:
+        print(f"  reloads after a timeout or disconnect: {run.reloads}")
+    alerts = Counter(a for c in run.clicks for a in c.result.error_alerts if a not in usual_alerts)
+    if alerts:
+        print(f"  error messages the warm-up did not show (st.error): {sum(alerts.values())}")
+        for m, k in alerts.most_common(3):
+            print(f"    {k}× {m[:150]}")
+    if run.start and run.end:
+        cores = (run.end.at - run.start.at) or 1
+        busy = (run.end.machine_busy - run.start.machine_busy) / cores
+        parts = []
+        if run.start.server is not None and run.end.server is not None:
+            cpu = run.end.server - run.start.server
+            per = f", {cpu / n:.3f} s per interaction" if n else ""
+            parts.append(f"Streamlit {cpu:.1f} CPU-s ({cpu / cores:.2f} cores{per})")
+        if run.start.postgres is not None and run.end.postgres is not None:
+            cpu = run.end.postgres - run.start.postgres
+            parts.append(f"PostgreSQL {cpu:.1f} CPU-s ({cpu / cores:.2f} cores)")
+        client = run.end.client - run.start.client
+        parts.append(f"this client {client:.1f} CPU-s ({client / cores:.2f} cores)")
+        print("  cpu: " + "; ".join(parts))
+        print(
+            f"  machine: {busy:.2f} of {psutil.cpu_count()} cores busy on average "
+            "(everything on it, other users included)"
+        )
+    if run.rss_before is not None:
+        growth = (run.rss_peak or 0) - run.rss_before
+        print(
+            f"  server RSS: before {mb(run.rss_before)}, peak {mb(run.rss_peak)} "
+            f"(+{growth / MB:,.0f} MB, {growth / MB / run.sessions:.1f} MB per session), "
+            f"3 s after the sessions closed {mb(run.rss_after_close)}"
+        )
+
+
+def verdicts(baseline: Run | None, main: Run, ttl: dict, stress: Run | None) -> None:
+    print()
+    print("== targets (issue 8), on this machine, in this run")
+
+    def ok(flag: bool) -> str:
+        return "meets" if flag else "MISSES"
+
+    if baseline is not None and baseline.clicks:
+        done = [c.result.seconds for c in baseline.clicks if not c.failure]
+        p50 = pct(done, 50) if done else float("inf")
+        print(
+            f"  one session, p50 under {ms(BASELINE_P50_S)} ms per interaction: "
+            f"{ms(p50)} ms — {ok(p50 < BASELINE_P50_S)}"
+        )
+    done = [c.result.seconds for c in main.clicks if c.failure in (None, "exception")]
+    errors = sum(1 for c in main.clicks if c.failure)
+    p95 = pct(done, 95) if done else float("inf")
+    cond = (
+        ""
+        if (main.sessions, main.think) == (TARGET_SESSIONS, TARGET_THINK)
+        else (
+            f" (this run: {main.sessions} sessions at {main.think:g} s, not the target's "
+            f"{TARGET_SESSIONS} at {TARGET_THINK:g} s)"
+        )
+    )
+    print(
+        f"  {main.sessions} sessions, p95 under {LOAD_P95_S:.1f} s and no errors: p95 "
+        f"{ms(p95)} ms, {errors} error{'s' if errors != 1 else ''} — "
+        f"{ok(p95 < LOAD_P95_S and errors == 0)}{cond}"
+    )
+    if main.rss_before is not None and main.rss_peak is not None:
+        per = (main.rss_peak - main.rss_before) / MB / main.sessions
+        after = ttl.get("after_reap")
+        if after is None:
+            returned = "its return not measured (--no-ttl-wait)"
+            flag = per < MB_PER_SESSION
+        else:
+            left = after - main.rss_before
+            growth = main.rss_peak - main.rss_before
+            allowed = max(0.1 * growth, MB_PER_SESSION * MB)
+            flag = per < MB_PER_SESSION and left <= allowed
+            returned = (
+                f"{left / MB:+,.0f} MB left after the TTL (allowed: 10% of the growth or "
+                f"{MB_PER_SESSION:.0f} MB, whichever is more)"
+            )
+        print(
+            f"  under {MB_PER_SESSION:.0f} MB per session, returned after they close: "
+            f"{per:.1f} MB per session, {returned} — {ok(flag)}"
+            + (" (the growth only)" if after is None else "")
+        )
+    else:
+        print("  memory per session: not measured (no server process known; pass --pid)")
+    if stress is not None:
+        done = [c.result.seconds for c in stress.clicks if c.failure in (None, "exception")]
+        errs = sum(1 for c in stress.clicks if c.failure)
+        if done:
+            print(
+                f"  stress, {stress.sessions} sessions at {stress.think:g} s think: p50 "
+                f"{ms(pct(done, 50))} ms, p95 {ms(pct(done, 95))} ms, max {ms(max(done))} "
+                f"ms, {len(done) / stress.wall:.2f} interactions/s, {errs} errors "
+                "— reported"
+            )
+
+
+# ---- the app -------------------------------------------------------------------------
+
+
+def start_app(ttl: int | None, log_path: Path) -> tuple[subprocess.Popen, str]:
+    """`streamlit run streamlit_app.py` as `make run` starts it, on a free port."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONUNBUFFERED": "1",
+    }
+    args = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py"]
+    args += ["--server.port", str(port)]
+    if ttl is not None:
+        args += ["--server.disconnectedSessionTTL", str(ttl)]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            args, cwd=PROJECT_DIR, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    _wait_healthy(url, proc, timeout=120)
+    return proc, url
+
+
+def listening_pid(url: str) -> int | None:
+    """The local process listening on the URL's port, if it is a Streamlit server."""
+    parts = urlsplit(url)
+    if parts.hostname not in ("localhost", "127.0.0.1", "::1"):
+        return None
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        conns = psutil.net_connections(kind="tcp")
+    except psutil.Error:
+        return None
+    for c in conns:
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid:
+            cmd = " ".join(psutil.Process(c.pid).cmdline())
+            return c.pid if "streamlit" in cmd else None
+    return None
+
+
+def embedded_postgres_pid() -> int | None:
+    """The embedded server's postmaster (the app's .pgdata), when DATABASE_URL is not set."""
+    if os.environ.get("DATABASE_URL"):
+        return None
+    pidfile = PROJECT_DIR / ".pgdata" / "postmaster.pid"
+    try:
+        pid = int(pidfile.read_text().split()[0])
+        return pid if psutil.pid_exists(pid) else None
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+async def wait_out_ttl(url: str, server: Server, ttl: int) -> dict:
+    """RSS once Streamlit's TTL for closed sessions has passed, before and after another
+    session's disconnect (when the expired ones are actually dropped)."""
+    print(f"  … waiting {ttl + 5} s for server.disconnectedSessionTTL ({ttl} s)", flush=True)
+    await asyncio.sleep(max(0.0, ttl + 5 - 3))  # 3 s already passed after the close
+    expired = server.rss()
+    await probe(url)
+    await asyncio.sleep(3)
+    reaped = server.rss()
+    print(
+        f"  server RSS after the TTL: {mb(expired)}; after one more session opened and closed "
+        f"{mb(reaped)}. (Streamlit keeps a closed session for the TTL, then drops it at the "
+        "next disconnect of any session.)"
+    )
+    return {"expired": expired, "after_reap": reaped}
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    proc = None
+    log_path = Path(tempfile.mkdtemp(prefix="bench-load-")) / "streamlit.log"
+    try:
+        if args.url:
+            url = args.url.rstrip("/")
+            pids = args.pid or ([p] if (p := listening_pid(url)) else [])
+            pg_pid = args.pg_pid
+            started = "given"
+        else:
+            ttl_flag = args.ttl if args.ttl != 120 else None
+            proc, url = start_app(ttl_flag, log_path)
+            pids, pg_pid = [proc.pid], None
+            started = "started by this benchmark (log: " + str(log_path) + ")"
+        server = Server(pids, pg_pid)
+        print(f"app: {url}, {started}")
+        print(
+            "server processes measured: "
+            + (", ".join(f"pid {p}" for p in pids) if pids else "none (pass --pid)")
+        )
+        # Behind a proxy, sessions open together land on different servers: one each.
+        warm = args.warm_sessions or max(1, len(pids))
+        print(
+            f"warming up ({warm} session{'s' if warm > 1 else ''} at once, every page, "
+            "the 500-row table measured)…",
+            flush=True,
+        )
+        seen = await asyncio.gather(*(warm_up(url, args.timeout) for _ in range(warm)))
+        usual = set().union(*seen)
+        if server.pg is None and not args.url:
+            pg = embedded_postgres_pid()
+            server.pg = psutil.Process(pg) if pg else None
+
+        baseline = None
+        if args.baseline > 0:
+            baseline = Run("baseline", 1, args.baseline_think, args.baseline)
+            await run_sessions(url, server, baseline, ramp=0, timeout=args.timeout, seed=args.seed)
+            report(baseline, usual)
+        main = Run("load", args.sessions, args.think, args.duration)
+        await run_sessions(
+            url, server, main, ramp=args.ramp, timeout=args.timeout, seed=args.seed + 1
+        )
+        report(main, usual)
+        ttl_figures = {}
+        if not args.no_ttl_wait and server.procs:
+            ttl_figures = await wait_out_ttl(url, server, args.ttl)
+        stress = None
+        if args.stress:
+            stress = Run("stress", args.sessions, args.stress_think, args.duration)
+            await run_sessions(
+                url, server, stress, ramp=args.ramp, timeout=args.timeout, seed=args.seed + 2
+            )
+            report(stress, usual)
+        verdicts(baseline, main, ttl_figures, stress)
+        print(
+            "\nThe machine is shared: other users' work competes for its cores, so the figures "
+            "are noisy; compare runs by the machine load printed with each."
+        )
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--url", help="a running app or a proxy in front of several")
+    ap.add_argument("--pid", type=int, action="append", help="a server process to measure (repeat)")
+    ap.add_argument("--pg-pid", type=int, help="the PostgreSQL postmaster to measure, with --url")
+    ap.add_argument("--sessions", type=int, default=TARGET_SESSIONS)
+    ap.add_argument("--duration", type=float, default=120.0, help="seconds of each run")
+    ap.add_argument("--think", type=float, default=TARGET_THINK, help="mean think time, s")
+    ap.add_argument("--stress", action="store_true", help="add a run at --stress-think")
+    ap.add_argument("--stress-think", type=float, default=1.0)
+    ap.add_argument("--baseline", type=float, default=30.0, help="seconds of one session (0: none)")
+    ap.add_argument("--baseline-think", type=float, default=1.0)
+    ap.add_argument("--ramp", type=float, default=5.0, help="seconds over which sessions start")
+    ap.add_argument("--timeout", type=float, default=30.0, help="seconds before a click fails")
+    ap.add_argument(
+        "--ttl",
+        type=int,
+        default=120,
+        help="server.disconnectedSessionTTL: the app is started with it; with --url, the "
+        "server's own setting (how long to wait)",
+    )
+    ap.add_argument("--no-ttl-wait", action="store_true", help="skip waiting out the TTL")
+    ap.add_argument(
+        "--warm-sessions",
+        type=int,
+        help="sessions that warm the app at once (default: one per --pid, so each server "
+        "behind a proxy gets one)",
+    )
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args()
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()
