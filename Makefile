@@ -23,7 +23,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install install-runtime lock run test lint format chromium vectors bench clean-db clip
+.PHONY: install install-runtime lock run test lint format chromium vectors bench clean-db move-db-aside versions tested-with clip
 
 # Installs come from the locks in requirements/, hashes checked, nothing resolved on the day:
 # runtime.txt is what the app needs, test.txt adds the test tools (same pins for the rest).
@@ -61,6 +61,7 @@ lock:
 	$(PIP_COMPILE) --extra test -c $(RUN_LOCK) -o $(TEST_LOCK) pyproject.toml
 
 run: install-runtime
+	@$(BIN)/python -m lib.database check
 	$(BIN)/streamlit run streamlit_app.py --server.port $(PORT)
 
 # Debian's chromium drives the browser tests; Playwright never downloads a browser here.
@@ -93,6 +94,21 @@ bench: install
 clean-db: install-runtime
 	$(BIN)/python -m lib.database stop
 	rm -rf .pgdata
+
+# After an upgrade that brings another PostgreSQL major version: rename .pgdata to
+# .pgdata-pgN-<date>-<time> (nothing is deleted); the next start makes an empty one.
+move-db-aside: install-runtime
+	$(BIN)/python -m lib.database move-aside
+
+# The versions this install runs on, as a Markdown table (the app's server: DATABASE_URL or
+# the embedded one).
+versions: install-runtime
+	@$(BIN)/python -m lib.versions
+
+# Rewrite the README's "Tested with" table from the same output, against a fresh embedded
+# server (the one the tests start). `make test` checks the table matches this install.
+tested-with: install-runtime
+	$(BIN)/python -m lib.versions --readme README.md
 
 # Needs internet: put CLIP's weights into the Hugging Face cache so the app can offer CLIP.
 clip: install-runtime
