@@ -98,12 +98,10 @@ def extension_advice(installed: str, available: str) -> str | None:
     if _version_key(installed) >= _version_key(available):
         return None
     return (
-        f"This database uses pgvector {installed}; the server has {available}. The server runs "
-        f"the {available} library, but the SQL objects (types, functions, operators) stay those "
-        f"of {installed} until `ALTER EXTENSION vector UPDATE;` runs, so what came after "
-        f"{installed} is missing here and pages that use it can fail. The app runs that "
-        "statement when it starts; this user may not (it needs the extension's owner or a "
-        "superuser): ask the server's owner to run it."
+        f"This database has pgvector {installed}'s SQL objects; the server runs {available}. "
+        f"What came after {installed} is missing and pages that use it can fail. "
+        "`ALTER EXTENSION vector UPDATE;` fixes it, but only the extension's owner or a "
+        "superuser may run it (the app tried): ask them."
     )
 
 
