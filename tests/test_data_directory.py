@@ -153,6 +153,7 @@ def test_the_page_shows_the_message_and_moves_the_directory_only_when_asked(root
         assert f"PostgreSQL {BUNDLED}." in sidebar
         assert not at.error
     finally:
-        ui._open_database.clear()
-        if pgdata.exists():
+        if data_directory.made_by(pgdata) == BUNDLED:
+            ui._open_database(None).close()  # the cached one, on the server stopped next
+            ui._open_database.clear(None)
             stop_embedded(pgdata)

@@ -116,7 +116,9 @@ def test_the_sidebar_shows_both_versions_and_the_warning(old_vector, monkeypatch
     assert "ALTER EXTENSION vector UPDATE" in warning
     from lib import ui
 
-    ui._open_database.clear()  # its pool points at a database this test drops
+    learner_url = make_conninfo(url, user=LEARNER)
+    ui._open_database(learner_url).close()  # the cached one: its database is dropped next
+    ui._open_database.clear(learner_url)
 
 
 @pytest.mark.parametrize(
