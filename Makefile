@@ -1,7 +1,9 @@
 # pgvector lab: `make run` serves the app, `make test` runs every test.
-# Both set up .venv first (Python 3.11+, pip and gcc are all a fresh machine needs).
+# Both set up .venv first from the locks in requirements/ (Python 3.11, pip and gcc are all a
+# fresh machine needs).
 
-PYTHON ?= python3
+# The Python the locks were compiled for, if the machine has it by that name.
+PYTHON ?= $(shell command -v python$(LOCK_PYTHON) 2>/dev/null || echo python3)
 VENV := .venv
 BIN := $(VENV)/bin
 RUN_LOCK := requirements/runtime.txt
