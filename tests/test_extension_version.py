@@ -1,0 +1,135 @@
+"""The database's pgvector is brought up to the server's version at start where the user may,
+and otherwise reported with both versions, in ServerInfo and in the sidebar."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+from streamlit.testing.v1 import AppTest
+
+from lib.database import Database, extension_advice
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+DBNAME = "pglab_old_vector"
+LEARNER = "pglab_learner"
+
+
+def extversion(url: str) -> str:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
+        ).fetchone()[0]
+
+
+@pytest.fixture
+def old_vector(pg_url) -> Iterator[tuple[str, str, str]]:
+    """(URL of a database whose pgvector says it is the version before the server's, that
+    version, the server's). The older version is faked in the catalog, as a superuser may:
+    pgvector ships an install script for its current version only. The update script from the
+    previous version is empty (checked), so the objects are those of either version."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        if not conn.execute(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+        ).fetchone()[0]:
+            pytest.skip("faking an older extension version needs a superuser")
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DBNAME))
+        )
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DBNAME)))
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(LEARNER)))
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(LEARNER)))
+    url = make_conninfo(pg_url, dbname=DBNAME)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION vector")
+        current = conn.execute(
+            "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
+        ).fetchone()[0]
+        older, script = _previous_version(conn, current)
+        if any(not line.startswith(("--", "\\echo")) for line in script.splitlines() if line):
+            pytest.skip(f"pgvector's {older} -> {current} update script is not empty")
+        conn.execute("UPDATE pg_extension SET extversion = %s WHERE extname = 'vector'", (older,))
+    try:
+        yield url, older, current
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(DBNAME)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(LEARNER)))
+
+
+def _previous_version(conn: psycopg.Connection, current: str) -> tuple[str, str]:
+    """The version whose update script leads to `current`, and that script's text."""
+    (sharedir,) = conn.execute("SELECT setting FROM pg_config WHERE name = 'SHAREDIR'").fetchone()
+    folder = f"{sharedir}/extension"
+    names = [r[0] for r in conn.execute("SELECT pg_ls_dir(%s)", (folder,))]
+    suffix = f"--{current}.sql"
+    (name,) = [
+        n for n in names if n.startswith("vector--") and n.endswith(suffix) and n.count("--") == 2
+    ]
+    (script,) = conn.execute("SELECT pg_read_file(%s)", (f"{folder}/{name}",)).fetchone()
+    return name.removeprefix("vector--").removesuffix(suffix), script
+
+
+def test_an_older_extension_is_updated_at_start_by_a_user_who_may(old_vector):
+    url, older, current = old_vector
+    assert extversion(url) == older
+    db = Database(url, kind="url", location=DBNAME)
+    try:
+        info = db.info()
+    finally:
+        db.close()
+    assert extversion(url) == current
+    assert (info.pgvector_version, info.pgvector_available) == (current, current)
+    assert info.pgvector_outdated is None
+
+
+def test_a_user_who_may_not_update_gets_both_versions_and_why(old_vector):
+    url, older, current = old_vector
+    learner_url = make_conninfo(url, user=LEARNER)
+    db = Database(learner_url, kind="url", location=DBNAME)
+    try:
+        info = db.info()
+        # the pool works with the older objects
+        assert db.fetchone("SELECT '[3,4]'::vector <-> '[0,0]'::vector")[0] == 5
+    finally:
+        db.close()
+    assert extversion(url) == older
+    assert (info.pgvector_version, info.pgvector_available) == (older, current)
+    advice = info.pgvector_outdated
+    assert advice and older in advice and current in advice
+    assert "ALTER EXTENSION vector UPDATE" in advice and "owner" in advice
+
+
+def test_the_sidebar_shows_both_versions_and_the_warning(old_vector, monkeypatch):
+    url, older, current = old_vector
+    monkeypatch.setenv("DATABASE_URL", make_conninfo(url, user=LEARNER))
+    monkeypatch.delenv("VOYAGE_API_KEY", raising=False)
+    at = AppTest.from_file(str(PROJECT_DIR / "streamlit_app.py"), default_timeout=120).run()
+    assert not at.exception
+    caption = " ".join(c.value for c in at.sidebar.caption)
+    assert f"pgvector {older} in this database, {current} on the server" in caption
+    warning = " ".join(w.value for w in at.sidebar.warning)
+    assert "ALTER EXTENSION vector UPDATE" in warning
+    from lib import ui
+
+    learner_url = make_conninfo(url, user=LEARNER)
+    ui._open_database(learner_url).close()  # the cached one: its database is dropped next
+    ui._open_database.clear(learner_url)
+
+
+@pytest.mark.parametrize(
+    "installed, available, outdated",
+    [
+        ("0.8.5", "0.8.5", False),
+        ("0.8.4", "0.8.5", True),
+        ("0.7.4", "0.8.0", True),
+        ("0.10.0", "0.9.1", False),  # compared as numbers, not text
+        ("0.9.0", "0.10.0", True),
+    ],
+)
+def test_extension_advice_compares_versions_as_numbers(installed, available, outdated):
+    assert (extension_advice(installed, available) is not None) == outdated
