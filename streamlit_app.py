@@ -56,7 +56,9 @@ st.markdown(
     "core behind HAProxy (sticky sessions), all sharing one database: nothing is built twice."
 )
 st.markdown("**Recall at scale: which sizes are ready**")
-st.table(ui.sizes_overview())
+overview = ui.sizes_overview()
+if overview is not None:
+    st.table(overview)
 st.caption(
     "Read from the database now. A size that is not ready is built when someone opens it (or "
     "by `make prepare`); everyone asking for it shares one build, in a queue shared by every "

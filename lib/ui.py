@@ -290,11 +290,23 @@ def recall_side_by_side(
     )
 
 
-def sizes_overview() -> dict[str, list]:
-    """Every recall size's state, read now, as columns for a table."""
+def sizes_overview() -> dict[str, list] | None:
+    """Every recall size's state, read now, as columns for a table; None (with a message on
+    the page) when this database user may not create the lab's bookkeeping tables."""
+    import psycopg
+
     from lib import jobs
 
-    states = jobs.sizes_overview(database(), recall_dataset())
+    try:
+        states = jobs.sizes_overview(database(), recall_dataset())
+    except psycopg.errors.InsufficientPrivilege as e:
+        st.info(
+            "This database user may not create the lab's own tables "
+            f"(PostgreSQL said: {e.diag.message_primary}), so Recall at scale cannot build "
+            "its sizes here. Grant it CREATE on a schema, or use the embedded server.",
+            icon=":material/lock:",
+        )
+        return None
     return {
         "rows": [f"{s.n:,}" for s in states],
         "state": [s.state for s in states],
