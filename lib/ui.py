@@ -7,10 +7,9 @@ session and never mutated; per-user state is a few names and numbers in session_
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import streamlit as st
@@ -20,6 +19,7 @@ from lib.database import Database, DatabaseUnavailable, open_database
 from lib.embeddings.base import EmbeddingError, EmbeddingModel
 from lib.embeddings.local import use_one_thread_per_query
 from lib.embeddings.registry import ModelChoice, default_model_name, load_model, model_choices
+from lib.psql import Script, short_value
 from lib.store import ensure_corpus_table
 from lib.vectors import embeddable, item_vectors
 
@@ -158,27 +158,25 @@ def _server_facts() -> None:
     )
 
 
-def show_sql(sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None) -> None:
-    """Show the SQL that ran, as a learner could paste it into psql, and its parameters."""
-    st.code(sql.strip(), language="sql")
+def show_sql(script: Script) -> None:
+    """Show a script as it ran, ready to paste into psql, and what its parameters are."""
+    st.code(script.text(), language="sql")
+    params = script.parameters()
     if params:
-        st.caption("Parameters: " + describe_params(params))
+        st.caption(
+            "`\\bind … \\g` binds the values to `$1`, `$2`, … (psql 16 or later): "
+            + " · ".join(f"{plain(name)} = {plain(short_value(v))}" for name, v in params)
+            + "."
+        )
 
 
-def describe_params(params: Mapping[str, Any] | Sequence[Any]) -> str:
-    """Parameters as text, with vectors shown by their size rather than all their numbers."""
-    items = params.items() if isinstance(params, Mapping) else enumerate(params, start=1)
-    return " · ".join(f"`{k}` = {_short(v)}" for k, v in items)
-
-
-def _short(value: Any) -> str:
-    shape = getattr(value, "shape", None)
-    if shape is not None and len(shape) >= 1 and shape[-1] > 8:
-        head = ", ".join(f"{x:.3f}" for x in value.ravel()[:3])
-        return f"vector({shape[-1]}) [{head}, …]"
-    if isinstance(value, str) and len(value) > 80:
-        return repr(value[:77] + "…")
-    return repr(value)
+def plain(text: str) -> str:
+    """`text` escaped for st.markdown and friends, so that it shows as typed: no link, no
+    emphasis, no math, no HTML, no emoji shortcode."""
+    escaped = re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", text)
+    # Shortcodes (:smile:, :material/home:) are replaced in the text after escapes are read,
+    # so the colon is written as a character reference, which they do not match.
+    return escaped.replace("\\:", "&#58;")
 
 
 def embedding_error(e: EmbeddingError) -> None:

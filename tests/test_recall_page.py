@@ -34,7 +34,7 @@ def test_moving_the_size_control_adds_a_recall_point_to_the_plot(app_url, page):
     text = page.locator('[data-testid="stMain"]').inner_text()
     assert "1,000 rows" in text
     assert "returned 10 rows" in text  # the lesson's sentence, with measured numbers
-    assert "SET LOCAL enable_indexscan = 'off'" in text  # the SQL that ran
+    assert "SET LOCAL enable_indexscan = off;" in text  # the SQL that ran
     assert exceptions(page) == []
 
 
