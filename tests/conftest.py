@@ -3,7 +3,8 @@
 - `pg_url`: a real embedded PostgreSQL with pgvector, started once per test run in a
   temporary directory (or TEST_DATABASE_URL, if set). Never a mock.
 - `db`: a `lib.database.Database` on that server.
-- `app_url`: `streamlit run streamlit_app.py` on a free port, pointed at that server.
+- `app_url`: `streamlit run serve.py` (the app as `make run` serves it) on a free port,
+  pointed at that server.
 - `page`: a fresh Chromium page (Debian's /usr/bin/chromium through Playwright);
   tests/browser_util.py has `open_page`, `wait_for_run` and `exceptions`.
 """
@@ -97,7 +98,7 @@ def app_url(pg_url, tmp_path_factory) -> Iterator[str]:
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [
-                sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
+                sys.executable, "-m", "streamlit", "run", "serve.py",
                 "--server.port", str(port), "--server.headless", "true",
                 "--server.fileWatcherType", "none",
             ],
