@@ -362,7 +362,7 @@ def operator_plans(db: Database, table: str, query: np.ndarray) -> OperatorPlans
         Statement.of(
             sql.SQL(PLAN_SQL).format(table=ident(table), op=sql.SQL(m.operator)),
             q,
-            names=(f"the query's embedding ({q.size} numbers)",),
+            names=("the query's embedding",),
         )
         for m in METRICS
     ]
@@ -435,7 +435,7 @@ def corpus_rankings(
     if not (math.isfinite(factor) and factor > 0):
         raise ValueError("the scale factor must be a positive number")
     q = checked_vectors(query, np.asarray(query).reshape(-1).shape[0], 1)[0]
-    query_name = f"the query's embedding ({q.size} numbers)"
+    query_name = "the query's embedding"
     statements = [
         Statement.of(sql.SQL(COPY_SQL).format(table=ident(table))),
         Statement.of(

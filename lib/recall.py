@@ -85,7 +85,7 @@ class Target:
             self.query(with_distance=with_distance),
             q,
             int(k),
-            names=(f"the query vector ({q.size} numbers)", "k"),
+            names=("the query vector", "k"),
         )
 
 

@@ -253,6 +253,6 @@ def cross_model_attempt(db: Database, table: str, other: np.ndarray) -> CrossMod
     statement = Statement.of(
         sql.SQL(CROSS_MODEL_SQL).format(table=ident(table)),
         vec,
-        names=(f"the other model's vector ({vec.size} numbers)",),
+        names=("the other model's vector",),
     )
     return CrossModelAttempt(run(db, [statement], keep_error=True))

@@ -135,7 +135,7 @@ def nearest_statement(table: str, query: np.ndarray, k: int) -> Statement:
         sql.SQL(NEAREST_SQL).format(table=ident(table)),
         q,
         int(k),
-        names=(f"the query vector ({q.size} numbers)", "k, how many rows"),
+        names=("the query vector", "k"),
     )
 
 

@@ -276,14 +276,13 @@ def pick_query() -> None:
 
 
 st.session_state.setdefault(QUERY_TEXT, lesson_queries[0])
-query_cols = st.columns([2, 3], vertical_alignment="bottom")
-typed = query_cols[0].text_input(
+typed = st.text_input(
     "Query — type your own and press Enter",
     key=QUERY_TEXT,
     on_change=new_query,
     help="Embedded as a query by the model, then ranked against the corpus in Postgres.",
 )
-query_cols[1].pills("…or pick one of the lesson's", lesson_queries, key=PICK, on_change=pick_query)
+st.pills("…or pick one of the lesson's", lesson_queries, key=PICK, on_change=pick_query)
 try:
     checked = check_text(ui.model(model_name), typed)
 except QueryError as e:
