@@ -250,11 +250,8 @@ with trap_cols[2], st.container(border=True):
         "**An index serves one operator.** Build it with the operator class of the operator "
         "you query with:\n\n"
         + "\n".join(f"- `{m.operator}` needs `{m.opclass}`" for m in metrics.METRICS)
-    )
-    st.code(
-        "CREATE INDEX ON items USING hnsw (embedding vector_cosine_ops);",
-        language="sql",
-        wrap_lines=True,
+        + "\n\nFor a table `items`: `CREATE INDEX ON items USING hnsw (embedding "
+        "vector_cosine_ops);`"
     )
 
 st.subheader("Real data: the corpus under each metric")

@@ -6,14 +6,19 @@ here that text goes through psql (stdin, as a paste, `\\bind` for the parameters
 the same PostgreSQL, and every value that comes back is compared with what the page got.
 """
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from psql_util import PsqlFailed, assert_same_results, psql
+from streamlit.testing.v1 import AppTest
 
 from lib import datasets, metrics, recall
+from lib import metric_tables as tables
 from lib.corpus import load_items
 from lib.embeddings.local import MINILM
 from lib.embeddings.registry import load_model
+from lib.metrics import Hit
 from lib.psql import Statement, run
 from lib.queries import text_vector
 from lib.space import TOY_VECTOR, EmbeddingSpace, cross_model_attempt
@@ -21,6 +26,7 @@ from lib.store import ensure_corpus_table
 from lib.vectors import embeddable, item_vectors
 
 pytestmark = pytest.mark.db
+PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -181,3 +187,56 @@ def test_recall_index_statement_is_the_ddl_that_builds_the_index(db, pg_url, sma
         "USING hnsw (embedding vector_cosine_ops) WITH (m='8', ef_construction='32')"
         in (printed[0].rows[0][0])
     )
+
+
+# ---- the pages themselves ----------------------------------------------------------------
+
+
+@pytest.fixture
+def metrics_page(pg_url, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", pg_url)
+    monkeypatch.delenv("VOYAGE_API_KEY", raising=False)
+    at = AppTest.from_file(str(PROJECT_DIR / "streamlit_app.py"), default_timeout=180)
+    at.run()
+    at.switch_page("pages/2_Distance_metrics.py")
+    at.run()
+    at.select_slider(key="dm_factor").set_value(5.0).run()  # the lists part: a real test
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def frame(at, column: str):
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+def test_every_sql_block_on_distance_metrics_returns_in_psql_what_the_page_shows(
+    metrics_page, pg_url
+):
+    at = metrics_page
+    blocks = [c.value for c in at.code if c.proto.language == "sql"]
+    assert len(blocks) == 3  # the picture's script, the corpus script, the plans
+    docs, corpus, plans = blocks
+
+    # The picture's rankings: the Postgres columns of the side-by-side table.
+    shown = frame(at, "<=> Postgres")
+    for m, result in zip(metrics.METRICS, psql(pg_url, docs), strict=True):
+        assert list(shown[f"{m.operator} Postgres"]) == [
+            f"{name}  {tables.number(float(value), 4)}" for name, value, *_ in result.rows
+        ]
+
+    # The corpus under each metric: the page's table, rebuilt from psql's rows.
+    rankings = {
+        m.key: [Hit(i, content, float(v), m.score(float(v))) for i, content, v in result.rows]
+        for m, result in zip(metrics.METRICS, psql(pg_url, corpus), strict=True)
+    }
+    scaled = at.multiselect(key="dm_scaled").value
+    rebuilt = tables.corpus_table(rankings, scaled, 5.0)
+    corpus_frames = [d.value for d in at.dataframe if "(×5)" in d.value.to_string()]
+    assert len(corpus_frames) == 1 and corpus_frames[0].equals(rebuilt)
+
+    # The plans: psql prints the plans the page shows.
+    shown_plans = [c.value for c in at.code if c.proto.language == "text"]
+    printed = [
+        metrics.shorten_vectors("\n".join(r[0] for r in p.rows)) for p in psql(pg_url, plans)
+    ]
+    assert printed == shown_plans
