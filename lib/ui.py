@@ -170,12 +170,19 @@ def show_sql(script: Script) -> None:
         )
 
 
+WORD_JOINER = "\u2060"  # invisible, zero width
+
+
 def plain(text: str) -> str:
     """`text` escaped for st.markdown and friends, so that it shows as typed: no link, no
-    emphasis, no math, no HTML, no emoji shortcode."""
+    emphasis, no math, no HTML, no emoji shortcode.
+
+    Backslash escapes cover Markdown's syntax. Three things are found in the text after
+    escapes are read, so they are broken another way: bare addresses (https://…, www.…,
+    name@host), by an invisible word joiner; shortcodes (:smile:), by writing the colon as
+    a character reference, which Streamlit's check for them does not read as a colon."""
+    text = re.sub(r"(?i)(https?)(?=:)|(www)(?=\.)|(?=@)", lambda m: m.group(0) + WORD_JOINER, text)
     escaped = re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", text)
-    # Shortcodes (:smile:, :material/home:) are replaced in the text after escapes are read,
-    # so the colon is written as a character reference, which they do not match.
     return escaped.replace("\\:", "&#58;")
 
 

@@ -12,7 +12,7 @@ from lib.embeddings.local import MINILM
 from lib.embeddings.registry import load_model
 from lib.nested_paths import page_address
 from lib.queries import MAX_CHARS, QueryError, check_text
-from lib.ui import plain
+from lib.ui import WORD_JOINER, plain
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 HTML = "text/html,application/xhtml+xml,*/*;q=0.8"
@@ -82,12 +82,14 @@ def test_a_very_long_query_is_refused_and_a_long_one_is_noted(minilm):
 
 
 def test_user_text_is_escaped_for_markdown():
-    """Every Markdown character is escaped and nothing else changes (the browser test
-    checks what Streamlit then draws)."""
-    text = "[free pizza](https://example.org) $x^2$ **b** <b>x</b> :smile: a_b `c` #h"
+    """Every Markdown character is escaped and nothing else changes but invisible word
+    joiners (tests/test_bad_inputs_browser.py checks what Streamlit then draws)."""
+    text = "[free pizza](https://example.org) $x^2$ **b** <b>x</b> :smile: a_b `c` #h a@b.org"
     escaped = plain(text)
-    assert re.sub(r"\\(.)", r"\1", escaped.replace("&#58;", ":")) == text
+    unescaped = re.sub(r"\\(.)", r"\1", escaped.replace("&#58;", ":"))
+    assert unescaped.replace(WORD_JOINER, "") == text
     assert not re.search(r"(?<!\\)[][()$^*<>_`#:]", escaped.replace("&#58;", ""))
+    assert f"https{WORD_JOINER}" in escaped and f"{WORD_JOINER}\\@" in escaped
 
 
 # ---- Nested page addresses ---------------------------------------------------------------

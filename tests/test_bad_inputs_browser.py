@@ -60,6 +60,22 @@ def test_typing_a_sentence_that_starts_with_a_lesson_item_ranks_the_whole_senten
     assert exceptions(page) == []
 
 
+def test_the_last_good_query_named_in_an_error_is_shown_as_typed(app_url, page):
+    open_page(page, f"{app_url}/Distance_metrics", timeout=180)
+    typed = "[free pizza](https://example.org) $x^2$ www.example.org :smile:"
+    field = page.get_by_role("textbox", name="Query — type your own and press Enter")
+    for text in (typed, "   "):
+        field.fill(text)
+        field.press("Enter")
+        wait_for_run(page)
+    error = main(page).get_by_test_id("stAlertContentError").filter(has_text="query is empty")
+    expect(error).to_be_visible()
+    assert typed in error.inner_text().replace("\u2060", "")
+    assert main(page).locator('a[href*="example.org"]').count() == 0
+    assert main(page).locator(".katex").count() == 0
+    assert exceptions(page) == []
+
+
 def test_the_other_size_field_builds_exactly_what_it_shows_or_nothing(app_url, page):
     open_page(page, f"{app_url}/Recall_at_scale")
     page.get_by_text("Another size…").click()
