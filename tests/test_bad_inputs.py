@@ -2,19 +2,15 @@
 message. The browser half is tests/test_bad_inputs_browser.py."""
 
 import re
-from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
+from apptest_util import app_at
 
 from lib import datasets, metrics
-from lib.embeddings.local import MINILM
-from lib.embeddings.registry import load_model
 from lib.nested_paths import page_address
 from lib.queries import MAX_CHARS, QueryError, check_text
 from lib.ui import WORD_JOINER, plain
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 HTML = "text/html,application/xhtml+xml,*/*;q=0.8"
 
 
@@ -62,11 +58,6 @@ def test_the_zero_and_identical_presets_act_on_a_document_that_is_shown(n):
 # ---- Query text --------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def minilm():
-    return load_model(MINILM.name)
-
-
 @pytest.mark.parametrize("text", ["", "   \n\t "])
 def test_an_empty_query_is_refused(minilm, text):
     with pytest.raises(QueryError, match="empty"):
@@ -111,11 +102,7 @@ def test_a_nested_page_address_goes_to_its_page_and_streamlits_own_routes_pass()
 
 @pytest.fixture
 def metrics_page(pg_url, monkeypatch):
-    monkeypatch.setenv("DATABASE_URL", pg_url)
-    monkeypatch.delenv("VOYAGE_API_KEY", raising=False)
-    at = AppTest.from_file(str(PROJECT_DIR / "streamlit_app.py"), default_timeout=180)
-    at.run()
-    at.switch_page("pages/2_Distance_metrics.py")
+    at = app_at("pages/2_Distance_metrics.py", pg_url, monkeypatch)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at

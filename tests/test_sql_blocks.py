@@ -6,40 +6,24 @@ here that text goes through psql (stdin, as a paste, `\\bind` for the parameters
 the same PostgreSQL, and every value that comes back is compared with what the page got.
 """
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from apptest_util import app_at
 from psql_util import PsqlFailed, assert_same_results, psql
-from streamlit.testing.v1 import AppTest
 
 from lib import datasets, metrics, recall
 from lib import metric_tables as tables
-from lib.corpus import load_items
-from lib.embeddings.local import MINILM
-from lib.embeddings.registry import load_model
 from lib.metrics import Hit
 from lib.psql import Statement, run
 from lib.queries import text_vector
-from lib.space import TOY_VECTOR, EmbeddingSpace, cross_model_attempt
-from lib.store import ensure_corpus_table
-from lib.vectors import embeddable, item_vectors
+from lib.space import TOY_VECTOR, cross_model_attempt
 
 pytestmark = pytest.mark.db
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def minilm():
-    return load_model(MINILM.name)
-
-
-@pytest.fixture(scope="module")
-def space(db, minilm):
-    items = embeddable(minilm, load_items())
-    vectors = item_vectors(minilm, items)
-    table = ensure_corpus_table(db, MINILM.name, items, vectors)
-    return EmbeddingSpace(MINILM.name, table, items, vectors, normalized=True)
+def space(minilm_space):
+    return minilm_space
 
 
 # ---- the mechanism ----------------------------------------------------------------------
@@ -194,11 +178,7 @@ def test_recall_index_statement_is_the_ddl_that_builds_the_index(db, pg_url, sma
 
 @pytest.fixture
 def metrics_page(pg_url, monkeypatch):
-    monkeypatch.setenv("DATABASE_URL", pg_url)
-    monkeypatch.delenv("VOYAGE_API_KEY", raising=False)
-    at = AppTest.from_file(str(PROJECT_DIR / "streamlit_app.py"), default_timeout=180)
-    at.run()
-    at.switch_page("pages/2_Distance_metrics.py")
+    at = app_at("pages/2_Distance_metrics.py", pg_url, monkeypatch)
     at.run()
     at.select_slider(key="dm_factor").set_value(5.0).run()  # the lists part: a real test
     assert not at.exception, [e.value for e in at.exception]
