@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -162,7 +162,8 @@ class Script:
     statements: tuple[Statement, ...]
     settings: Mapping[str, Setting] = field(default_factory=dict)
     results: tuple[Result | None, ...] = ()  # per statement; None when it returned no rows
-    error: psycopg.Error | None = None  # what the server said, when a statement failed
+    error: str | None = None  # what the server said when a statement failed (primary message)
+    sqlstate: str | None = None
     settings_comment: str = ""
 
     def text(self) -> str:
@@ -215,8 +216,9 @@ def run(
     except psycopg.Error as e:
         if not keep_error:
             raise
-        return Script(script.statements, script.settings, tuple(results), e, settings_comment)
-    return Script(script.statements, script.settings, tuple(results), None, settings_comment)
+        message = e.diag.message_primary or str(e).strip()
+        return replace(script, results=tuple(results), error=message, sqlstate=e.sqlstate)
+    return replace(script, results=tuple(results))
 
 
 def short_value(value: Any) -> str:

@@ -229,12 +229,11 @@ class CrossModelAttempt:
     @property
     def error(self) -> str | None:
         """Postgres's own message, or None if it ran."""
-        e = self.script.error
-        return None if e is None else (e.diag.message_primary or str(e).strip())
+        return self.script.error
 
     @property
     def sqlstate(self) -> str | None:
-        return None if self.script.error is None else self.script.error.sqlstate
+        return self.script.sqlstate
 
     @property
     def rows(self) -> list[tuple]:
