@@ -65,7 +65,7 @@ lock:
 
 run: install-runtime
 	@$(BIN)/python -m lib.database check
-	$(BIN)/streamlit run streamlit_app.py --server.port $(PORT)
+	$(BIN)/streamlit run serve.py --server.port $(PORT)
 
 # Before a workshop: build every size's table, index and ground truth, warm them, list them.
 prepare: install-runtime

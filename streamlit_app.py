@@ -1,4 +1,4 @@
-"""pgvector lab: the home page. `streamlit run streamlit_app.py` (or `make run`)."""
+"""pgvector lab: the home page. `make run` serves it (`streamlit run serve.py`)."""
 
 import streamlit as st
 

@@ -17,7 +17,7 @@ page, a timeout (--timeout), a disconnect, a click that did not land on its page
 any but an exception the attendee reloads (a new session).
 
 Without --url the benchmark starts the app as `make run` does (`streamlit run
-streamlit_app.py`, the project's config, the embedded PostgreSQL or DATABASE_URL) on a free
+serve.py`, the project's config, the embedded PostgreSQL or DATABASE_URL) on a free
 port. It warms the app first: one session (one per --pid, opened together, so each server
 behind a proxy gets one) opens every page and waits until Recall at scale shows its
 measurement of the 500-row table (built on first request), so the figures are of the
@@ -463,7 +463,7 @@ def verdicts(baseline: Run | None, main: Run, ttl: dict, stress: Run | None) -> 
 
 
 def start_app(ttl: int | None, log_path: Path) -> tuple[subprocess.Popen, str]:
-    """`streamlit run streamlit_app.py` as `make run` starts it, on a free port."""
+    """`streamlit run serve.py` as `make run` starts it, on a free port."""
     port = free_port()
     env = {
         **os.environ,
@@ -472,7 +472,7 @@ def start_app(ttl: int | None, log_path: Path) -> tuple[subprocess.Popen, str]:
         "TOKENIZERS_PARALLELISM": "false",
         "PYTHONUNBUFFERED": "1",
     }
-    args = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py"]
+    args = [sys.executable, "-m", "streamlit", "run", "serve.py"]
     args += ["--server.port", str(port)]
     if ttl is not None:
         args += ["--server.disconnectedSessionTTL", str(ttl)]

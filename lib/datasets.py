@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import struct
 import time
@@ -37,6 +38,7 @@ from psycopg.types.json import Jsonb
 from lib.corpus import Passage, load_passages
 from lib.database import Database
 from lib.embeddings.local import MINILM
+from lib.psql import Statement, ident
 from lib.synthetic import CHUNK, Generator, cached_generator, rows
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -198,12 +200,21 @@ def index_name(table: str, spec: IndexSpec) -> str:
     return f"{table}_{spec.suffix()}"
 
 
-def index_sql(table: str, spec: IndexSpec) -> str:
-    """The CREATE INDEX statement, as a learner would type it."""
-    with_ = ", ".join(f"{k} = {v}" for k, v in spec.params().items())
-    return (
-        f"CREATE INDEX {index_name(table, spec)} ON {table}\n"
-        f"    USING {spec.kind} (embedding vector_cosine_ops) WITH ({with_})"
+def index_statement(table: str, spec: IndexSpec) -> Statement:
+    """The CREATE INDEX statement that builds `spec` on `table` (run and shown as is)."""
+    with_ = sql.SQL(", ").join(
+        sql.SQL("{} = {}").format(sql.SQL(k), sql.Literal(v)) for k, v in spec.params().items()
+    )
+    return Statement.of(
+        sql.SQL(
+            "CREATE INDEX {name} ON {table}\n    USING {kind} (embedding vector_cosine_ops) "
+            "WITH ({with_})"
+        ).format(
+            name=ident(index_name(table, spec)),
+            table=ident(table),
+            kind=sql.SQL(spec.kind),
+            with_=with_,
+        )
     )
 
 
@@ -254,6 +265,31 @@ def disk_available(db: Database) -> int | None:
         return shutil.disk_usage(path).free
     except OSError:
         return None
+
+
+MIN_ROWS, MAX_ROWS = 100, 2_000_000_000
+
+
+def parse_rows(text: str) -> int:
+    """A row count as a person types it: 250000, 250,000, 250_000, 2.5e5 or 1e9.
+
+    Raises ValueError with a message for the page when it is not a whole number of rows in
+    [MIN_ROWS, MAX_ROWS]."""
+    cleaned = re.sub(r"[\s,_]", "", text or "")
+    if not cleaned:
+        raise ValueError("Type a number of rows, such as 250,000 or 1e6.")
+    if not re.fullmatch(r"\d+(\.\d*)?([eE]\+?\d+)?", cleaned):
+        raise ValueError(f"“{text.strip()}” is not a number of rows: type digits, such as 250,000.")
+    value = float(cleaned)
+    if not MIN_ROWS <= value <= MAX_ROWS:
+        raise ValueError(
+            f"{text.strip()} rows is outside the range this page builds: "
+            f"{MIN_ROWS:,} to {MAX_ROWS:,}."
+        )
+    if value != int(value):
+        raise ValueError(f"{text.strip()} is not a whole number of rows.")
+    n = int(value)
+    return n
 
 
 def plan_size(
@@ -598,15 +634,7 @@ def build_index(
             t0 = time.perf_counter()
             if any(i.name == name for i in status.indexes):
                 conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
-            with_ = sql.SQL(", ").join(
-                sql.SQL("{} = {}").format(sql.SQL(k), sql.Literal(v))
-                for k, v in spec.params().items()
-            )
-            conn.execute(
-                sql.SQL(
-                    "CREATE INDEX {} ON {} USING {} (embedding vector_cosine_ops) WITH ({})"
-                ).format(sql.Identifier(name), sql.Identifier(table), sql.SQL(spec.kind), with_)
-            )
+            conn.execute(index_statement(table, spec).text)
             seconds = time.perf_counter() - t0
             for old in status.indexes:
                 if old.name != name:

@@ -28,6 +28,7 @@ from psycopg import sql
 
 from lib.database import Database
 from lib.embeddings.base import checked_vectors
+from lib.psql import Script, Statement, ident, run, vector_literal
 
 
 @dataclass(frozen=True)
@@ -222,16 +223,6 @@ def orders_match(
 # Postgres: the same documents in a temporary table, ranked by the three operators.
 
 
-def vector_literal(vector: Sequence[float] | np.ndarray) -> str:
-    """pgvector's text form of a vector, each float32 written in its shortest exact form."""
-    values = np.asarray(vector, dtype=np.float32).reshape(-1)
-    return "[" + ",".join(_float_text(x) for x in values) + "]"
-
-
-def _float_text(x: np.float32) -> str:
-    return np.format_float_positional(x, unique=True, trim="-")
-
-
 CREATE_DOCS = (
     "CREATE TEMPORARY TABLE docs (name text PRIMARY KEY, embedding vector({dim})) ON COMMIT DROP"
 )
@@ -261,7 +252,7 @@ class PostgresRankings:
     """The rankings Postgres returned and the script that produced them, as it ran."""
 
     rankings: dict[str, list[Ranked]]
-    script: str
+    script: Script
 
 
 def postgres_rankings(
@@ -275,7 +266,8 @@ def postgres_rankings(
     """Rank `docs` against `query` with <=>, <-> and <#> in a temporary table.
 
     The table lives inside one transaction on one pooled connection (ON COMMIT DROP), so
-    nothing outlives the call or reaches another session.
+    nothing outlives the call or reaches another session. The vectors are short, so they
+    are written into the statements as literals.
     """
     if len(names) != len(set(names)) or not names:
         raise ValueError("documents need distinct names")
@@ -290,51 +282,62 @@ def postgres_rankings(
         for n, v in zip(names, docs, strict=True)
     )
     statements = [
-        sql.SQL(CREATE_DOCS).format(dim=sql.Literal(dim)),
-        sql.SQL(INSERT_DOCS).format(rows=rows),
+        Statement.of(sql.SQL(CREATE_DOCS).format(dim=sql.Literal(dim))),
+        Statement.of(sql.SQL(INSERT_DOCS).format(rows=rows)),
     ]
     if normalise:
-        statements.append(sql.SQL(NORMALISE_DOCS))
+        statements.append(Statement.of(NORMALISE_DOCS))
     ranked_at = len(statements)
-    statements += [sql.SQL(RANK_SQL[m.key]).format(query=q) for m in METRICS]
-    rankings: dict[str, list[Ranked]] = {}
-    with db.transaction() as conn:
-        texts = [s.as_string(conn) for s in statements]
-        for i, text in enumerate(texts):
-            cur = conn.execute(text)
-            if i >= ranked_at:
-                metric = METRICS[i - ranked_at]
-                rankings[metric.key] = [
-                    Ranked(row[0], float(row[1]), metric.score(float(row[1])))
-                    for row in cur.fetchall()
-                ]
-    script = ";\n\n".join(texts) + ";"
-    return PostgresRankings(rankings, "BEGIN;\n\n" + script + "\n\nCOMMIT;")
+    statements += [Statement.of(sql.SQL(RANK_SQL[m.key]).format(query=q)) for m in METRICS]
+    script = run(db, statements)
+    rankings = {
+        m.key: [
+            Ranked(row[0], float(row[1]), m.score(float(row[1])))
+            for row in script.results[ranked_at + i].rows
+        ]
+        for i, m in enumerate(METRICS)
+    }
+    return PostgresRankings(rankings, script)
+
+
+def largest_difference(
+    ours: Mapping[str, Sequence[Ranked]], theirs: Mapping[str, Sequence[Ranked]]
+) -> float:
+    """The largest |numpy value - Postgres value| over every document and metric (NaN = NaN)."""
+    worst = 0.0
+    for m in METRICS:
+        mine = {r.name: r.value for r in ours[m.key]}
+        for r in theirs[m.key]:
+            a, b = mine[r.name], r.value
+            if math.isnan(a) and math.isnan(b):
+                continue
+            worst = max(worst, abs(a - b))
+    return worst
 
 
 # ---------------------------------------------------------------------------------------
 # An index serves one operator: EXPLAIN on a real table proves it.
 
 PLAN_SQL = """EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, BUFFERS OFF)
-SELECT id FROM {table} ORDER BY embedding {op} %(query)s LIMIT 10"""
+SELECT id FROM {table} ORDER BY embedding {op} $1 LIMIT 10"""
 # With sequential scans disabled the planner takes any index that can serve the ORDER BY;
 # a Seq Scan still in the plan (marked "Disabled") means no index could.
 PLAN_SETTINGS = {"enable_seqscan": "off"}
 
 
-def plan_script(table: str) -> str:
-    """The EXPLAIN as a learner would type it in psql, `<op>` standing for each operator."""
-    query = PLAN_SQL.replace("{table}", table).replace("{op}", "<op>")
-    settings = "".join(f"SET LOCAL {k} = {v};\n" for k, v in PLAN_SETTINGS.items())
-    return f"BEGIN;\n{settings}{query};\nCOMMIT;"
-
-
 @dataclass(frozen=True)
 class Plan:
     metric: Metric
-    sql: str
     text: str  # the plan, the query vector's literal shortened
     index: str | None  # the index the plan scanned, if any
+
+
+@dataclass(frozen=True)
+class OperatorPlans:
+    """One plan per operator, and the script (one EXPLAIN per operator) that produced them."""
+
+    plans: list[Plan]
+    script: Script
 
 
 def index_opclasses(db: Database, table: str) -> list[tuple[str, str]]:
@@ -352,17 +355,25 @@ ORDER BY i.relname""",
     return [(r[0], r[1]) for r in rows]
 
 
-def operator_plans(db: Database, table: str, query: np.ndarray) -> list[Plan]:
+def operator_plans(db: Database, table: str, query: np.ndarray) -> OperatorPlans:
     """EXPLAIN ANALYZE of ORDER BY embedding <op> query LIMIT 10, for each operator."""
+    q = checked_vectors(query, np.asarray(query).reshape(-1).shape[0], 1)[0]
+    statements = [
+        Statement.of(
+            sql.SQL(PLAN_SQL).format(table=ident(table), op=sql.SQL(m.operator)),
+            q,
+            names=("the query's embedding",),
+        )
+        for m in METRICS
+    ]
+    script = run(db, statements, PLAN_SETTINGS)
     plans = []
-    for m in METRICS:
-        stmt = sql.SQL(PLAN_SQL).format(table=sql.Identifier(table), op=sql.SQL(m.operator))
-        rows = db.fetchall(stmt, {"query": query}, settings=PLAN_SETTINGS)
-        text = shorten_vectors("\n".join(r[0] for r in rows))
+    for m, result in zip(METRICS, script.results, strict=True):
+        assert result is not None
+        text = shorten_vectors("\n".join(r[0] for r in result.rows))
         found = re.search(r"Index (?:Only )?Scan using (\S+)", text)
-        shown = PLAN_SQL.replace("{table}", table).replace("{op}", m.operator)
-        plans.append(Plan(m, shown, text, found.group(1) if found else None))
-    return plans
+        plans.append(Plan(m, text, found.group(1) if found else None))
+    return OperatorPlans(plans, script)
 
 
 def shorten_vectors(text: str) -> str:
@@ -381,15 +392,15 @@ def shorten_vectors(text: str) -> str:
 COPY_SQL = """CREATE TEMPORARY TABLE scaled ON COMMIT DROP AS
 SELECT id, content, embedding FROM {table}"""
 SCALE_SQL = """UPDATE scaled
-SET embedding = embedding * array_fill(%(factor)s::real, ARRAY[vector_dims(embedding)])::vector
-WHERE id = ANY(%(ids)s)"""
+SET embedding = embedding * array_fill($1::real, ARRAY[vector_dims(embedding)])::vector
+WHERE id = ANY($2)"""
 CORPUS_RANK_SQL = {
-    "cosine": """SELECT id, content, embedding <=> %(query)s AS cosine_distance
-FROM scaled ORDER BY embedding <=> %(query)s, id LIMIT %(k)s""",
-    "l2": """SELECT id, content, embedding <-> %(query)s AS l2_distance
-FROM scaled ORDER BY embedding <-> %(query)s, id LIMIT %(k)s""",
-    "ip": """SELECT id, content, embedding <#> %(query)s AS negative_inner_product
-FROM scaled ORDER BY embedding <#> %(query)s, id LIMIT %(k)s""",
+    "cosine": """SELECT id, content, embedding <=> $1 AS cosine_distance
+FROM scaled ORDER BY embedding <=> $1, id LIMIT $2""",
+    "l2": """SELECT id, content, embedding <-> $1 AS l2_distance
+FROM scaled ORDER BY embedding <-> $1, id LIMIT $2""",
+    "ip": """SELECT id, content, embedding <#> $1 AS negative_inner_product
+FROM scaled ORDER BY embedding <#> $1, id LIMIT $2""",
 }
 
 
@@ -404,15 +415,7 @@ class Hit:
 @dataclass(frozen=True)
 class CorpusRankings:
     rankings: dict[str, list[Hit]]
-    sql: str  # the script as a learner would type it, with %(name)s parameters
-    params: dict
-
-
-def corpus_sql(table: str) -> str:
-    """The real-data script, with the corpus table's name filled in."""
-    parts = [COPY_SQL.replace("{table}", table), SCALE_SQL]
-    parts += [CORPUS_RANK_SQL[m.key] for m in METRICS]
-    return "BEGIN;\n\n" + ";\n\n".join(parts) + ";\n\nCOMMIT;"
+    script: Script
 
 
 def corpus_rankings(
@@ -432,15 +435,26 @@ def corpus_rankings(
     if not (math.isfinite(factor) and factor > 0):
         raise ValueError("the scale factor must be a positive number")
     q = checked_vectors(query, np.asarray(query).reshape(-1).shape[0], 1)[0]
-    params = {"query": q, "factor": float(factor), "ids": list(scaled_ids), "k": int(k)}
-    rankings: dict[str, list[Hit]] = {}
-    with db.transaction() as conn:
-        conn.execute(sql.SQL(COPY_SQL).format(table=sql.Identifier(table)))
-        conn.execute(SCALE_SQL, params)
-        for m in METRICS:
-            rows = conn.execute(CORPUS_RANK_SQL[m.key], params).fetchall()
-            rankings[m.key] = [Hit(r[0], r[1], float(r[2]), m.score(float(r[2]))) for r in rows]
-    return CorpusRankings(rankings, corpus_sql(table), params)
+    query_name = "the query's embedding"
+    statements = [
+        Statement.of(sql.SQL(COPY_SQL).format(table=ident(table))),
+        Statement.of(
+            SCALE_SQL,
+            float(factor),
+            list(scaled_ids),
+            names=("the scale factor", "the ids of the documents to scale"),
+        ),
+    ]
+    statements += [
+        Statement.of(CORPUS_RANK_SQL[m.key], q, int(k), names=(query_name, "k")) for m in METRICS
+    ]
+    script = run(db, statements)
+    rankings = {
+        m.key: [Hit(r[0], r[1], float(r[2]), m.score(float(r[2]))) for r in result.rows]
+        for m, result in zip(METRICS, script.results[2:], strict=True)
+        if result is not None
+    }
+    return CorpusRankings(rankings, script)
 
 
 def norm_range(db: Database, table: str) -> tuple[float, float]:
@@ -489,15 +503,21 @@ X_RANGE = (-2.0, 5.0)
 Y_RANGE = (-1.5, 3.0)
 
 
-def example(preset: str = "lesson") -> dict[str, tuple[float, float]]:
-    """The picture's starting points: "lesson", "zero" (D = 0) or "identical" (D = C)."""
-    points = dict(LESSON_EXAMPLE)
-    if preset == "zero":
-        points["D"] = (0.0, 0.0)
-    elif preset == "identical":
-        points["D"] = points["C"]
-    elif preset != "lesson":
+def example(preset: str = "lesson", n: int = 4) -> dict[str, tuple[float, float]]:
+    """The picture's starting points, documents A.. up to the n-th letter, for a preset:
+
+    "lesson" as drawn in the lesson; "zero": D (or the last document, when fewer than four
+    are shown) is the zero vector; "identical": that document equals the one before it.
+    """
+    if preset not in ("lesson", "zero", "identical"):
         raise ValueError(f"unknown example {preset!r}")
+    points = with_doc_count(LESSON_EXAMPLE, n)
+    names = [name for name in points if name != QUERY_NAME]
+    target = names[min(len(names), 4) - 1]
+    if preset == "zero":
+        points[target] = (0.0, 0.0)
+    elif preset == "identical":
+        points[target] = points[names[names.index(target) - 1]]
     return points
 
 

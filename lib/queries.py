@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from lib.embeddings.base import EmbeddingModel, UnsupportedInput, checked_vectors
+from lib.embeddings.base import EmbeddingModel, ModelInfo, UnsupportedInput, checked_vectors
 from lib.uploads import UploadError, load_upload
 
 MAX_CHARS = 10_000
@@ -29,6 +29,17 @@ class TextQuery:
     @property
     def truncated(self) -> bool:
         return self.read is not None
+
+    def note(self, info: ModelInfo) -> str | None:
+        """What the learner should know about how the model read the text (plain text)."""
+        if self.read is None:
+            return None
+        cut = len(self.text) - len(self.read)
+        return (
+            f"{info.name} reads at most {info.max_input_tokens} tokens, so it embedded only the "
+            f"start of your text and ignored about {cut:,} characters. "
+            f"It stopped at: “…{self.read[-80:]}”"
+        )
 
 
 def check_text(model: EmbeddingModel, text: str | None) -> TextQuery:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -31,6 +32,7 @@ import psycopg
 from psycopg import sql
 
 from lib.database import Database, Setting
+from lib.psql import Script, Statement, ident, run
 
 K = 10
 EXACT_TIMEOUT_MS = 60_000
@@ -57,34 +59,33 @@ class Target:
 
     @property
     def qualified(self) -> str:
-        return f"{self.schema}.{self.table}" if self.schema != "public" else self.table
+        return self.name().as_string()
+
+    def name(self) -> sql.Composable:
+        """The table's name as a learner types it (schema shown unless it is public)."""
+        return ident(self.table) if self.schema == "public" else ident(self.schema, self.table)
 
     def query(self, *, with_distance: bool = False) -> sql.Composed:
+        """The k-nearest query: $1 is the query vector, $2 is k (sent and shown as is)."""
         if self.operator not in OPERATORS.values():
             raise HarnessError(f"unknown operator {self.operator}")
-        key = sql.SQL("ctid::text") if self.key == "ctid" else sql.Identifier(self.key)
-        col, op = sql.Identifier(self.column), sql.SQL(self.operator)
+        key = sql.SQL("ctid::text") if self.key == "ctid" else ident(self.key)
+        col, op = ident(self.column), sql.SQL(self.operator)
         distance = (
-            sql.SQL(", {} {} %s AS distance").format(col, op) if with_distance else sql.SQL("")
+            sql.SQL(", {} {} $1 AS distance").format(col, op) if with_distance else sql.SQL("")
         )
         return sql.SQL(
-            "SELECT {key}{distance} FROM {schema}.{table} ORDER BY {col} {op} %s LIMIT %s"
-        ).format(
-            key=key,
-            distance=distance,
-            schema=sql.Identifier(self.schema),
-            table=sql.Identifier(self.table),
-            col=col,
-            op=op,
-        )
+            "SELECT {key}{distance}\nFROM {table}\nORDER BY {col} {op} $1\nLIMIT $2"
+        ).format(key=key, distance=distance, table=self.name(), col=col, op=op)
 
-    def query_text(self, k: int = K, *, with_distance: bool = False) -> str:
-        """The query as a learner would type it into psql ($1 is the query vector)."""
-        key = "ctid" if self.key == "ctid" else self.key
-        distance = f", {self.column} {self.operator} $1 AS distance" if with_distance else ""
-        return (
-            f"SELECT {key}{distance}\nFROM {self.qualified}\n"
-            f"ORDER BY {self.column} {self.operator} $1\nLIMIT {k};"
+    def statement(self, query: np.ndarray, k: int = K, *, with_distance: bool = False) -> Statement:
+        """The k-nearest query with one query vector bound."""
+        q = np.asarray(query, dtype=np.float32)
+        return Statement.of(
+            self.query(with_distance=with_distance),
+            q,
+            int(k),
+            names=("the query vector", "k"),
         )
 
 
@@ -156,7 +157,29 @@ def index_used(plan: Mapping) -> str | None:
 
 def is_exact_plan(plan: Mapping) -> bool:
     """True when no node of the plan reads an index (so every row was compared)."""
-    return not any("Index" in node for node in plan_nodes(plan)) and "Seq Scan" in plan_nodes(plan)
+    return _exact(plan_nodes(plan))
+
+
+_PLAN_PROPERTY = re.compile(r"\s*[A-Z][\w ]*: ")  # "Sort Key: …", "Disabled: true"
+
+
+def text_plan_nodes(lines: Sequence[str]) -> list[str]:
+    """Node types of a plan in EXPLAIN's text format ("Limit", "Sort", "Seq Scan", …)."""
+    nodes = []
+    for line in lines:
+        if line.strip() and not _PLAN_PROPERTY.match(line):
+            node = line.strip().removeprefix("->").strip()
+            nodes.append(re.split(r"\s+(?:on|using)\s|\s{2}", node)[0])
+    return nodes
+
+
+def is_exact_text_plan(lines: Sequence[str]) -> bool:
+    """`is_exact_plan` for a plan in EXPLAIN's text format."""
+    return _exact(text_plan_nodes(lines))
+
+
+def _exact(nodes: Sequence[str]) -> bool:
+    return not any("Index" in node for node in nodes) and "Seq Scan" in nodes
 
 
 def explain(
@@ -172,7 +195,7 @@ def explain(
     opts = "ANALYZE, BUFFERS, FORMAT TEXT" if analyze else "FORMAT JSON"
     stmt = sql.SQL("EXPLAIN ({}) ").format(sql.SQL(opts)) + target.query()
     with db.transaction(settings) as conn:
-        rows = conn.execute(stmt, (query, k), prepare=False).fetchall()
+        rows = psycopg.RawCursor(conn).execute(stmt, (query, k), prepare=False).fetchall()
     if analyze:
         return [r[0] for r in rows]
     return rows[0][0][0]["Plan"]
@@ -188,7 +211,7 @@ def run_queries(
     progress: Progress | None = None,
 ) -> Answers:
     """Run every query under `settings` in one transaction; ids in order, and latencies."""
-    stmt = target.query()
+    stmt = target.query().as_string()
     plan = explain(db, target, queries[0], k, settings)
     ids: list[list[Any]] = []
     lat: list[float] = []
@@ -196,9 +219,10 @@ def run_queries(
     started = datetime.now(UTC).isoformat(timespec="seconds")
     try:
         with db.transaction(settings) as conn:
+            cur = psycopg.RawCursor(conn)
             for i, q in enumerate(queries):
                 t = time.perf_counter()
-                rows = conn.execute(stmt, (q, k), prepare=False).fetchall()
+                rows = cur.execute(stmt, (q, k), prepare=False).fetchall()
                 lat.append((time.perf_counter() - t) * 1000)
                 ids.append([r[0] for r in rows])
                 if progress:
@@ -357,6 +381,17 @@ def measure(
     )
 
 
+def answer_script(
+    db: Database,
+    target: Target,
+    query: np.ndarray,
+    settings: Mapping[str, Setting],
+    k: int = K,
+) -> Script:
+    """One query's (id, distance) rows under `settings`, run now, with the SQL that ran."""
+    return run(db, [target.statement(query, k, with_distance=True)], settings)
+
+
 def side_by_side(
     db: Database,
     target: Target,
@@ -364,16 +399,12 @@ def side_by_side(
     *,
     k: int = K,
     knobs: Mapping[str, Setting] | None = None,
-) -> tuple[list[tuple[Any, float]], list[tuple[Any, float]]]:
-    """One query's (id, distance) rows from the exact scan and from the index, run now."""
-    q = np.asarray(query, dtype=np.float32)
-    stmt = target.query(with_distance=True)
-    out = []
-    for settings in (exact_settings(), index_settings(knobs)):
-        with db.transaction(settings) as conn:
-            rows = conn.execute(stmt, (q, q, k), prepare=False).fetchall()
-        out.append([(r[0], float(r[1])) for r in rows])
-    return out[0], out[1]
+) -> tuple[Script, Script]:
+    """One query answered by the exact scan and by the index, each with the SQL that ran."""
+    return (
+        answer_script(db, target, query, exact_settings(), k),
+        answer_script(db, target, query, index_settings(knobs), k),
+    )
 
 
 def knobs_for(kind: str, *, ef_search: int = 40, probes: int = 1) -> dict[str, Setting]:

@@ -210,16 +210,6 @@ def _short_count(x: int) -> str:
     return str(x)
 
 
-def sql_block(query_text: str, settings: Mapping[str, Setting]) -> str:
-    """The query wrapped in the transaction and SET LOCAL lines it ran with."""
-    sets = "\n".join(f"SET LOCAL {k} = {_literal(v)};" for k, v in settings.items())
-    return f"BEGIN;\n{sets}\n-- $1: each query vector in turn\n{query_text}\nCOMMIT;"
-
-
-def _literal(v: Setting) -> str:
-    return str(v) if isinstance(v, int | float) and not isinstance(v, bool) else f"'{v}'"
-
-
 def side_by_side(
     ds: Dataset,
     exact: Sequence[tuple[Any, float]],

@@ -14,18 +14,19 @@ import base64
 import io
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
-import psycopg
 from psycopg import sql
 
 from lib.corpus import CorpusItem
 from lib.database import Database
 from lib.embeddings.base import InvalidVector, checked_vectors
 from lib.projection import Projection, fit_projection
-from lib.store import EXACT, NEAREST_SQL, Neighbor, nearest, nearest_sql
+from lib.psql import Script, Statement, ident, run
+from lib.recall import is_exact_text_plan
+from lib.store import EXACT, EXACT_COMMENT, Neighbor, nearest_script, nearest_statement
 
 Source = Literal["point", "text", "image"]
 THUMBNAIL_PX = 120
@@ -73,8 +74,7 @@ class Answer:
     query: Query
     on_map: list[MapNeighbor]
     in_space: list[Neighbor]
-    sql: str
-    params: dict[str, Any]
+    script: Script  # the exact scan as it ran; `in_space` is made of its rows
 
     @property
     def shared(self) -> list[str]:
@@ -177,25 +177,29 @@ class EmbeddingSpace:
     def answer(self, db: Database, query: Query, k: int) -> Answer:
         """Nearest on the map and nearest in d dimensions (exact scan in Postgres)."""
         vec = self._check(query)
-        in_space = nearest(db, self.table, vec, k, exact=True)
-        on_map = self.map_nearest(query.x, query.y, k)
-        return Answer(query, on_map, in_space, shown_sql(self.table), {"query": vec, "k": k})
+        script = nearest_script(db, self.table, vec, k, exact=True)
+        in_space = [Neighbor(*r) for r in script.rows]
+        return Answer(query, self.map_nearest(query.x, query.y, k), in_space, script)
 
-    def exact_plan(self, db: Database, query: Query, k: int) -> list[str]:
-        """The plan Postgres uses for the true neighbours: a sequential scan, every row read."""
+    def exact_plan(self, db: Database, query: Query, k: int) -> ExactPlan:
+        """The plan of the true-neighbour query, checked to read no index (every row read)."""
         vec = self._check(query)
-        stmt = sql.SQL("EXPLAIN (COSTS OFF) " + NEAREST_SQL).format(
-            table=sql.Identifier(self.table)
-        )
-        rows = db.fetchall(stmt, {"query": vec, "k": k}, settings=EXACT)
+        statement = nearest_statement(self.table, vec, k)
+        explain = replace(statement, text="EXPLAIN (COSTS OFF)\n" + statement.text)
+        script = run(db, [explain], EXACT, settings_comment=EXACT_COMMENT)
         short = f"'[… {self.dimension} numbers …]'"
-        return [re.sub(r"'\[[^\]']{40,}\]'", short, r[0]) for r in rows]
+        lines = [re.sub(r"'\[[^\]']{40,}\]'", short, r[0]) for r in script.rows]
+        return ExactPlan(script, lines, is_exact_text_plan(lines))
 
 
-def shown_sql(table: str) -> str:
-    """The true-neighbour query as the page shows it, with the setting that makes it exact."""
-    settings = "\n".join(f"SET LOCAL {name} = {value};" for name, value in EXACT.items())
-    return f"{settings}  -- no index: read every row, the exact answer\n{nearest_sql(table)};"
+@dataclass(frozen=True)
+class ExactPlan:
+    """EXPLAIN of the true-neighbour query: the script, the plan (vectors shortened), and
+    whether it reads every row (no index node), as the recall harness checks its truth."""
+
+    script: Script
+    lines: list[str]
+    exact: bool
 
 
 def thumbnail_data_url(item: CorpusItem, size: int = THUMBNAIL_PX) -> str:
@@ -210,7 +214,7 @@ def thumbnail_data_url(item: CorpusItem, size: int = THUMBNAIL_PX) -> str:
 # A vector from no model on this machine: the stand-in "other model" when only one is usable.
 TOY_VECTOR = np.array([0.6, 0.0, 0.8], dtype=np.float32)
 
-CROSS_MODEL_SQL = """SELECT id, embedding <=> %(other)s AS distance
+CROSS_MODEL_SQL = """SELECT id, embedding <=> $1 AS distance
 FROM {table}
 ORDER BY distance
 LIMIT 3"""
@@ -220,19 +224,20 @@ LIMIT 3"""
 class CrossModelAttempt:
     """What Postgres said when asked to compare one model's table with another's vector."""
 
-    sql: str
-    params: dict[str, Any]
-    error: str | None  # Postgres's own message, or None if it ran
-    sqlstate: str | None
-    rows: list[tuple]
+    script: Script
 
     @property
-    def shown_params(self) -> dict[str, Any]:
-        """The parameters for display: a short vector written out, a long one left to show_sql."""
-        return {
-            k: [round(float(x), 3) for x in v] if isinstance(v, np.ndarray) and v.size <= 8 else v
-            for k, v in self.params.items()
-        }
+    def error(self) -> str | None:
+        """Postgres's own message, or None if it ran."""
+        return self.script.error
+
+    @property
+    def sqlstate(self) -> str | None:
+        return self.script.sqlstate
+
+    @property
+    def rows(self) -> list[tuple]:
+        return self.script.rows
 
 
 def cross_model_attempt(db: Database, table: str, other: np.ndarray) -> CrossModelAttempt:
@@ -244,12 +249,9 @@ def cross_model_attempt(db: Database, table: str, other: np.ndarray) -> CrossMod
     vec = np.ascontiguousarray(np.asarray(other, dtype=np.float32).ravel())
     if not np.isfinite(vec).all() or vec.size == 0:
         raise InvalidVector("the other model's vector must be finite and non-empty")
-    stmt = sql.SQL(CROSS_MODEL_SQL).format(table=sql.Identifier(table))
-    params = {"other": vec}
-    shown = CROSS_MODEL_SQL.replace("{table}", table) + ";"
-    try:
-        rows = db.fetchall(stmt, params)
-    except psycopg.Error as e:
-        message = e.diag.message_primary or str(e).strip()
-        return CrossModelAttempt(shown, params, message, e.sqlstate, [])
-    return CrossModelAttempt(shown, params, None, None, rows)
+    statement = Statement.of(
+        sql.SQL(CROSS_MODEL_SQL).format(table=ident(table)),
+        vec,
+        names=("the other model's vector",),
+    )
+    return CrossModelAttempt(run(db, [statement], keep_error=True))

@@ -18,6 +18,7 @@ from psycopg import sql
 from lib.corpus import CorpusItem, content_hash
 from lib.database import Database
 from lib.embeddings.base import checked_vectors
+from lib.psql import Script, Statement, ident, run
 
 META_DDL = """
 CREATE TABLE IF NOT EXISTS lab_tables (
@@ -29,11 +30,12 @@ CREATE TABLE IF NOT EXISTS lab_tables (
     built_at    timestamptz NOT NULL DEFAULT now()
 )"""
 
-# The query the pages show: `{table}` is the model's corpus table, `<=>` cosine distance.
-NEAREST_SQL = """SELECT id, kind, theme, content, embedding <=> %(query)s AS distance
+# The query the pages run and show: `{table}` is the model's corpus table, `<=>` cosine
+# distance, $1 the query vector, $2 how many rows.
+NEAREST_SQL = """SELECT id, kind, theme, content, embedding <=> $1 AS distance
 FROM {table}
-ORDER BY embedding <=> %(query)s
-LIMIT %(k)s"""
+ORDER BY embedding <=> $1
+LIMIT $2"""
 
 
 @dataclass(frozen=True)
@@ -120,21 +122,37 @@ def _current(db: Database, table: str, want: str) -> bool:
     return bool(row and row[0])
 
 
-def nearest_sql(table: str) -> str:
-    """The nearest-neighbour query as a learner would type it, with the table name filled in."""
-    return NEAREST_SQL.replace("{table}", table)
-
-
 # An exact scan: with index scans off the planner must read every row, so the answer is the
 # true k nearest rather than the HNSW graph's approximation.
 EXACT = {"enable_indexscan": "off"}
+EXACT_COMMENT = "no index scan: every row is read, so the answer is exact"
+
+
+def nearest_statement(table: str, query: np.ndarray, k: int) -> Statement:
+    """The nearest-neighbour query on `table` with its parameters bound."""
+    q = checked_vectors(query, query.shape[-1], 1)[0]
+    return Statement.of(
+        sql.SQL(NEAREST_SQL).format(table=ident(table)),
+        q,
+        int(k),
+        names=("the query vector", "k"),
+    )
+
+
+def nearest_script(
+    db: Database, table: str, query: np.ndarray, k: int = 10, *, exact: bool = True
+) -> Script:
+    """Run the nearest-neighbour query (an exact scan unless `exact` is False): rows and SQL."""
+    return run(
+        db,
+        [nearest_statement(table, query, k)],
+        EXACT if exact else None,
+        settings_comment=EXACT_COMMENT if exact else "",
+    )
 
 
 def nearest(
     db: Database, table: str, query: np.ndarray, k: int = 10, *, exact: bool = True
 ) -> list[Neighbor]:
     """The k corpus items nearest to `query` by cosine distance, computed by Postgres."""
-    q = checked_vectors(query, query.shape[-1], 1)[0]
-    stmt = sql.SQL(NEAREST_SQL).format(table=sql.Identifier(table))
-    rows = db.fetchall(stmt, {"query": q, "k": k}, settings=EXACT if exact else None)
-    return [Neighbor(*r) for r in rows]
+    return [Neighbor(*r) for r in nearest_script(db, table, query, k, exact=exact).rows]

@@ -7,7 +7,7 @@ session and never mutated; per-user state is a few names and numbers in session_
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from lib.database import Database, DatabaseUnavailable, DataDirectoryMismatch, o
 from lib.embeddings.base import EmbeddingError, EmbeddingModel
 from lib.embeddings.local import use_one_thread_per_query
 from lib.embeddings.registry import ModelChoice, default_model_name, load_model, model_choices
+from lib.psql import Script, short_value
 from lib.store import ensure_corpus_table
 from lib.vectors import embeddable, item_vectors
 
@@ -179,27 +180,32 @@ def _server_facts() -> None:
         st.warning(info.pgvector_outdated, icon=":material/warning:")
 
 
-def show_sql(sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None) -> None:
-    """Show the SQL that ran, as a learner could paste it into psql, and its parameters."""
-    st.code(sql.strip(), language="sql")
+def show_sql(script: Script) -> None:
+    """Show a script as it ran, ready to paste into psql, and what its parameters are."""
+    st.code(script.text(), language="sql")
+    params = script.parameters()
     if params:
-        st.caption("Parameters: " + describe_params(params))
+        st.caption(
+            "`\\bind … \\g` binds the values to `$1`, `$2`, … (psql 16 or later): "
+            + " · ".join(f"{plain(name)} = {plain(short_value(v))}" for name, v in params)
+            + "."
+        )
 
 
-def describe_params(params: Mapping[str, Any] | Sequence[Any]) -> str:
-    """Parameters as text, with vectors shown by their size rather than all their numbers."""
-    items = params.items() if isinstance(params, Mapping) else enumerate(params, start=1)
-    return " · ".join(f"`{k}` = {_short(v)}" for k, v in items)
+WORD_JOINER = "\u2060"  # invisible, zero width
 
 
-def _short(value: Any) -> str:
-    shape = getattr(value, "shape", None)
-    if shape is not None and len(shape) >= 1 and shape[-1] > 8:
-        head = ", ".join(f"{x:.3f}" for x in value.ravel()[:3])
-        return f"vector({shape[-1]}) [{head}, …]"
-    if isinstance(value, str) and len(value) > 80:
-        return repr(value[:77] + "…")
-    return repr(value)
+def plain(text: str) -> str:
+    """`text` escaped for st.markdown and friends, so that it shows as typed: no link, no
+    emphasis, no math, no HTML, no emoji shortcode.
+
+    Backslash escapes cover Markdown's syntax. Three things are found in the text after
+    escapes are read, so they are broken another way: bare addresses (https://…, www.…,
+    name@host), by an invisible word joiner; shortcodes (:smile:), by writing the colon as
+    a character reference, which Streamlit's check for them does not read as a colon."""
+    text = re.sub(r"(?i)(https?)(?=:)|(www)(?=\.)|(?=@)", lambda m: m.group(0) + WORD_JOINER, text)
+    escaped = re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", text)
+    return escaped.replace("\\:", "&#58;")
 
 
 def embedding_error(e: EmbeddingError) -> None:

@@ -66,14 +66,7 @@ def resolve(request: dict, space: EmbeddingSpace) -> tuple[Query, list[str]]:
         return space.point_query(request["x"], request["y"]), []
     if request["source"] == "text":
         checked = check_text(model, request.get("text"))
-        notes = []
-        if checked.truncated:
-            cut = len(checked.text) - len(checked.read)
-            notes.append(
-                f"{model.info.name} reads at most {model.info.max_input_tokens} tokens, so it "
-                f"embedded only the start of your text and ignored about {cut:,} characters. "
-                f"It stopped at: “…{checked.read[-80:]}”"
-            )
+        notes = [checked.note(model.info)] if checked.truncated else []
         vector = ui.query_vector(space.model_name, checked.text)
         return space.vector_query(vector, "text", f"“{_short(checked.text)}”"), notes
     upload = st.session_state.get("es_image")
@@ -143,7 +136,7 @@ except (QueryError, EmbeddingError) as e:
     except (QueryError, EmbeddingError):
         query, _ = resolve(default_request(space), space)
 for note in notes:
-    notices.info(note, icon=":material/content_cut:")
+    notices.info(ui.plain(note), icon=":material/content_cut:")
 
 answer = space.answer(db, query, k)
 
@@ -188,7 +181,7 @@ if query.source == "point":
 else:
     where = f"{query.label}, embedded by {name} and placed on the map by the same projection"
 st.subheader("Nearest on the map, nearest in the space")
-st.caption(f"Query: {where}.")
+st.text(f"Query: {where}.")  # the learner's words as typed, never Markdown
 
 shared = set(answer.shared)
 map_col, true_col = st.columns(2, gap="large")
@@ -234,14 +227,22 @@ else:
     )
 
 st.subheader("The SQL that ran")
-ui.show_sql(answer.sql, answer.params)
+ui.show_sql(answer.script)
 with st.expander("Proof that it is exact: the plan"):
-    st.code("\n".join(space.exact_plan(db, query, k)), language="text")
-    st.caption(
-        "With index scans off, Postgres reads every row and sorts by distance: a sequential "
-        "scan, the true k nearest. The HNSW index on this table would answer faster, and "
-        "approximately (see Recall at scale)."
-    )
+    plan = space.exact_plan(db, query, k)
+    st.code(plan.script.text(), language="sql")
+    st.code("\n".join(plan.lines), language="text")
+    if plan.exact:
+        st.caption(
+            "With index scans off, Postgres reads every row and sorts by distance: a "
+            "sequential scan and no index node, checked on every run. The HNSW index on this "
+            "table would answer faster, and approximately (see Recall at scale)."
+        )
+    else:
+        st.error(
+            "This plan reads an index, so the list above may not be the true nearest.",
+            icon=":material/error:",
+        )
 
 st.subheader("Models: one space each")
 st.markdown(
@@ -280,7 +281,7 @@ if st.button("Compare this table with another model's vector, in SQL"):
             "(no second model is usable on this machine)"
         )
     attempt = cross_model_attempt(db, space.table, other)
-    ui.show_sql(attempt.sql, attempt.shown_params)
+    ui.show_sql(attempt.script)
     st.caption(f"`other` is {whose}; the table holds {name}'s {space.dimension}-d vectors.")
     if attempt.error:
         st.error(

@@ -6,6 +6,7 @@ from lib import metric_tables as tables
 from lib import metrics, ui
 from lib.components.vector_arrows import picture_data, vector_arrows
 from lib.embeddings.base import EmbeddingError
+from lib.queries import QueryError, check_text
 
 st.set_page_config(page_title="Distance metrics", layout="wide")
 ui.sidebar()
@@ -15,6 +16,8 @@ METRIC = "dm_metric"
 NORMALISE = "dm_normalise"
 DOC_COUNT = "dm_doc_count"
 QUERY_TEXT = "dm_query"
+PICK = "dm_query_pick"
+GOOD_QUERY = "dm_good_query"
 SCALED = "dm_scaled"
 FACTOR = "dm_factor"
 
@@ -36,9 +39,7 @@ def move(name: str, x: float, y: float) -> None:
 
 
 def load_example(preset: str) -> None:
-    st.session_state[POINTS] = metrics.with_doc_count(
-        metrics.example(preset), st.session_state.get(DOC_COUNT, 4)
-    )
+    st.session_state[POINTS] = metrics.example(preset, st.session_state.get(DOC_COUNT, 4))
 
 
 def set_doc_count() -> None:
@@ -169,6 +170,7 @@ def picture() -> None:
         st.dataframe(tables.engines_table(ours, pg.rankings), width="stretch")
     with verdict_col:
         same = metrics.orders_match(used_docs, used_query, ours, pg.rankings)
+        gap = metrics.largest_difference(ours, pg.rankings)
         st.markdown(
             "\n".join(
                 f"- `{m.operator}` {m.returns}: "
@@ -178,9 +180,11 @@ def picture() -> None:
         )
         st.caption(
             "The numbers are what each operator returns: smaller is closer, for all three. "
-            "numpy sums in float32 as pgvector does, so they match to the last digit."
+            "numpy sums in float32 as pgvector does; the largest difference between numpy's "
+            "value and Postgres's for the same document and operator is "
+            + ("**0**: every value is the same number." if gap == 0 else f"**{gap:.1e}**.")
         )
-    st.code(pg.script, language="sql", wrap_lines=True)
+    st.code(pg.script.text(), language="sql", wrap_lines=True)
 
 
 def highlight_differ(value: str) -> str:
@@ -246,11 +250,8 @@ with trap_cols[2], st.container(border=True):
         "**An index serves one operator.** Build it with the operator class of the operator "
         "you query with:\n\n"
         + "\n".join(f"- `{m.operator}` needs `{m.opclass}`" for m in metrics.METRICS)
-    )
-    st.code(
-        "CREATE INDEX ON items USING hnsw (embedding vector_cosine_ops);",
-        language="sql",
-        wrap_lines=True,
+        + "\n\nFor a table `items`: `CREATE INDEX ON items USING hnsw (embedding "
+        "vector_cosine_ops);`"
     )
 
 st.subheader("Real data: the corpus under each metric")
@@ -262,21 +263,43 @@ lesson_queries = [it.text for it in corpus.items if it.lesson and it.kind == "te
 
 def new_query() -> None:
     st.session_state.pop(SCALED, None)
+    st.session_state[PICK] = None
 
 
-query_text = st.selectbox(
-    "Query — pick one, or type your own",
-    lesson_queries,
-    index=0,
+def pick_query() -> None:
+    if st.session_state.get(PICK):
+        st.session_state[QUERY_TEXT] = st.session_state[PICK]
+        st.session_state.pop(SCALED, None)
+
+
+st.session_state.setdefault(QUERY_TEXT, lesson_queries[0])
+typed = st.text_input(
+    "Query — type your own and press Enter",
     key=QUERY_TEXT,
-    accept_new_options=True,
     on_change=new_query,
+    help="Embedded as a query by the model, then ranked against the corpus in Postgres.",
 )
+st.pills("…or pick one of the lesson's", lesson_queries, key=PICK, on_change=pick_query)
 try:
-    query_vector = ui.query_vector(model_name, query_text)
+    checked = check_text(ui.model(model_name), typed)
+except QueryError as e:
+    st.error(
+        f"{e} Showing the last query that worked: “{ui.plain(st.session_state[GOOD_QUERY])}”."
+        if st.session_state.get(GOOD_QUERY)
+        else str(e),
+        icon=":material/error:",
+    )
+    checked = check_text(
+        ui.model(model_name), st.session_state.get(GOOD_QUERY) or lesson_queries[0]
+    )
+if checked.truncated:
+    st.info(ui.plain(checked.note(ui.model(model_name).info)), icon=":material/content_cut:")
+try:
+    query_vector = ui.query_vector(model_name, checked.text)
 except EmbeddingError as e:
     ui.embedding_error(e)
     st.stop()
+st.session_state[GOOD_QUERY] = checked.text
 
 low, high = metrics.norm_range(db, corpus.table)
 info = ui.model(model_name).info
@@ -335,7 +358,7 @@ else:
         icon=":material/compare_arrows:",
     )
 with st.expander("The SQL that ran"):
-    ui.show_sql(real.sql, real.params)
+    ui.show_sql(real.script)
 
 st.subheader("An index built for one operator does not serve another")
 opclasses = metrics.index_opclasses(db, corpus.table)
@@ -346,12 +369,8 @@ st.markdown(
     "index that can serve the `ORDER BY`. These are the plans that ran (`EXPLAIN ANALYZE`):"
 )
 plans = metrics.operator_plans(db, corpus.table, query_vector)
-st.code(metrics.plan_script(corpus.table), language="sql")
-st.caption(
-    "`<op>` is each operator in turn; `%(query)s` is the query's embedding "
-    f"({len(query_vector)} numbers, shortened in the plans)."
-)
-for plan in plans:
+ui.show_sql(plans.script)
+for plan in plans.plans:
     verdict_col, plan_col = st.columns([1, 2], gap="medium")
     with verdict_col:
         if plan.index:

@@ -30,7 +30,12 @@ state.setdefault("recall_size", 500)
 
 
 def _use_custom_size() -> None:
-    n = int(state["recall_custom"])
+    # What the field shows now, parsed again: the button builds exactly that, or nothing.
+    try:
+        n = datasets.parse_rows(state["recall_custom"])
+    except ValueError as e:
+        state["recall_refusal"] = str(e)
+        return
     plan = datasets.plan_size(
         n,
         ds.dimension,
@@ -54,21 +59,28 @@ with controls:
         f"{datasets.table_name(500, ds.dimension)}, …",
     )
     with st.popover("Another size…"):
-        custom = st.number_input(
-            "Rows", min_value=100, max_value=2_000_000_000, value=1_000_000, step=100_000,
-            key="recall_custom",
+        state.setdefault("recall_custom", "1,000,000")
+        custom = st.text_input(
+            "Rows", key="recall_custom", help="Digits with or without commas, or 1e6.",
+            placeholder="1,000,000 — then press Enter",
         )  # fmt: skip
-        plan = datasets.plan_size(
-            int(custom), ds.dimension,
-            memory=datasets.memory_available(), disk=datasets.disk_available(db),
-        )  # fmt: skip
-        if plan.ok:
-            st.caption(datasets.describe_plan(plan, datasets.seconds_estimate(db, int(custom))))
-            st.button("Build and measure this size", on_click=_use_custom_size)
+        try:
+            rows_wanted = datasets.parse_rows(custom)
+        except ValueError as e:
+            st.error(ui.plain(str(e)), icon=":material/error:")
         else:
-            st.error(f"**Refused.** {plan.reason}", icon=":material/block:")
+            plan = datasets.plan_size(
+                rows_wanted, ds.dimension,
+                memory=datasets.memory_available(), disk=datasets.disk_available(db),
+            )  # fmt: skip
+            if plan.ok:
+                seconds = datasets.seconds_estimate(db, rows_wanted)
+                st.caption(datasets.describe_plan(plan, seconds))
+                st.button(f"Build and measure {rows_wanted:,} rows", on_click=_use_custom_size)
+            else:
+                st.error(f"**Refused.** {plan.reason}", icon=":material/block:")
     if state.get("recall_refusal"):
-        st.error(f"**Not built:** {state['recall_refusal']}", icon=":material/block:")
+        st.error(f"**Not built:** {ui.plain(state['recall_refusal'])}", icon=":material/block:")
 
 status = datasets.table_status(db, ds, n)
 index = status.index
@@ -194,18 +206,6 @@ if report is not None:
     if index.notice:
         st.warning(f"During this index's build PostgreSQL said: “{index.notice}”.")
 
-    left, right = st.columns(2)
-    with left:
-        st.markdown("**Exact scan — the ground truth**")
-        ui.show_sql(
-            recall_view.sql_block(target.query_text(), report.exact_settings),
-        )
-    with right:
-        st.markdown(f"**Through the index `{report.index}`**")
-        ui.show_sql(
-            recall_view.sql_block(target.query_text(), report.index_settings),
-        )
-
     # ---- missed answers for one query ----------------------------------------------------
     st.subheader("What the index missed")
     order = sorted(range(report.queries), key=lambda i: report.per_query_recall[i])
@@ -217,13 +217,21 @@ if report is not None:
     )
     passage = ds.query_passages[chosen]
     st.caption(f"Query text: “{' '.join(passage.text.split())[:300]}…” ({passage.page})")
-    exact_rows, index_rows = ui.recall_side_by_side(*measured, chosen)
-    truth_df, got_df = recall_view.side_by_side(ds, exact_rows, index_rows)
+    exact_run, index_run = ui.recall_side_by_side(*measured, chosen)
+    truth_df, got_df = recall_view.side_by_side(ds, exact_run.rows, index_run.rows)
     a, b = st.columns(2)
     a.markdown("**True top 10** (exact scan)")
     a.dataframe(truth_df, hide_index=True, width="stretch")
     b.markdown(f"**What the index returned** ({recall_view.knob_label(knobs)})")
     b.dataframe(got_df, hide_index=True, width="stretch")
+    with a:
+        ui.show_sql(exact_run)
+    with b:
+        ui.show_sql(index_run)
+    st.caption(
+        "The harness runs these two statements, without the distance column, for each of the "
+        f"{report.queries} query vectors; here `$1` is this query's."
+    )
     if st.toggle("EXPLAIN ANALYZE both queries for this query vector", key="recall_explain"):
         q = ds.queries[chosen]
         e1, e2 = st.columns(2)
@@ -267,7 +275,7 @@ if submitted:
         st.rerun()
 if index is not None:
     st.caption("Current index, as it was built:")
-    st.code(datasets.index_sql(status.table, index.spec()), language="sql")
+    st.code(datasets.index_statement(status.table, index.spec()).psql(), language="sql")
 
 # ---- your own table ----------------------------------------------------------------------
 st.subheader("Your own table")
@@ -310,7 +318,11 @@ else:
                 f"median {own.index_latency_ms['p50']:.2f} ms; ran at {own.index_ran_at}."
             )
             ui.show_sql(
-                recall_view.sql_block(facts.target.query_text(), own.index_settings),
+                recall.answer_script(db, facts.target, queries[0], recall.index_settings(own_knobs))
+            )
+            st.caption(
+                "The index's query as the harness ran it for each sampled row, here bound to "
+                "the first one (with its distance column)."
             )
 
 st.subheader("What to notice")

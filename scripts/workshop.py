@@ -114,7 +114,7 @@ def start_apps(n: int, first_port: int, env: dict[str, str]) -> list[tuple[int, 
         log = open(RUN_DIR / f"app{i + 1}.log", "wb")  # noqa: SIM115 - lives with the process
         proc = subprocess.Popen(
             [
-                sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
+                sys.executable, "-m", "streamlit", "run", "serve.py",
                 "--server.port", str(port), "--server.address", "127.0.0.1",
                 "--server.headless", "true",
             ],

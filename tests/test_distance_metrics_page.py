@@ -3,23 +3,15 @@
 AppTest runs the page through the entrypoint (switch_page), as a browser would reach it.
 """
 
-from pathlib import Path
-
 import pytest
-from streamlit.testing.v1 import AppTest
+from apptest_util import app_at
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 PAGE = "pages/2_Distance_metrics.py"
 
 
 @pytest.fixture
 def app(pg_url, monkeypatch):
-    monkeypatch.setenv("DATABASE_URL", pg_url)
-    monkeypatch.delenv("VOYAGE_API_KEY", raising=False)
-    at = AppTest.from_file(str(PROJECT_DIR / "streamlit_app.py"), default_timeout=180)
-    at.run()
-    at.switch_page(PAGE)
-    return at
+    return app_at(PAGE, pg_url, monkeypatch)
 
 
 def texts(at) -> str:

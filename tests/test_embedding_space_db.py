@@ -73,11 +73,15 @@ def test_the_map_list_is_the_2d_nearest_and_the_overlap_is_counted(db, space):
 def test_the_sql_shown_is_the_exact_scan_that_ran_and_its_plan_proves_it(db, space):
     query = space.point_query(0.0, 0.0)
     answer = space.answer(db, query, 5)
-    assert "SET LOCAL enable_indexscan = off;" in answer.sql
-    assert f"FROM {space.table}" in answer.sql and "ORDER BY embedding <=> %(query)s" in answer.sql
-    assert answer.params["k"] == 5 and answer.params["query"].shape == (384,)
-    plan = "\n".join(space.exact_plan(db, query, 5))
-    assert "Seq Scan" in plan and "Index" not in plan
+    text = answer.script.text()
+    assert text.startswith("BEGIN;\n") and text.endswith("\nCOMMIT;")
+    assert "SET LOCAL enable_indexscan = off;" in text
+    assert f"FROM {space.table}" in text and "ORDER BY embedding <=> $1" in text
+    (statement,) = answer.script.statements
+    assert statement.params[1] == 5 and statement.params[0].shape == (384,)
+    exact = space.exact_plan(db, query, 5)
+    plan = "\n".join(exact.lines)
+    assert exact.exact and "Seq Scan" in plan and "Index" not in plan
     assert "'[… 384 numbers …]'" in plan and len(max(plan.splitlines(), key=len)) < 120
 
 
@@ -93,7 +97,8 @@ def test_comparing_two_models_in_sql_shows_postgres_own_error(db, space):
     assert toy.sqlstate == "22000" and toy.rows == []
     clip_sized = cross_model_attempt(db, space.table, np.full(512, 0.04, np.float32))
     assert clip_sized.error == "different vector dimensions 384 and 512"
-    assert "<=> %(other)s" in toy.sql and space.table in toy.sql
+    assert "<=> $1" in toy.script.text() and space.table in toy.script.text()
+    assert "\\bind '[0.6,0,0.8]' \\g" in toy.script.text()
 
 
 def test_an_uploaded_image_goes_through_an_image_model_to_postgres(db):

@@ -139,7 +139,7 @@ def test_identical_documents_tie_and_come_out_in_name_order_in_both(db):
 def test_temporary_table_is_gone_after_the_call(db):
     names, docs, query = metrics.split(metrics.example("lesson"))
     pg = metrics.postgres_rankings(db, names, docs, query)
-    assert "ON COMMIT DROP" in pg.script and "<#>" in pg.script
+    assert "ON COMMIT DROP" in pg.script.text() and "<#>" in pg.script.text()
     left = db.fetchone(
         "SELECT count(*) FROM pg_class WHERE relname = 'docs' AND relpersistence = 't'"
     )
@@ -149,16 +149,12 @@ def test_temporary_table_is_gone_after_the_call(db):
 def test_script_shown_is_the_script_that_ran(db):
     names, docs, query = metrics.split(metrics.example("lesson"))
     pg = metrics.postgres_rankings(db, names, docs, query)
-    assert "('B', '[4,-0.6]')" in pg.script
-    assert "ORDER BY embedding <#> q, name" in pg.script
-    # Run the shown text as a learner would paste it: the same rows come back.
-    with db.transaction() as conn:
-        statements = [s for s in pg.script.split(";") if s.strip() not in ("", "BEGIN", "COMMIT")]
-        for s in statements:
-            cur = conn.execute(s)
-        rows = cur.fetchall()  # the last statement: the <#> ranking
-        conn.execute("DROP TABLE docs")
-    assert [r[0] for r in rows] == [r.name for r in pg.rankings["ip"]]
+    text = pg.script.text()
+    assert "('B', '[4,-0.6]')" in text
+    assert "ORDER BY embedding <#> q, name" in text
+    assert text.startswith("BEGIN;\n") and text.endswith("COMMIT;")
+    # tests/test_sql_blocks.py pastes it into psql; the rankings are made of its rows.
+    assert [r[0] for r in pg.script.rows] == [r.name for r in pg.rankings["ip"]]
 
 
 @pytest.fixture
@@ -197,14 +193,16 @@ def indexed_table(db):
 def test_cosine_index_serves_cosine_only_and_explain_shows_it(db, indexed_table):
     table, vecs = indexed_table
     assert metrics.index_opclasses(db, table) == [(f"{table}_cos", "vector_cosine_ops")]
-    plans = {p.metric.key: p for p in metrics.operator_plans(db, table, vecs[0])}
+    result = metrics.operator_plans(db, table, vecs[0])
+    plans = {p.metric.key: p for p in result.plans}
     assert plans["cosine"].index == f"{table}_cos"
     assert "Index Scan" in plans["cosine"].text
     for key in ("l2", "ip"):
         assert plans[key].index is None
         assert "Seq Scan" in plans[key].text and "Disabled: true" in plans[key].text
     assert "… 8 values]'::vector" in plans["cosine"].text  # the literal, shortened
-    assert "SET LOCAL enable_seqscan = off;" in metrics.plan_script(table)
+    assert "SET LOCAL enable_seqscan = off;" in result.script.text()
+    assert result.script.text().count("EXPLAIN (ANALYZE") == 3
 
     # The operator class decides: an index built with vector_l2_ops serves <-> as well.
     with db.transaction() as conn:
@@ -213,7 +211,7 @@ def test_cosine_index_serves_cosine_only_and_explain_shows_it(db, indexed_table)
                 sql.Identifier(f"{table}_l2"), sql.Identifier(table)
             )
         )
-    plans = {p.metric.key: p for p in metrics.operator_plans(db, table, vecs[0])}
+    plans = {p.metric.key: p for p in metrics.operator_plans(db, table, vecs[0]).plans}
     assert plans["l2"].index == f"{table}_l2"
     assert plans["ip"].index is None
 
