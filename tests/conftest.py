@@ -4,6 +4,7 @@
   temporary directory (or TEST_DATABASE_URL, if set). Never a mock.
 - `db`: a `lib.database.Database` on that server.
 - `app_url`: `streamlit run streamlit_app.py` on a free port, pointed at that server.
+- `voyage_app`: the same with voyage-multimodal-3.5 served by a local fake of its API.
 - `page`: a fresh Chromium page (Debian's /usr/bin/chromium through Playwright);
   tests/browser_util.py has `open_page`, `wait_for_run` and `exceptions`.
 """
@@ -18,6 +19,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -87,13 +89,10 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> None
     raise TimeoutError(f"streamlit did not become healthy at {url}")
 
 
-@pytest.fixture(scope="session")
-def app_url(pg_url, tmp_path_factory) -> Iterator[str]:
-    """The app served by `streamlit run` on a free port, talking to the test database."""
+@contextmanager
+def served_app(env: dict[str, str], log: Path) -> Iterator[str]:
+    """`streamlit run streamlit_app.py` on a free port with `env`; yields its URL."""
     port = free_port()
-    log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
-    env = {**os.environ, "DATABASE_URL": pg_url, "PYTHONUNBUFFERED": "1"}
-    env.pop("VOYAGE_API_KEY", None)
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [
@@ -102,7 +101,7 @@ def app_url(pg_url, tmp_path_factory) -> Iterator[str]:
                 "--server.fileWatcherType", "none",
             ],
             cwd=PROJECT_DIR,
-            env=env,
+            env={**env, "PYTHONUNBUFFERED": "1"},
             stdout=out,
             stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -118,6 +117,46 @@ def app_url(pg_url, tmp_path_factory) -> Iterator[str]:
             proc.kill()
         if proc.returncode not in (0, -15, None):
             print(log.read_text()[-5000:])
+
+
+@pytest.fixture(scope="session")
+def app_url(pg_url, tmp_path_factory) -> Iterator[str]:
+    """The app served by `streamlit run` on a free port, talking to the test database."""
+    log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
+    env = {**os.environ, "DATABASE_URL": pg_url}
+    env.pop("VOYAGE_API_KEY", None)
+    env.pop("VOYAGE_BASE_URL", None)
+    with served_app(env, log) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def voyage_app(pg_url, tmp_path_factory):
+    """The app with voyage-multimodal-3.5 served by a local fake of Voyage's API.
+
+    Yields (url, fake). The fake (tests/voyage_fake.py) checks every request against the
+    documented API; its vectors are tests/fake_multimodal.py's (MiniLM's, photos placed at
+    their captions), never Voyage's. The app gets VOYAGE_API_KEY and VOYAGE_BASE_URL, and an
+    embedding cache of its own, so no fake vector reaches the project's cache.
+    """
+    from fake_multimodal import MapVectors
+    from voyage_fake import FakeVoyage
+
+    from lib.corpus import load_items
+
+    tmp = tmp_path_factory.mktemp("voyage-app")
+    photos = [it for it in load_items() if it.kind == "image"]
+    with FakeVoyage("fake-voyage-key", vectors=MapVectors(photos)) as fake:
+        env = {
+            **os.environ,
+            "DATABASE_URL": pg_url,
+            "VOYAGE_API_KEY": fake.key,
+            "VOYAGE_BASE_URL": fake.base_url,
+            "EMBEDDING_CACHE_PATH": str(tmp / "embeddings.sqlite"),
+        }
+        with served_app(env, tmp / "streamlit.log") as url:
+            yield url, fake
+    assert fake.problems == []
 
 
 @pytest.fixture(scope="session")
