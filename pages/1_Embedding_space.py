@@ -366,13 +366,14 @@ st.markdown(
   under the map names the item nearest, in {space.dimension} dimensions, to the query your
   point would make: both computed in your browser. Let go, and Postgres answers.
 - Drop the star on “tabby cat”: the query is mostly tabby cat's own vector, so Postgres puts
-  tabby cat first, at a distance near 0, and the other cat next.
+  tabby cat first, at a distance near 0, and the items nearest it in meaning after it.
 - Add themes. The map refits to more items and keeps less of their variance (the axes say how
   much); count the ✓ marks as the two lists part in the crowded middle.
 - Why not send the point straight back through the projection? Its inverse keeps only the
-  {100 * (ex1 + ex2):.0f}% of the variance the two axes hold: it is mostly the mean of the
-  items, and by cosine its nearest are the items furthest out on the rim, not the one under
-  the point. So a point borrows the vectors of the items around it.
+  share of the variance the two axes hold ({100 * (ex1 + ex2):.0f}% here, far less with every
+  theme on the map): it is then mostly the mean of the items, and by cosine its nearest are
+  the items furthest out on the rim, not the one under the point. So a point borrows the
+  vectors of the items around it.
 - Type “a small cat”: it lands among the animals, and the first true neighbour is a cat item.
   Try a sentence about something the corpus does not mention and watch where it lands.
 - Similarity is `1 − distance` for cosine: 1 is the same direction, 0 unrelated.

@@ -86,6 +86,11 @@ def test_dropping_the_star_on_any_item_makes_that_item_the_first_true_neighbour(
         firsts.append(space.answer(db, query, 1).in_space[0].id == item.id)
     assert len(firsts) == 114
     assert sum(firsts) >= 0.95 * len(firsts), f"{sum(firsts)} of {len(firsts)}"
+    # What the page says of the bare inverse projection: mostly the mean, its nearest on the
+    # rim; the item under the point comes first for few items.
+    inverse = space.projection.inverse(space.xy)
+    under = [space.true_nearest(v, 1)[0] == i for i, v in enumerate(inverse)]
+    assert sum(under) < 0.25 * len(under), f"{sum(under)} of {len(under)}"
 
 
 def test_the_blend_is_the_weighted_sum_of_unit_vectors_nearest_on_the_map(space):

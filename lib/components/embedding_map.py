@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
+import threading
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -68,7 +70,7 @@ def thumbnail_url(item: CorpusItem) -> str:
     path = THUMBS_DIR / name
     if not path.exists():
         THUMBS_DIR.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{id(item)}.tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_bytes(thumbnail_jpeg(item))
         tmp.replace(path)
     return f"app/static/thumbs/{name}"
