@@ -12,6 +12,7 @@ from lib.corpus import load_items
 pytestmark = pytest.mark.browser
 
 MAP = ".es-root"
+WAIT = 60_000  # ms: the map waits for plotly.js and a script run, on a busy machine
 LESSON_TEXTS = {
     "a small cat", "tabby cat", "a puppy", "a red car", "a pickup truck", "a motorbike",
     "a highway",
@@ -78,7 +79,7 @@ def test_the_default_map_shows_the_lesson_items_labelled_without_overlap(app_url
     assert drawn["bad"] == [] and "your point" in drawn["labels"]
     # The star starts on "a small cat": the line under the map says what Postgres found.
     line = page.locator(".es-nearest-text")
-    expect(line).to_have_text(re.compile(r"^nearest: a small cat · d = 0\.\d\d$"))
+    expect(line).to_have_text(re.compile(r"^nearest: a small cat · d = 0\.\d\d$"), timeout=WAIT)
     assert attr(page, "data-nearest-source") == "postgres"
     assert exceptions(page) == []
 
@@ -90,7 +91,7 @@ def test_dragging_over_every_item_names_it_nearest_and_postgres_agrees_on_releas
     open_map(page, app_url)
     themes = page.locator(".st-key-es_themes button").all_inner_texts()
     add_themes(page, *[t.rsplit(" (", 1)[0] for t in themes])
-    expect(page.locator(MAP)).to_have_attribute("data-items", "114")
+    expect(page.locator(MAP)).to_have_attribute("data-items", "114", timeout=WAIT)
     ids = page.evaluate("() => document.querySelector('.es-root').__es.ids")
     assert len(ids) == 114
 
@@ -112,11 +113,11 @@ def test_dragging_over_every_item_names_it_nearest_and_postgres_agrees_on_releas
     live = float(attr(page, "data-nearest-distance"))
     assert attr(page, "data-nearest") == "tabby-cat"
     page.mouse.up()
-    expect(page.locator(MAP)).to_have_attribute("data-nearest-source", "postgres")
+    expect(page.locator(MAP)).to_have_attribute("data-nearest-source", "postgres", timeout=WAIT)
     assert attr(page, "data-nearest") == "tabby-cat"
     assert abs(float(attr(page, "data-nearest-distance")) - live) < 1e-3
     first = page.locator(".st-key-es_true_list table tbody tr").first
-    expect(first).to_contain_text("tabby cat")
+    expect(first).to_contain_text("tabby cat", timeout=WAIT)
     assert "tabby cat" in query_caption(page)
     assert exceptions(page) == []
 
@@ -125,11 +126,11 @@ def test_adding_a_theme_refits_the_map_and_dragging_lights_up_its_cluster(app_ur
     open_map(page, app_url)
     title = page.locator(".es-plot .g-xtitle").text_content()
     add_themes(page, "weather")
-    expect(page.locator(MAP)).to_have_attribute("data-items", "15")
-    expect(page.locator(".es-plot .g-xtitle")).not_to_have_text(title)
+    expect(page.locator(MAP)).to_have_attribute("data-items", "15", timeout=WAIT)
+    expect(page.locator(".es-plot .g-xtitle")).not_to_have_text(title, timeout=WAIT)
     expect(
         page.get_by_text(re.compile(r"the lesson's items and 1 theme\(s\), 15 items"))
-    ).to_be_visible()
+    ).to_be_visible(timeout=WAIT)
     assert labels(page)["bad"] == []
 
     view = page.evaluate(
@@ -168,7 +169,7 @@ def test_adding_a_theme_refits_the_map_and_dragging_lights_up_its_cluster(app_ur
         "e => e.innerText && e.innerText.startsWith('Query: ') && e.innerText !== old)",
         arg=caption,
     )
-    expect(page.locator(MAP)).not_to_have_class(re.compile("es-waiting"))
+    expect(page.locator(MAP)).not_to_have_class(re.compile("es-waiting"), timeout=WAIT)
     assert highlighted(page) == during
     assert "weather" in page.locator(".st-key-es_true_list table").inner_text()
     assert exceptions(page) == []
@@ -181,8 +182,8 @@ def test_typing_a_small_cat_puts_a_cat_item_first(app_url, page):
     box.press("Enter")
     first = page.locator(".st-key-es_true_list table tbody tr").first
     expect(first).to_contain_text("cat", timeout=60_000)
-    expect(page.get_by_text("Query: “a small cat”")).to_be_visible()
-    expect(page.locator(".es-handle-label")).to_have_text("“a small cat”")
+    expect(page.get_by_text("Query: “a small cat”")).to_be_visible(timeout=WAIT)
+    expect(page.locator(".es-handle-label")).to_have_text("“a small cat”", timeout=WAIT)
     assert exceptions(page) == []
 
 
@@ -194,8 +195,8 @@ def test_uploading_a_non_image_shows_the_error(app_url, page):
     alert = page.locator('[data-testid="stAlert"]').filter(has_text="notes.png is not an image")
     expect(alert).to_be_visible(timeout=60_000)
     # The page still works: the map and both lists are there.
-    expect(page.locator(f'{MAP}[data-ready="true"]')).to_be_visible()
-    expect(page.locator(".st-key-es_true_list table")).to_be_visible()
+    expect(page.locator(f'{MAP}[data-ready="true"]')).to_be_visible(timeout=WAIT)
+    expect(page.locator(".st-key-es_true_list table")).to_be_visible(timeout=WAIT)
     assert exceptions(page) == []
 
 

@@ -20,6 +20,7 @@ from lib.corpus import load_items
 pytestmark = pytest.mark.browser
 
 MAP = ".es-root"
+WAIT = 60_000  # ms: the map waits for plotly.js and a script run, on a busy machine
 VOYAGE = "voyage-multimodal-3.5"
 CAT_PHOTO = "photo-cat-chelsea"
 
@@ -55,7 +56,7 @@ def test_the_multimodal_map_shows_the_lesson_photo_with_its_thumbnail_on_hover(v
     assert page.locator(MAP).get_attribute("data-model") == VOYAGE
     # The app says where its vectors come from: the fake, not Voyage AI.
     sidebar = page.locator('[data-testid="stSidebar"]')
-    expect(sidebar).to_contain_text(f"served by {fake.base_url} (VOYAGE_BASE_URL)")
+    expect(sidebar).to_contain_text(f"served by {fake.base_url} (VOYAGE_BASE_URL)", timeout=WAIT)
     # The lesson's map of a multimodal model: its 7 texts and the cat photo, labelled.
     assert view(page, "v.ids.length") == 8
     assert view(page, "Object.keys(v.thumbs)") == [CAT_PHOTO]
@@ -72,7 +73,7 @@ def test_the_multimodal_map_shows_the_lesson_photo_with_its_thumbnail_on_hover(v
 
     page.mouse.move(*client_point(page, CAT_PHOTO))
     tip = page.locator(".es-tip img")
-    expect(tip).to_be_visible()
+    expect(tip).to_be_visible(timeout=WAIT)
     assert "/app/static/thumbs/" in tip.get_attribute("src")
     page.wait_for_function(
         "() => { const i = document.querySelector('.es-tip img');"
@@ -89,7 +90,7 @@ def test_an_uploaded_photo_is_embedded_through_the_api_and_placed_by_its_cat(voy
         files=[{"name": "my-cat.png", "mimeType": "image/png", "buffer": cat_photo_png()}]
     )
     expect(page.locator(".es-handle-label")).to_have_text("photo: my-cat.png", timeout=60_000)
-    expect(page.get_by_text("Query: photo: my-cat.png")).to_be_visible()
+    expect(page.get_by_text("Query: photo: my-cat.png")).to_be_visible(timeout=WAIT)
 
     # One request, as the API documents it: the photo as a PNG data URL, input_type query.
     sent = [r.body for r in fake.requests[before:]]
@@ -101,12 +102,13 @@ def test_an_uploaded_photo_is_embedded_through_the_api_and_placed_by_its_cat(voy
     # Postgres's first true neighbour is the corpus's photo of the same cat, and the map
     # places the upload by it: the photo lights up among the nearest on the map.
     first = page.locator(".st-key-es_true_list table tbody tr").first
-    expect(first).to_contain_text("Chelsea, a tabby cat")
-    expect(first).to_contain_text("image")
+    expect(first).to_contain_text("Chelsea, a tabby cat", timeout=WAIT)
+    expect(first).to_contain_text("image", timeout=WAIT)
     highlighted = page.locator(MAP).get_attribute("data-highlighted").split(",")
     assert CAT_PHOTO in highlighted[:3]
     expect(page.locator(".es-nearest-text")).to_have_text(
-        re.compile(r"^nearest: Chelsea, a tabby cat, looking straight at the camera · d = ")
+        re.compile(r"^nearest: Chelsea, a tabby cat, looking straight at the camera · d = "),
+        timeout=WAIT,
     )
     assert exceptions(page) == []
 
@@ -118,12 +120,12 @@ def test_switching_the_model_redraws_the_map_in_the_new_space(voyage_app, page):
     page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').click()
     page.get_by_role("option", name="all-MiniLM-L6-v2").click()
     wait_for_run(page)
-    expect(page.locator(MAP)).to_have_attribute("data-model", "all-MiniLM-L6-v2")
+    expect(page.locator(MAP)).to_have_attribute("data-model", "all-MiniLM-L6-v2", timeout=WAIT)
     # MiniLM embeds text only: the same lesson texts, no photo, another projection.
     assert view(page, "v.ids.length") == 7
     assert view(page, "Object.keys(v.thumbs).length") == 0
-    expect(page.locator(".es-plot .g-xtitle")).not_to_have_text(title)
-    expect(page.locator(".es-plot .point")).to_have_count(7)
+    expect(page.locator(".es-plot .g-xtitle")).not_to_have_text(title, timeout=WAIT)
+    expect(page.locator(".es-plot .point")).to_have_count(7, timeout=WAIT)
     true_list = page.locator(".st-key-es_true_list table")
-    expect(true_list).not_to_contain_text("image")
+    expect(true_list).not_to_contain_text("image", timeout=WAIT)
     assert exceptions(page) == []
