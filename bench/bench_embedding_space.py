@@ -2,11 +2,12 @@
 
     .venv/bin/python bench/bench_embedding_space.py [--tries 50] [--no-browser]
 
-1. drag release -> true neighbours, server time: inverse projection, the exact scan in
-   Postgres, the map's neighbours and the plan the page shows (target < 150 ms);
+1. drag release -> true neighbours, server time: the lift (a blend of item vectors), the
+   exact scan in Postgres, the map's neighbours and the plan the page shows (< 150 ms);
 2. typed text -> neighbours, the local model's embedding included (target < 200 ms);
 3. in Chromium, the highlight the browser runs on every frame of a drag: nearest on the map,
-   rings, marker and live list, plus the style and layout it forces (target < 16 ms);
+   rings, labels, marker, live list and live line, plus the style and layout it forces
+   (target < 16 ms);
 4. in Chromium, mouse up -> the new true neighbours drawn by the page (whole round trip:
    trigger, script rerun, Postgres, delta back) — for information, no target.
 

@@ -1,35 +1,54 @@
-"""One model's embedding space: the corpus on a 2-D map, queries placed on it, true neighbours.
+"""One model's embedding space: the items a map shows, their 2-D map, queries, true neighbours.
 
-The map is a PCA projection (lib.projection) of the model's vectors of the corpus, fitted
-once per model. A query is a d-dimensional vector and its place on the map: a map position
-the learner chose (sent back into d dimensions by the inverse projection), or a typed text or
-uploaded image embedded by the model (placed on the map by the same projection). Its
-neighbours come twice: nearest on the map (2-D distance, what the eye sees) and nearest in
-d dimensions (cosine distance, an exact scan in Postgres: the truth).
+A map shows the lesson's items and the themes the learner adds, through a PCA projection
+(lib.projection) fitted on exactly those items. A query is a d-dimensional vector and its
+place on that map: a map position the learner dropped, made into a vector by blending the
+real vectors of the items nearest it on the map (`EmbeddingSpace.lift`), or a typed text or
+uploaded image embedded by the model, placed on the map by the same projection. Its
+neighbours come twice, among the items the map shows: nearest on the map (2-D distance, what
+the eye sees) and nearest in d dimensions (cosine distance, an exact scan in Postgres).
+
+Why a blend and not the inverse projection: two axes keep a few percent of the variance, so
+the inverse of a 2-D position is mostly the corpus mean, and its cosine neighbours are the
+items furthest out on the rim rather than the item under the point.
 """
 
 from __future__ import annotations
 
-import base64
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
 from psycopg import sql
 
 from lib.corpus import CorpusItem
+from lib.corpus import themes as corpus_themes
 from lib.database import Database
 from lib.embeddings.base import InvalidVector, checked_vectors
 from lib.projection import Projection, fit_projection
 from lib.psql import Script, Statement, ident, run
 from lib.recall import is_exact_text_plan
-from lib.store import EXACT, EXACT_COMMENT, Neighbor, nearest_script, nearest_statement
+from lib.store import EXACT, EXACT_COMMENT, Neighbor
 
 Source = Literal["point", "text", "image"]
 THUMBNAIL_PX = 120
+
+# A dropped point's query blends the vectors of the LIFT_ITEMS items nearest it on the map,
+# weighted by 1 / (d² + s²): d the map distance, s = LIFT_SOFTENING × the map's larger side.
+# Dropped on an item (d = 0), that item weighs most; s keeps the weight finite.
+LIFT_ITEMS = 4
+LIFT_SOFTENING = 0.02
+
+# The true neighbours among the items the map shows: the lesson's, and the themes added.
+MAP_NEAREST_SQL = """SELECT id, kind, theme, content, embedding <=> $1 AS distance
+FROM {table}
+WHERE lesson OR theme = ANY($2)
+ORDER BY embedding <=> $1
+LIMIT $3"""
 
 
 class ModelMismatch(ValueError):
@@ -50,6 +69,25 @@ class MapItem:
 
 
 @dataclass(frozen=True)
+class Blend:
+    """How a map position became a query vector: the items blended and their weights.
+
+    query = normalize(Σ weight × item's unit vector); weights sum to 1, nearest item first.
+    """
+
+    ids: tuple[str, ...]
+    texts: tuple[str, ...]
+    weights: tuple[float, ...]
+    distances: tuple[float, ...]  # each item's map distance to the point
+    softening: float  # s in 1 / (d² + s²)
+
+    def describe(self) -> str:
+        """'tabby cat × 0.93 + a small cat × 0.05 + …', heaviest first."""
+        parts = sorted(zip(self.weights, self.texts, strict=True), reverse=True)
+        return " + ".join(f"“{_short(t)}” × {w:.2f}" for w, t in parts)
+
+
+@dataclass(frozen=True)
 class Query:
     """A query vector, the model that made it, and where it sits on that model's map."""
 
@@ -59,6 +97,7 @@ class Query:
     y: float
     source: Source
     label: str
+    blend: Blend | None = None  # how a dropped point became `vector`
 
 
 @dataclass(frozen=True)
@@ -87,8 +126,25 @@ class Answer:
         return len(self.shared) == len(self.in_space) == len(self.on_map)
 
 
+def blend_weights(distances: np.ndarray, softening: float) -> np.ndarray:
+    """Weights 1 / (d² + s²) for map distances d, scaled to sum to 1."""
+    w = 1.0 / (np.asarray(distances, dtype=np.float64) ** 2 + softening**2)
+    return w / w.sum()
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length, as float64 (a zero row stays zero)."""
+    arr = np.asarray(vectors, dtype=np.float64)
+    norms = np.linalg.norm(arr, axis=1, keepdims=True)
+    return arr / np.where(norms > 0, norms, 1.0)
+
+
 class EmbeddingSpace:
-    """The corpus as one model embeds it, projected to 2-D. Read-only once built."""
+    """The corpus as one model embeds it, the items a map shows, projected. Read-only once built.
+
+    `items`/`vectors` are every item the model embedded; the map shows the lesson's items
+    and those of `themes` (None: every theme), with the projection fitted on them alone.
+    """
 
     def __init__(
         self,
@@ -99,23 +155,43 @@ class EmbeddingSpace:
         *,
         normalized: bool,
         skipped: Sequence[CorpusItem] = (),
+        themes: Iterable[str] | None = None,
     ):
         self.model_name = model_name
         self.table = table
-        self.vectors = checked_vectors(vectors, np.asarray(vectors).shape[-1], len(items))
+        every = checked_vectors(vectors, np.asarray(vectors).shape[-1], len(items))
+        self.all_themes: tuple[str, ...] = tuple(corpus_themes(items))
+        wanted = set(self.all_themes if themes is None else themes)
+        unknown = wanted - set(self.all_themes)
+        if unknown:
+            raise ValueError(f"no item of {model_name}'s corpus has the theme(s) {sorted(unknown)}")
+        self.themes = tuple(t for t in self.all_themes if t in wanted)
+        shown = [i for i, it in enumerate(items) if it.lesson or it.theme in wanted]
+        if len(shown) < 3:
+            raise ValueError(f"a map needs at least 3 items, these themes give {len(shown)}")
+        self.theme_counts = {t: sum(it.theme == t for it in items) for t in self.all_themes}
+        self._unit_by_id = dict(zip((it.id for it in items), unit_rows(every), strict=True))
+        self.vectors = every[shown]
+        self.vectors.setflags(write=False)
         self.dimension = int(self.vectors.shape[1])
         self.projection: Projection = fit_projection(self.vectors, normalize=normalized)
         self.xy = self.projection.transform(self.vectors)
         self.xy.setflags(write=False)
         self.items = tuple(
             MapItem(it.id, it.kind, it.theme, it.text, it.lesson, float(x), float(y))
-            for it, (x, y) in zip(items, self.xy, strict=True)
+            for it, (x, y) in zip((items[i] for i in shown), self.xy, strict=True)
         )
+        self.photos = tuple(items[i] for i in shown if items[i].kind == "image")
+        self.hidden = len(items) - len(shown)
         self.skipped = tuple(skipped)
-        self.thumbnails = {it.id: thumbnail_data_url(it) for it in items if it.kind == "image"}
+        self.unit = unit_rows(self.vectors)
+        self.unit.setflags(write=False)
+        self.softening = LIFT_SOFTENING * float(np.ptp(self.xy, axis=0).max() or 1.0)
 
     @classmethod
-    def from_corpus(cls, corpus: Any, *, normalized: bool) -> EmbeddingSpace:
+    def from_corpus(
+        cls, corpus: Any, *, normalized: bool, themes: Iterable[str] | None = None
+    ) -> EmbeddingSpace:
         """Build from a `lib.ui.Corpus` (items, skipped, vectors, table)."""
         return cls(
             corpus.model_name,
@@ -124,6 +200,7 @@ class EmbeddingSpace:
             corpus.vectors,
             normalized=normalized,
             skipped=corpus.skipped,
+            themes=themes,
         )
 
     @property
@@ -133,10 +210,44 @@ class EmbeddingSpace:
     def item(self, item_id: str) -> MapItem:
         return next(it for it in self.items if it.id == item_id)
 
+    @cached_property
+    def gram(self) -> np.ndarray:
+        """Cosine similarities between every two items on the map (n, n): the browser's lift."""
+        g = self.unit @ self.unit.T
+        g.setflags(write=False)
+        return g
+
+    def lift(self, x: float, y: float) -> tuple[np.ndarray, Blend]:
+        """The query vector for map position (x, y): the unit vectors of the LIFT_ITEMS items
+        nearest it on the map, weighted by 1 / (d² + s²), summed and scaled to unit length."""
+        if not (np.isfinite(x) and np.isfinite(y)):
+            raise InvalidVector("a map position contains NaN or infinity")
+        d = np.hypot(self.xy[:, 0] - x, self.xy[:, 1] - y)
+        near = np.argsort(d, kind="stable")[:LIFT_ITEMS]
+        w = blend_weights(d[near], self.softening)
+        vec = w @ self.unit[near]
+        blend = Blend(
+            tuple(self.items[i].id for i in near),
+            tuple(self.items[i].text for i in near),
+            tuple(float(v) for v in w),
+            tuple(float(v) for v in d[near]),
+            self.softening,
+        )
+        return _unit(vec, self.dimension), blend
+
     def point_query(self, x: float, y: float, label: str = "your point") -> Query:
-        """The query at map position (x, y): the inverse projection of that position."""
-        vector = self.projection.inverse([x, y])[0]
-        return Query(self.model_name, vector, float(x), float(y), "point", label)
+        """The query at map position (x, y), made by `lift`."""
+        vec, blend = self.lift(x, y)
+        return Query(self.model_name, vec, float(x), float(y), "point", label, blend)
+
+    def blend_query(self, blend: Blend, label: str = "your point") -> Query:
+        """A point dropped on another map of this model, rebuilt from its blend and placed here."""
+        missing = [i for i in blend.ids if i not in self._unit_by_id]
+        if missing:
+            raise KeyError(f"{self.model_name}'s corpus has no item {missing[0]!r}")
+        vec = np.asarray(blend.weights) @ np.stack([self._unit_by_id[i] for i in blend.ids])
+        query = self.vector_query(_unit(vec, self.dimension), "point", label)
+        return replace(query, blend=blend)
 
     def vector_query(self, vector: np.ndarray, source: Source, label: str) -> Query:
         """A query from a vector this space's model made, placed on the map."""
@@ -150,21 +261,15 @@ class EmbeddingSpace:
         order = np.argsort(d, kind="stable")[:k]
         return [MapNeighbor(self.items[i], float(d[i])) for i in order]
 
-    def start(self, k: int = 5) -> MapItem:
-        """Where the query starts: the lesson item whose spot the map and the space agree on most.
+    def true_nearest(self, vector: np.ndarray, k: int) -> list[int]:
+        """Indices of the k items on the map nearest `vector` by cosine, in numpy."""
+        sims = self.unit @ unit_rows(np.asarray(vector)[None, :])[0]
+        return np.argsort(-sims, kind="stable")[:k].tolist()
 
-        Computed with numpy over the same vectors Postgres holds (equal to its exact scan).
-        """
-        candidates = [i for i, it in enumerate(self.items) if it.lesson] or [0]
-        best, best_overlap = candidates[0], -1
-        for i in candidates:
-            it = self.items[i]
-            q = self.projection.inverse([it.x, it.y])[0]
-            true = set(np.argsort(-(self.vectors @ q), kind="stable")[:k].tolist())
-            on_map = {self.items.index(n.item) for n in self.map_nearest(it.x, it.y, k)}
-            if len(true & on_map) > best_overlap:
-                best, best_overlap = i, len(true & on_map)
-        return self.items[best]
+    @property
+    def start(self) -> MapItem:
+        """Where the query starts: on the lesson's first item (“a small cat”)."""
+        return next((it for it in self.items if it.lesson), self.items[0])
 
     def _check(self, query: Query) -> np.ndarray:
         if query.model_name != self.model_name:
@@ -174,17 +279,28 @@ class EmbeddingSpace:
             )
         return checked_vectors(query.vector, self.dimension, 1)[0]
 
+    def statement(self, vector: np.ndarray, k: int) -> Statement:
+        """MAP_NEAREST_SQL on this map's table, with its parameters bound."""
+        return Statement.of(
+            sql.SQL(MAP_NEAREST_SQL).format(table=ident(self.table)),
+            vector,
+            list(self.themes),
+            int(k),
+            names=("the query vector", "the themes added to the lesson's items", "k"),
+        )
+
     def answer(self, db: Database, query: Query, k: int) -> Answer:
-        """Nearest on the map and nearest in d dimensions (exact scan in Postgres)."""
+        """Nearest on the map and nearest in d dimensions (exact scan in Postgres), among the
+        items the map shows."""
         vec = self._check(query)
-        script = nearest_script(db, self.table, vec, k, exact=True)
+        script = run(db, [self.statement(vec, k)], EXACT, settings_comment=EXACT_COMMENT)
         in_space = [Neighbor(*r) for r in script.rows]
         return Answer(query, self.map_nearest(query.x, query.y, k), in_space, script)
 
     def exact_plan(self, db: Database, query: Query, k: int) -> ExactPlan:
         """The plan of the true-neighbour query, checked to read no index (every row read)."""
         vec = self._check(query)
-        statement = nearest_statement(self.table, vec, k)
+        statement = self.statement(vec, k)
         explain = replace(statement, text="EXPLAIN (COSTS OFF)\n" + statement.text)
         script = run(db, [explain], EXACT, settings_comment=EXACT_COMMENT)
         short = f"'[… {self.dimension} numbers …]'"
@@ -202,13 +318,24 @@ class ExactPlan:
     exact: bool
 
 
-def thumbnail_data_url(item: CorpusItem, size: int = THUMBNAIL_PX) -> str:
-    """A small JPEG of an image item as a data: URL, for the map's hover."""
+def _unit(vec: np.ndarray, dimension: int) -> np.ndarray:
+    norm = float(np.linalg.norm(vec))
+    if not norm > 0:
+        raise InvalidVector("the blended vectors cancel out: no direction to search")
+    return checked_vectors(vec / norm, dimension, 1)[0]
+
+
+def _short(text: str, n: int = 40) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def thumbnail_jpeg(item: CorpusItem, size: int = THUMBNAIL_PX) -> bytes:
+    """A small JPEG of an image item, for the map's hover."""
     im = item.load_image()
     im.thumbnail((size, size))
     buf = io.BytesIO()
     im.save(buf, format="JPEG", quality=80)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return buf.getvalue()
 
 
 # A vector from no model on this machine: the stand-in "other model" when only one is usable.

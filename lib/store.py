@@ -1,8 +1,9 @@
 """The corpus in Postgres: one table per model, loaded with binary COPY, with an HNSW index.
 
-A table is rebuilt only when its fingerprint (model, dimension and every item's content
-hash) changes; an advisory lock makes concurrent sessions asking for the same table wait
-for one load instead of racing.
+Each row keeps the item's theme and lesson flag, so a query can search the items a map
+shows. A table is rebuilt only when its fingerprint (model, dimension, and every item's
+content hash, theme and lesson flag) changes; an advisory lock makes concurrent sessions
+asking for the same table wait for one load instead of racing.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def corpus_table(model_name: str) -> str:
 def fingerprint(model_name: str, dimension: int, items: Sequence[CorpusItem]) -> str:
     h = hashlib.sha256(f"{model_name}\0{dimension}".encode())
     for it in items:
-        h.update(f"\0{it.id}\0{content_hash(it)}".encode())
+        h.update(f"\0{it.id}\0{content_hash(it)}\0{it.theme}\0{it.lesson}".encode())
     return h.hexdigest()
 
 
@@ -88,17 +89,18 @@ def ensure_corpus_table(
         conn.execute(
             sql.SQL(
                 "CREATE TABLE {} (id text PRIMARY KEY, kind text NOT NULL, theme text NOT NULL,"
-                " content text NOT NULL, image_path text, embedding vector({}) NOT NULL)"
+                " content text NOT NULL, image_path text, lesson boolean NOT NULL,"
+                " embedding vector({}) NOT NULL)"
             ).format(ident, sql.Literal(dimension))
         )
         copy = sql.SQL(
-            "COPY {} (id, kind, theme, content, image_path, embedding)"
+            "COPY {} (id, kind, theme, content, image_path, lesson, embedding)"
             " FROM STDIN WITH (FORMAT BINARY)"
         ).format(ident)
         with conn.cursor().copy(copy) as cp:
-            cp.set_types(["text", "text", "text", "text", "text", "vector"])
+            cp.set_types(["text", "text", "text", "text", "text", "bool", "vector"])
             for it, vec in zip(items, vectors, strict=True):
-                cp.write_row((it.id, it.kind, it.theme, it.text, it.image, vec))
+                cp.write_row((it.id, it.kind, it.theme, it.text, it.image, it.lesson, vec))
         conn.execute(
             sql.SQL("CREATE INDEX ON {} USING hnsw (embedding vector_cosine_ops)").format(ident)
         )

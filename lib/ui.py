@@ -153,6 +153,7 @@ def sidebar(*, model_picker: bool = True) -> None:
             info = next(c.info for c in choices if c.info.name == current)
             st.caption(
                 f"{info.dimension} dimensions · embeds {' and '.join(sorted(info.modalities))}"
+                + _served_by(current)
             )
             unavailable = [c for c in choices if not c.available]
             if unavailable:
@@ -160,6 +161,16 @@ def sidebar(*, model_picker: bool = True) -> None:
                     for c in unavailable:
                         st.markdown(f"**{c.info.name}** — {c.howto}")
         _server_facts()
+
+
+def _served_by(name: str) -> str:
+    """Where a remote model's vectors come from, when it is not the vendor's own API."""
+    from lib.embeddings import voyage
+
+    url = voyage.configured_base_url()
+    if name != voyage.MODEL_NAME or url == voyage.DEFAULT_BASE_URL:
+        return ""
+    return f"  \nserved by {url} ({voyage.BASE_URL_ENV}), not Voyage AI's own API"
 
 
 def _server_facts() -> None:

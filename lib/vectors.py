@@ -7,6 +7,7 @@ python -m lib.vectors check     # confirm the committed vectors match the corpus
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -21,6 +22,8 @@ from lib.embeddings.local import MINILM
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 VECTORS_DIR = DATA_DIR / "vectors"
+# EMBEDDING_CACHE_PATH moves the cache (tests whose models are fakes keep theirs apart).
+CACHE_ENV = "EMBEDDING_CACHE_PATH"
 CACHE_PATH = PROJECT_DIR / ".cache" / "embeddings.sqlite"
 BATCH = 64
 
@@ -46,7 +49,7 @@ def _committed(model_name: str, name: str) -> dict[str, np.ndarray]:
 
 
 def _default_cache() -> EmbeddingCache:
-    return EmbeddingCache(CACHE_PATH)
+    return EmbeddingCache(Path(os.environ.get(CACHE_ENV) or CACHE_PATH))
 
 
 def embed_with_cache(

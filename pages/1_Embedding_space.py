@@ -4,6 +4,7 @@ import streamlit as st
 
 from lib import ui
 from lib.components.embedding_map import embedding_map, released
+from lib.corpus import themes as corpus_themes
 from lib.embeddings.base import EmbeddingError
 from lib.embeddings.registry import model_choices
 from lib.queries import (
@@ -23,12 +24,20 @@ ui.sidebar()
 QUERY = "es_query"  # what the learner asked for last: a point, a text or the upload
 GOOD = "es_good"  # the last request that worked, kept when a new one fails
 MAP = "es_map"
+THEMES = "es_themes"
 
 
-@st.cache_resource(show_spinner="Projecting the corpus to 2-D…")
-def space_of(model_name: str) -> EmbeddingSpace:
+@st.cache_resource(show_spinner="Projecting the items to 2-D…", max_entries=24)
+def space_of(model_name: str, themes: tuple[str, ...]) -> EmbeddingSpace:
+    """The map of the lesson's items and `themes` (shared by every session showing it)."""
     normalized = ui.model(model_name).info.normalized
-    return EmbeddingSpace.from_corpus(ui.corpus(model_name), normalized=normalized)
+    return EmbeddingSpace.from_corpus(ui.corpus(model_name), normalized=normalized, themes=themes)
+
+
+def themes_shown(model_name: str) -> tuple[str, ...]:
+    """The themes this session added to the map, in corpus order (one cache key per set)."""
+    picked = set(st.session_state.get(THEMES) or ())
+    return tuple(t for t in corpus_themes(ui.corpus(model_name).items) if t in picked)
 
 
 @st.cache_data(max_entries=16, show_spinner="Embedding the image…")
@@ -49,12 +58,24 @@ def ask_image() -> None:
 def ask_point() -> None:
     pos = released(MAP)
     if pos is not None:
-        st.session_state[QUERY] = {"source": "point", "x": pos[0], "y": pos[1], "model": name}
+        st.session_state[QUERY] = {
+            "source": "point",
+            "x": pos[0],
+            "y": pos[1],
+            "model": name,
+            "themes": list(themes_shown(name)),
+        }
 
 
 def default_request(space: EmbeddingSpace) -> dict:
-    start = space.start()
-    return {"source": "point", "x": start.x, "y": start.y, "model": space.model_name}
+    start = space.start
+    return {
+        "source": "point",
+        "x": start.x,
+        "y": start.y,
+        "model": space.model_name,
+        "themes": list(space.themes),
+    }
 
 
 def resolve(request: dict, space: EmbeddingSpace) -> tuple[Query, list[str]]:
@@ -63,7 +84,13 @@ def resolve(request: dict, space: EmbeddingSpace) -> tuple[Query, list[str]]:
     if request["source"] == "point":
         if request.get("model") != space.model_name:
             raise QueryError("")  # a position on another model's map means nothing here
-        return space.point_query(request["x"], request["y"]), []
+        themes = tuple(request.get("themes", ()))
+        if themes == space.themes:
+            return space.point_query(request["x"], request["y"]), []
+        # Dropped on this model's map of other themes: the same blend, placed on this map.
+        dropped_on = space_of(space.model_name, themes)
+        blend = dropped_on.lift(request["x"], request["y"])[1]
+        return space.blend_query(blend, "your point, from the other map"), []
     if request["source"] == "text":
         checked = check_text(model, request.get("text"))
         notes = [checked.note(model.info)] if checked.truncated else []
@@ -97,7 +124,7 @@ db = ui.database()
 name = ui.model_name()
 model = ui.model(name)
 try:
-    space = space_of(name)
+    space = space_of(name, themes_shown(name))
 except EmbeddingError as e:
     ui.embedding_error(e)
     st.stop()
@@ -118,7 +145,25 @@ middle.file_uploader(
     help="PNG, JPEG, WEBP or GIF, at most 16 megapixels."
     + ("" if embeds_images(model) else f" {name} embeds text only: it will say so."),
 )
-k = right.slider("k neighbours", 3, 15, 5, key="es_k")
+k_asked = right.slider("k neighbours", 3, 15, 5, key="es_k")
+st.pills(
+    "Themes on the map",
+    space.all_themes,
+    selection_mode="multi",
+    key=THEMES,
+    format_func=lambda t: f"{t} ({space.theme_counts[t]})",
+    help="The lesson's items are always on the map. Each theme you add puts its items on it "
+    "too; the map refits its two axes to what it shows, and Postgres searches the same items.",
+)
+ex1, ex2 = space.explained
+st.caption(
+    "On the map: the lesson's items"
+    + (f" and {len(space.themes)} theme(s)" if space.themes else "")
+    + f", {len(space.items)} items. Its two axes keep **{100 * (ex1 + ex2):.1f}%** of their "
+    f"variance in {space.dimension} dimensions"
+    + (f"; {space.hidden} more items wait in the other themes." if space.hidden else ".")
+)
+k = min(k_asked, len(space.items))
 
 # Messages go in a container that is always there, so the map below keeps its place in the
 # page (and its state in the browser) whether or not there is something to say.
@@ -142,9 +187,8 @@ answer = space.answer(db, query, k)
 
 picture, words = st.columns([5, 2], gap="large")
 with picture:
-    embedding_map(space, query, k, [n.id for n in answer.in_space], key=MAP, on_release=ask_point)
+    embedding_map(space, query, k, answer.in_space, key=MAP, on_release=ask_point)
 with words:
-    ex1, ex2 = space.explained
     st.markdown(
         f"**Nothing here knows what a cat is.** {name} turned each text into "
         f"{space.dimension} numbers. The cat sentences sit together because the model learned "
@@ -169,19 +213,28 @@ with words:
         )
     st.markdown(
         f"**The map is a flattening.** Its two axes keep {100 * (ex1 + ex2):.1f}% of the "
-        f"variance of the {space.dimension} dimensions (PC 1 {100 * ex1:.1f}%, "
-        f"PC 2 {100 * ex2:.1f}%). Close on the map is not always close in the space."
+        f"variance of the {len(space.items)} items it shows (PC 1 {100 * ex1:.1f}%, "
+        f"PC 2 {100 * ex2:.1f}%), fitted on them alone. Add themes and it must flatten more: "
+        "close on the map is then less often close in the space."
     )
 
-if query.source == "point":
+blend = query.blend
+if blend is not None:
     where = (
-        f"your point at ({query.x:.2f}, {query.y:.2f}), sent back to {space.dimension} "
-        "dimensions by the inverse projection and scaled to unit length like the model's vectors"
+        f"{query.label} at ({query.x:.2f}, {query.y:.2f}) became a {space.dimension}-dimensional "
+        f"query by adding up the real vectors of the {len(blend.ids)} items nearest it on the "
+        f"map, each weighted by 1 / (d² + s²), d its distance on the map and s = "
+        f"{blend.softening:.3f}, so that dropped on an item, that item weighs most: "
+        f"{blend.describe()}"
     )
+    if query.label != "your point":
+        where += "; it is placed on this map by its projection"
 else:
     where = f"{query.label}, embedded by {name} and placed on the map by the same projection"
 st.subheader("Nearest on the map, nearest in the space")
 st.text(f"Query: {where}.")  # the learner's words as typed, never Markdown
+if k < k_asked:
+    st.caption(f"k = {k}: the map shows {len(space.items)} items.")
 
 shared = set(answer.shared)
 map_col, true_col = st.columns(2, gap="large")
@@ -200,7 +253,7 @@ with map_col, st.container(key="es_map_list"):
 with true_col, st.container(key="es_true_list"):
     st.markdown(
         f"**Nearest in {space.dimension} dimensions** — cosine distance `<=>`, exact scan in "
-        "PostgreSQL"
+        "PostgreSQL over the same items"
     )
     st.table(
         {
@@ -228,6 +281,17 @@ else:
 
 st.subheader("The SQL that ran")
 ui.show_sql(answer.script)
+if blend is not None:
+    st.text(
+        f"$1 is the unit vector along {blend.describe()} (each item's vector from "
+        f"{space.table}, scaled to unit length). $2 lists the themes added to the map; the "
+        "lesson column marks the lesson's items, always shown."
+    )
+else:
+    st.text(
+        f"$1 is {name}'s embedding of {query.label}. $2 lists the themes added to the map; "
+        "the lesson column marks the lesson's items, always shown."
+    )
 with st.expander("Proof that it is exact: the plan"):
     plan = space.exact_plan(db, query, k)
     st.code(plan.script.text(), language="sql")
@@ -246,8 +310,8 @@ with st.expander("Proof that it is exact: the plan"):
 
 st.subheader("Models: one space each")
 st.markdown(
-    f"This map shows **{len(space.items)}** items as **{name}** embeds them "
-    f"({space.dimension} dimensions), stored in the table `{space.table}`. "
+    f"This map shows **{len(space.items)}** of the {len(space.items) + space.hidden} items "
+    f"**{name}** embeds ({space.dimension} dimensions), stored in the table `{space.table}`. "
     "Switch the model in the sidebar and the same items are redrawn in the new model's space."
 )
 if space.skipped:
@@ -299,12 +363,18 @@ if st.button("Compare this table with another model's vector, in SQL"):
 st.subheader("What to notice")
 st.markdown(
     f"""
-- Drag the star: the items lit on the map change as you move, computed in your browser from
-  the 2-D positions. Let go, and Postgres answers in {space.dimension} dimensions.
-- Count the ✓ marks. Out on the rim of a cluster the two lists
-  mostly agree; in the crowded middle they part. A spot on the map stands for a whole flat
-  slice of the {space.dimension}-dimensional space: the inverse projection picks one point of
-  it, and by cosine the items nearest to that point are the ones furthest out in its direction.
+- Drag the star. The ringed items are the nearest on the map (2-D distance), and the line
+  under the map names the item nearest, in {space.dimension} dimensions, to the query your
+  point would make: both computed in your browser. Let go, and Postgres answers.
+- Drop the star on “tabby cat”: the query is mostly tabby cat's own vector, so Postgres puts
+  tabby cat first, at a distance near 0, and the items nearest it in meaning after it.
+- Add themes. The map refits to more items and keeps less of their variance (the axes say how
+  much); count the ✓ marks as the two lists part in the crowded middle.
+- Why not send the point straight back through the projection? Its inverse keeps only the
+  share of the variance the two axes hold ({100 * (ex1 + ex2):.0f}% here, far less with every
+  theme on the map): it is then mostly the mean of the items, and by cosine its nearest are
+  the items furthest out on the rim, not the one under the point. So a point borrows the
+  vectors of the items around it.
 - Type “a small cat”: it lands among the animals, and the first true neighbour is a cat item.
   Try a sentence about something the corpus does not mention and watch where it lands.
 - Similarity is `1 − distance` for cosine: 1 is the same direction, 0 unrelated.

@@ -5,6 +5,7 @@
 - `db`: a `lib.database.Database` on that server.
 - `app_url`: `streamlit run serve.py` (the app as `make run` serves it) on a free port,
   pointed at that server.
+- `voyage_app`: the same with voyage-multimodal-3.5 served by a local fake of its API.
 - `page`: a fresh Chromium page (Debian's /usr/bin/chromium through Playwright);
   tests/browser_util.py has `open_page`, `wait_for_run` and `exceptions`.
 """
@@ -105,8 +106,9 @@ def serve_app(log: Path, **env: str) -> Iterator[str]:
     """`streamlit run serve.py` on a free port with `env` added; yields its URL."""
     port = free_port()
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
-    if "VOYAGE_API_KEY" not in env:
-        full_env.pop("VOYAGE_API_KEY", None)  # the app under test never calls the real API
+    for name in ("VOYAGE_API_KEY", "VOYAGE_BASE_URL"):
+        if name not in env:
+            full_env.pop(name, None)  # the app under test never calls the real API
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [
@@ -139,6 +141,34 @@ def app_url(pg_url, tmp_path_factory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
     with serve_app(log, DATABASE_URL=pg_url) as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def voyage_app(pg_url, tmp_path_factory):
+    """The app with voyage-multimodal-3.5 served by a local fake of Voyage's API.
+
+    Yields (url, fake). The fake (tests/voyage_fake.py) checks every request against the
+    documented API; its vectors are tests/fake_multimodal.py's (MiniLM's, photos placed at
+    their captions), never Voyage's. The app gets VOYAGE_API_KEY and VOYAGE_BASE_URL, and an
+    embedding cache of its own, so no fake vector reaches the project's cache.
+    """
+    from fake_multimodal import MapVectors
+    from voyage_fake import FakeVoyage
+
+    from lib.corpus import load_items
+
+    tmp = tmp_path_factory.mktemp("voyage-app")
+    photos = [it for it in load_items() if it.kind == "image"]
+    with FakeVoyage("fake-voyage-key", vectors=MapVectors(photos)) as fake:
+        with serve_app(
+            tmp / "streamlit.log",
+            DATABASE_URL=pg_url,
+            VOYAGE_API_KEY=fake.key,
+            VOYAGE_BASE_URL=fake.base_url,
+            EMBEDDING_CACHE_PATH=str(tmp / "embeddings.sqlite"),
+        ) as url:
+            yield url, fake
+    assert fake.problems == []
 
 
 @pytest.fixture(scope="session")

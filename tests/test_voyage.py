@@ -34,6 +34,7 @@ KEY = "test-key"
 def local_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """No key from the environment, and no request anywhere but 127.0.0.1."""
     monkeypatch.delenv("VOYAGE_API_KEY", raising=False)
+    monkeypatch.delenv("VOYAGE_BASE_URL", raising=False)
     real = httpx.HTTPTransport.handle_request
 
     def guarded(self: httpx.HTTPTransport, request: httpx.Request) -> httpx.Response:
@@ -204,6 +205,27 @@ def test_key_from_the_environment(fake: FakeVoyage, monkeypatch: pytest.MonkeyPa
     with VoyageModel(base_url=fake.base_url) as model:
         model.embed(["x"])
     assert fake.requests[0].headers["authorization"] == f"Bearer {KEY}"
+
+
+def test_base_url_from_the_environment(fake: FakeVoyage, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert VoyageModel(api_key=KEY).base_url == voyage.DEFAULT_BASE_URL
+    monkeypatch.setenv("VOYAGE_BASE_URL", fake.base_url + "/")
+    with VoyageModel(api_key=KEY) as model:
+        assert model.base_url == fake.base_url
+        model.embed(["x"])
+    assert [r.path for r in fake.requests] == ["/v1/multimodalembeddings"]
+    with VoyageModel(api_key=KEY, base_url="http://127.0.0.1:9/v1") as model:
+        assert model.base_url == "http://127.0.0.1:9/v1"  # an explicit base_url wins
+
+
+def test_the_fake_can_answer_with_vectors_of_a_given_function(make) -> None:
+    def vectors(contents, dimension, input_type):
+        return np.stack([np.eye(dimension)[len(c[0]["text"])] for c in contents])
+
+    with FakeVoyage(KEY, vectors=vectors) as server:
+        got = make(base_url=server.base_url).embed(["a", "abc"])
+    assert server.problems == []
+    assert got[0, 1] == 1 and got[1, 3] == 1 and np.allclose(np.linalg.norm(got, axis=1), 1)
 
 
 def test_rejected_key(fake: FakeVoyage, make) -> None:

@@ -3,7 +3,9 @@
 It checks every request against the documented API (path, method, headers, body fields, input
 shapes, data URLs, per-request limits) and records anything wrong in `problems`, answering
 such requests with a 400 like the real service. Valid requests get deterministic unit vectors
-(see `fake_vector`), returned in reverse order so that clients must use each item's `index`.
+(`fake_vector`, random directions; or those of a `vectors` function, such as
+tests/fake_multimodal.py's, which make sense on a map), returned in reverse order so that
+clients must use each item's `index`.
 Scripted replies (`queue`) stand in for errors, rate limits and slow answers.
 """
 
@@ -18,6 +20,7 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
@@ -33,6 +36,8 @@ DATA_URL = re.compile(r"data:(image/(?:png|jpeg|webp|gif));base64,([A-Za-z0-9+/=
 PIL_FORMATS = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP", "image/gif": "GIF"}
 
 Mode = Literal["ok", "nan", "wrong_dimension", "short", "repeated_index"]
+# (each input's `content`, dimension, input_type) -> unit vectors, one row per input
+Vectors = Callable[[list[list[dict[str, str]]], int, "str | None"], np.ndarray]
 
 
 def fake_vector(
@@ -81,8 +86,9 @@ class Seen:
 class FakeVoyage:
     """The fake API on 127.0.0.1 at a free port; use as a context manager."""
 
-    def __init__(self, key: str = "test-key") -> None:
+    def __init__(self, key: str = "test-key", vectors: Vectors | None = None) -> None:
         self.key = key
+        self.vectors = vectors
         self.mode: Mode = "ok"
         self.requests: list[Seen] = []
         self.problems: list[str] = []
@@ -146,7 +152,10 @@ class FakeVoyage:
         scripted = self._next_reply()
         if scripted is not None:
             return scripted
-        return Reply(200, self._embeddings(body, usage))
+        try:
+            return Reply(200, self._embeddings(body, usage))
+        except Exception as exc:  # a broken `vectors` function must fail the test, not hang it
+            return Reply(500, {"detail": self._problem(f"vectors failed: {exc!r}")})
 
     def _check(self, body: Any) -> dict[str, int]:
         assert isinstance(body, dict), "body is not a JSON object"
@@ -194,9 +203,14 @@ class FakeVoyage:
     def _embeddings(self, body: dict[str, Any], usage: dict[str, int]) -> dict[str, Any]:
         dimension = body.get("output_dimension") or 1024
         input_type = body.get("input_type")
+        contents = [item["content"] for item in body["inputs"]]
+        if self.vectors is None:
+            rows = [fake_vector(content, dimension, input_type) for content in contents]
+        else:
+            rows = list(self.vectors(contents, dimension, input_type))
         data: list[dict[str, Any]] = []
-        for index, item in enumerate(body["inputs"]):
-            vector = fake_vector(item["content"], dimension, input_type).tolist()
+        for index, row in enumerate(rows):
+            vector = [float(x) for x in row]
             if self.mode == "wrong_dimension":
                 vector = vector[:-1]
             data.append({"object": "embedding", "embedding": vector, "index": index})

@@ -1,6 +1,8 @@
 """voyage-multimodal-3.5 over Voyage AI's HTTP API: texts and images in one vector space.
 
-The API key comes from the constructor or the VOYAGE_API_KEY environment variable. A missing
+The API key comes from the constructor or the VOYAGE_API_KEY environment variable; the base
+URL from the constructor, else VOYAGE_BASE_URL, else Voyage's own (tests point it at a local
+fake of the API, tests/voyage_fake.py). A missing
 key does not stop construction (so the app can show the model's `info`); the first `embed`
 raises MissingAPIKey. Use `available()` to ask beforehand.
 
@@ -43,6 +45,7 @@ from .base import (
 
 MODEL_NAME = "voyage-multimodal-3.5"
 API_KEY_ENV = "VOYAGE_API_KEY"
+BASE_URL_ENV = "VOYAGE_BASE_URL"
 DEFAULT_BASE_URL = "https://api.voyageai.com/v1"
 OUTPUT_DIMENSIONS = (256, 512, 1024, 2048)
 
@@ -77,6 +80,11 @@ _PNG_MODES = frozenset({"1", "L", "LA", "P", "RGB", "RGBA", "I;16"})
 def available() -> bool:
     """True when VOYAGE_API_KEY is set, so the model can be used."""
     return bool(os.environ.get(API_KEY_ENV))
+
+
+def configured_base_url() -> str:
+    """Where the API is: VOYAGE_BASE_URL if set, else Voyage's own."""
+    return os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
 
 
 def model_info(output_dimension: int = 1024) -> ModelInfo:
@@ -233,6 +241,7 @@ class VoyageModel:
     """voyage-multimodal-3.5 through Voyage AI's multimodal embeddings endpoint.
 
     `api_key` defaults to VOYAGE_API_KEY; without one, the first `embed` raises MissingAPIKey.
+    `base_url` defaults to VOYAGE_BASE_URL, else Voyage's own.
     `timeout` applies to each HTTP request; 429/502/503/504, timeouts and connection errors are
     retried up to `max_retries` times (Retry-After when given, else exponential backoff with
     full jitter, waited through `sleep`). `last_usage` holds the usage of the last `embed`.
@@ -243,7 +252,7 @@ class VoyageModel:
         api_key: str | None = None,
         *,
         output_dimension: int = 1024,
-        base_url: str = DEFAULT_BASE_URL,
+        base_url: str | None = None,
         timeout: float = 30.0,
         max_retries: int = 5,
         truncation: bool = True,
@@ -255,7 +264,8 @@ class VoyageModel:
             raise ValueError(f"max_retries must be 0 or more, not {max_retries}")
         self.info = model_info(output_dimension)
         self._api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
-        self._url = base_url.rstrip("/") + "/multimodalembeddings"
+        self.base_url = (base_url or configured_base_url()).rstrip("/")
+        self._url = self.base_url + "/multimodalembeddings"
         self._timeout = timeout
         self._max_retries = max_retries
         self._truncation = truncation
