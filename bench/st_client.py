@@ -530,7 +530,7 @@ def element_text(node: Node) -> str:
     """The text an element shows: a markdown's body, a heading, an alert, code, …"""
     proto = node.proto
     kind = node.kind
-    if kind in ("markdown", "heading", "alert"):
+    if kind in ("markdown", "heading", "alert", "text"):
         return proto.body
     if kind == "code":
         return proto.code_text

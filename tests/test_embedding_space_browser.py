@@ -183,6 +183,7 @@ def test_typing_a_small_cat_puts_a_cat_item_first(app_url, page):
     first = page.locator(".st-key-es_true_list table tbody tr").first
     expect(first).to_contain_text("cat", timeout=60_000)
     expect(page.get_by_text("Query: “a small cat”")).to_be_visible(timeout=WAIT)
+    expect(page.locator(".es-error")).to_have_text("")  # the map drew every update
     expect(page.locator(".es-handle-label")).to_have_text("“a small cat”", timeout=WAIT)
     assert exceptions(page) == []
 

@@ -571,7 +571,11 @@ export default function (component) {
   if (!root.__es) root.__es = new MapView(root);
   const view = root.__es;
   view.send = setTriggerValue;
-  view.update(data).then(
+  // One update at a time, in the order Streamlit sent them: an update waits for plotly.js and
+  // its redraw, and an older one finishing last would put back an older query (seen on a
+  // loaded machine: the typed query's label replaced by the page's first one).
+  view.queue = (view.queue || Promise.resolve()).catch(() => {}).then(() => view.update(data));
+  view.queue.then(
     () => root.setAttribute("data-ready", "true"),
     (err) => {
       root.querySelector(".es-error").textContent = `The map could not be drawn: ${err.message || err}`;
