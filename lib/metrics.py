@@ -220,26 +220,29 @@ def orders_match(
 
 
 # ---------------------------------------------------------------------------------------
-# Postgres: the same documents in a temporary table, ranked by the three operators.
+# Postgres: the same documents, ranked by the three operators. Each statement carries the
+# documents in a `docs` CTE: it runs on its own in psql, and the page writes nothing to the
+# catalog (a temporary table per drag would, for every attendee).
 
-
-CREATE_DOCS = (
-    "CREATE TEMPORARY TABLE docs (name text PRIMARY KEY, embedding vector({dim})) ON COMMIT DROP"
+DOCS_CTE = """WITH docs (name, embedding) AS (
+    VALUES {rows}
 )
-INSERT_DOCS = "INSERT INTO docs (name, embedding) VALUES {rows}"
-NORMALISE_DOCS = "UPDATE docs SET embedding = l2_normalize(embedding)"
+"""
 
 RANK_SQL = {
-    "cosine": """SELECT name,
+    "cosine": DOCS_CTE
+    + """SELECT name,
        embedding <=> q AS cosine_distance,
        1 - (embedding <=> q) AS cosine_similarity
 FROM docs, (SELECT {query} AS q) AS query
 ORDER BY embedding <=> q, name""",
-    "l2": """SELECT name,
+    "l2": DOCS_CTE
+    + """SELECT name,
        embedding <-> q AS l2_distance
 FROM docs, (SELECT {query} AS q) AS query
 ORDER BY embedding <-> q, name""",
-    "ip": """SELECT name,
+    "ip": DOCS_CTE
+    + """SELECT name,
        embedding <#> q AS negative_inner_product,
        (embedding <#> q) * -1 AS inner_product
 FROM docs, (SELECT {query} AS q) AS query
@@ -263,37 +266,33 @@ def postgres_rankings(
     *,
     normalise: bool = False,
 ) -> PostgresRankings:
-    """Rank `docs` against `query` with <=>, <-> and <#> in a temporary table.
+    """Rank `docs` against `query` with <=>, <-> and <#>, the documents in each statement.
 
-    The table lives inside one transaction on one pooled connection (ON COMMIT DROP), so
-    nothing outlives the call or reaches another session. The vectors are short, so they
-    are written into the statements as literals.
+    The vectors are short, so they are written into the statements as literals; with
+    `normalise`, each is wrapped in l2_normalize() there, as a learner would write it.
     """
     if len(names) != len(set(names)) or not names:
         raise ValueError("documents need distinct names")
     dim = int(np.asarray(query).reshape(-1).shape[0])
     docs = checked_vectors(docs, dim, len(names))
     query = checked_vectors(query, dim, 1)[0]
-    q = sql.SQL("{}::vector").format(sql.Literal(vector_literal(query)))
-    if normalise:
-        q = sql.SQL("l2_normalize({})").format(q)
-    rows = sql.SQL(", ").join(
-        sql.SQL("({}, {})").format(sql.Literal(n), sql.Literal(vector_literal(v)))
+
+    def literal(v: np.ndarray) -> sql.Composable:
+        vec = sql.SQL("{}::vector").format(sql.Literal(vector_literal(v)))
+        return sql.SQL("l2_normalize({})").format(vec) if normalise else vec
+
+    rows = sql.SQL(",\n           ").join(
+        sql.SQL("({}, {})").format(sql.Literal(n), literal(v))
         for n, v in zip(names, docs, strict=True)
     )
     statements = [
-        Statement.of(sql.SQL(CREATE_DOCS).format(dim=sql.Literal(dim))),
-        Statement.of(sql.SQL(INSERT_DOCS).format(rows=rows)),
+        Statement.of(sql.SQL(RANK_SQL[m.key]).format(rows=rows, query=literal(query)))
+        for m in METRICS
     ]
-    if normalise:
-        statements.append(Statement.of(NORMALISE_DOCS))
-    ranked_at = len(statements)
-    statements += [Statement.of(sql.SQL(RANK_SQL[m.key]).format(query=q)) for m in METRICS]
     script = run(db, statements)
     rankings = {
         m.key: [
-            Ranked(row[0], float(row[1]), m.score(float(row[1])))
-            for row in script.results[ranked_at + i].rows
+            Ranked(row[0], float(row[1]), m.score(float(row[1]))) for row in script.results[i].rows
         ]
         for i, m in enumerate(METRICS)
     }
@@ -387,20 +386,26 @@ def shorten_vectors(text: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------
-# Real data: the corpus, some documents scaled in a temporary copy.
+# Real data: the corpus, some documents scaled on the way (the shared table is only read).
 
-COPY_SQL = """CREATE TEMPORARY TABLE scaled ON COMMIT DROP AS
-SELECT id, content, embedding FROM {table}"""
-SCALE_SQL = """UPDATE scaled
-SET embedding = embedding * array_fill($1::real, ARRAY[vector_dims(embedding)])::vector
-WHERE id = ANY($2)"""
+SCALED_CTE = """WITH scaled AS (
+    SELECT id, content,
+           CASE WHEN id = ANY($3)
+                THEN embedding * array_fill($2::real, ARRAY[vector_dims(embedding)])::vector
+                ELSE embedding END AS embedding
+    FROM {table}
+)
+"""
 CORPUS_RANK_SQL = {
-    "cosine": """SELECT id, content, embedding <=> $1 AS cosine_distance
-FROM scaled ORDER BY embedding <=> $1, id LIMIT $2""",
-    "l2": """SELECT id, content, embedding <-> $1 AS l2_distance
-FROM scaled ORDER BY embedding <-> $1, id LIMIT $2""",
-    "ip": """SELECT id, content, embedding <#> $1 AS negative_inner_product
-FROM scaled ORDER BY embedding <#> $1, id LIMIT $2""",
+    "cosine": SCALED_CTE
+    + """SELECT id, content, embedding <=> $1 AS cosine_distance
+FROM scaled ORDER BY embedding <=> $1, id LIMIT $4""",
+    "l2": SCALED_CTE
+    + """SELECT id, content, embedding <-> $1 AS l2_distance
+FROM scaled ORDER BY embedding <-> $1, id LIMIT $4""",
+    "ip": SCALED_CTE
+    + """SELECT id, content, embedding <#> $1 AS negative_inner_product
+FROM scaled ORDER BY embedding <#> $1, id LIMIT $4""",
 }
 
 
@@ -429,29 +434,33 @@ def corpus_rankings(
 ) -> CorpusRankings:
     """Top k of the corpus under each operator; `scaled_ids` multiplied by `factor` first.
 
-    The scaling happens in a temporary copy inside one transaction: the shared corpus table
-    is only read. With no index on the copy, every ranking is an exact scan.
+    The scaling happens in each statement's `scaled` CTE: the shared corpus table is only
+    read, and nothing is written. Every ranking is an exact scan of the CTE.
     """
     if not (math.isfinite(factor) and factor > 0):
         raise ValueError("the scale factor must be a positive number")
     q = checked_vectors(query, np.asarray(query).reshape(-1).shape[0], 1)[0]
-    query_name = "the query's embedding"
+    names = (
+        "the query's embedding",
+        "the scale factor",
+        "the ids of the documents to scale",
+        "k",
+    )
     statements = [
-        Statement.of(sql.SQL(COPY_SQL).format(table=ident(table))),
         Statement.of(
-            SCALE_SQL,
+            sql.SQL(CORPUS_RANK_SQL[m.key]).format(table=ident(table)),
+            q,
             float(factor),
             list(scaled_ids),
-            names=("the scale factor", "the ids of the documents to scale"),
-        ),
-    ]
-    statements += [
-        Statement.of(CORPUS_RANK_SQL[m.key], q, int(k), names=(query_name, "k")) for m in METRICS
+            int(k),
+            names=names,
+        )  # fmt: skip
+        for m in METRICS
     ]
     script = run(db, statements)
     rankings = {
         m.key: [Hit(r[0], r[1], float(r[2]), m.score(float(r[2]))) for r in result.rows]
-        for m, result in zip(METRICS, script.results[2:], strict=True)
+        for m, result in zip(METRICS, script.results, strict=True)
         if result is not None
     }
     return CorpusRankings(rankings, script)

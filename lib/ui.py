@@ -6,6 +6,7 @@ session and never mutated; per-user state is a few names and numbers in session_
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ PAGES = [
 MODEL_KEY = "model_name"
 
 
+@functools.cache
 def existing_pages() -> list[tuple[str, str, str, str]]:
     return [p for p in PAGES if (PROJECT_DIR / p[0]).exists()]
 
@@ -305,6 +307,54 @@ def recall_side_by_side(
     return recall.side_by_side(
         database(), recall.generated_target(table), ds.queries[query], knobs=dict(knobs)
     )
+
+
+# ---- results that depend only on their parameters, shared by every session --------------
+# Each is a query that ran (the Script inside says what ran); asked again with the same
+# parameters, by anyone, it is not run again. The corpus tables are rebuilt only when the
+# corpus changes, which restarts the app.
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def postgres_rankings(names: tuple[str, ...], docs: np.ndarray, query: np.ndarray, normalise: bool):
+    """Distance metrics' 2-D documents ranked by Postgres under each operator."""
+    from lib import metrics
+
+    return metrics.postgres_rankings(_database(), list(names), docs, query, normalise=normalise)
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def corpus_rankings(
+    table: str, query: np.ndarray, k: int, scaled_ids: tuple[str, ...] = (), factor: float = 1.0
+):
+    """The corpus's top k under each operator, some documents scaled on the way."""
+    from lib import metrics
+
+    return metrics.corpus_rankings(
+        _database(), table, query, k=k, scaled_ids=list(scaled_ids), factor=factor
+    )
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def operator_plans(table: str, query: np.ndarray):
+    """EXPLAIN ANALYZE (no timings) of the top 10 under each operator."""
+    from lib import metrics
+
+    return metrics.operator_plans(_database(), table, query)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def norm_range(table: str) -> tuple[float, float]:
+    from lib import metrics
+
+    return metrics.norm_range(_database(), table)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def index_opclasses(table: str) -> list[tuple[str, str]]:
+    from lib import metrics
+
+    return metrics.index_opclasses(_database(), table)
 
 
 def sizes_overview() -> dict[str, list] | None:

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from lib import ui
-from lib.components.embedding_map import embedding_map, released
+from lib.components.embedding_map import embedding_map, released, thumbnail_url
 from lib.corpus import themes as corpus_themes
 from lib.embeddings.base import EmbeddingError
 from lib.embeddings.registry import model_choices
@@ -292,18 +292,20 @@ else:
         f"$1 is {name}'s embedding of {query.label}. $2 lists the themes added to the map; "
         "the lesson column marks the lesson's items, always shown."
     )
-with st.expander("Proof that it is exact: the plan"):
+# Lazy: a closed expander runs no EXPLAIN (opening it reruns the page, then it does).
+plan_box = st.expander("Proof that it is exact: the plan", key="es_plan", on_change="rerun")
+if plan_box.open:
     plan = space.exact_plan(db, query, k)
-    st.code(plan.script.text(), language="sql")
-    st.code("\n".join(plan.lines), language="text")
+    plan_box.code(plan.script.text(), language="sql")
+    plan_box.code("\n".join(plan.lines), language="text")
     if plan.exact:
-        st.caption(
+        plan_box.caption(
             "With index scans off, Postgres reads every row and sorts by distance: a "
             "sequential scan and no index node, checked on every run. The HNSW index on this "
             "table would answer faster, and approximately (see Recall at scale)."
         )
     else:
-        st.error(
+        plan_box.error(
             "This plan reads an index, so the list above may not be the true nearest.",
             icon=":material/error:",
         )
@@ -315,13 +317,18 @@ st.markdown(
     "Switch the model in the sidebar and the same items are redrawn in the new model's space."
 )
 if space.skipped:
-    with st.expander(f"Not on this map: {len(space.skipped)} items {name} cannot embed"):
-        st.caption(f"{name} embeds {' and '.join(sorted(model.info.modalities))} only.")
-        cols = st.columns(min(len(space.skipped), 5))
+    skipped_box = st.expander(
+        f"Not on this map: {len(space.skipped)} items {name} cannot embed",
+        key="es_skipped",
+        on_change="rerun",
+    )
+    if skipped_box.open:  # photos are sent only to whoever opens it
+        skipped_box.caption(f"{name} embeds {' and '.join(sorted(model.info.modalities))} only.")
+        cols = skipped_box.columns(min(len(space.skipped), 5))
         for i, item in enumerate(space.skipped):
             with cols[i % len(cols)]:
                 if item.image_path is not None:
-                    st.image(str(item.image_path), width=140)
+                    st.image(thumbnail_url(item), width=140)
                 st.caption(f"{item.kind} · {item.theme} — {item.text}")
 
 st.markdown(

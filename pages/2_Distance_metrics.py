@@ -50,7 +50,7 @@ def set_doc_count() -> None:
 
 @st.fragment
 def picture() -> None:
-    db = ui.database()
+    ui.database()  # answering now, or one clear message and the fragment stops
     controls = st.columns([3, 1], vertical_alignment="bottom")
     metric_key = controls[0].segmented_control(
         "Metric",
@@ -158,13 +158,13 @@ def picture() -> None:
 
     st.subheader("The same rankings from PostgreSQL")
     st.markdown(
-        "The documents go into a **temporary table** inside one transaction (`ON COMMIT DROP`: "
-        "it vanishes at `COMMIT`, and no other session ever sees it); each operator ranks "
-        "them with `ORDER BY`, ties broken by `name`. Below: numpy's ranking and Postgres's, "
-        "side by side, then the script exactly as it ran — paste it into `psql` to get the "
-        "same rows."
+        "Each operator ranks the documents with `ORDER BY`, ties broken by `name`; the "
+        "documents travel inside each statement, as a `docs` list at its top (`WITH docs AS "
+        "(VALUES …)`), so every statement runs on its own and nothing is written to the "
+        "database. Below: numpy's ranking and Postgres's, side by side, then the script "
+        "exactly as it ran — paste it into `psql` to get the same rows."
     )
-    pg = metrics.postgres_rankings(db, names, docs, query, normalise=normalise)
+    pg = ui.postgres_rankings(tuple(names), docs, query, normalise)
     table_col, verdict_col = st.columns([2, 1], gap="large")
     with table_col:
         st.dataframe(tables.engines_table(ours, pg.rankings), width="stretch")
@@ -257,7 +257,7 @@ with trap_cols[2], st.container(border=True):
 st.subheader("Real data: the corpus under each metric")
 model_name = ui.model_name()
 corpus = ui.corpus(model_name)
-db = ui.database()
+ui.database()  # answering now, or one clear message and the page stops
 lesson_queries = [it.text for it in corpus.items if it.lesson and it.kind == "text"]
 
 
@@ -301,7 +301,7 @@ except EmbeddingError as e:
     st.stop()
 st.session_state[GOOD_QUERY] = checked.text
 
-low, high = metrics.norm_range(db, corpus.table)
+low, high = ui.norm_range(corpus.table)
 info = ui.model(model_name).info
 if high - low < 1e-3:
     st.markdown(
@@ -317,12 +317,13 @@ else:
         "before any scaling."
     )
 
-baseline = metrics.corpus_rankings(db, corpus.table, query_vector, k=13)
+baseline = ui.corpus_rankings(corpus.table, query_vector, 13)
 just_outside = [h.id for h in baseline.rankings["cosine"][10:13]]
 content = {it.id: it.text for it in corpus.items}
 scale_cols = st.columns([3, 1.2])
 scaled = scale_cols[0].multiselect(
-    "Scale these documents (in a temporary copy; the shared table is only read)",
+    "Scale these documents (on the way, in each query's `scaled` list; the shared table is only "
+    "read)",
     list(content),
     default=just_outside if SCALED not in st.session_state else None,
     format_func=lambda i: content.get(i, i),
@@ -332,9 +333,7 @@ scaled = scale_cols[0].multiselect(
 factor = scale_cols[1].select_slider(
     "by a factor of", [0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0], value=1.0, key=FACTOR
 )
-real = metrics.corpus_rankings(
-    db, corpus.table, query_vector, k=10, scaled_ids=scaled, factor=factor
-)
+real = ui.corpus_rankings(corpus.table, query_vector, 10, tuple(scaled), factor)
 agree, differing = metrics.lists_agree(real.rankings)
 st.dataframe(
     tables.corpus_table(real.rankings, scaled, factor).style.map(
@@ -361,14 +360,14 @@ with st.expander("The SQL that ran"):
     ui.show_sql(real.script)
 
 st.subheader("An index built for one operator does not serve another")
-opclasses = metrics.index_opclasses(db, corpus.table)
+opclasses = ui.index_opclasses(corpus.table)
 described = ", ".join(f"`{name}` ({opclass})" for name, opclass in opclasses) or "none"
 st.markdown(
     f"`{corpus.table}` has one vector index: {described}. Ask for the top 10 with each "
     "operator under `SET LOCAL enable_seqscan = off`, which makes the planner take any "
     "index that can serve the `ORDER BY`. These are the plans that ran (`EXPLAIN ANALYZE`):"
 )
-plans = metrics.operator_plans(db, corpus.table, query_vector)
+plans = ui.operator_plans(corpus.table, query_vector)
 ui.show_sql(plans.script)
 for plan in plans.plans:
     verdict_col, plan_col = st.columns([1, 2], gap="medium")

@@ -29,7 +29,7 @@ def test_page_shows_rankings_sql_and_plans_without_exception(app):
     assert "✓ the same order as numpy" in shown
     assert "All three top-10 lists agree" in shown
     code = "\n".join(c.value for c in app.code)
-    assert "CREATE TEMPORARY TABLE docs" in code and "ON COMMIT DROP" in code
+    assert "WITH docs (name, embedding) AS" in code and "CREATE" not in code
     assert "Index Scan using" in code and "Disabled: true" in code
 
 

@@ -212,3 +212,15 @@ def test_uploading_a_photo_under_a_text_only_model_says_so(app_url, page):
     )
     expect(alert).to_be_visible(timeout=60_000)
     assert exceptions(page) == []
+
+
+def test_the_plan_runs_only_when_its_expander_is_opened_and_shows_a_sequential_scan(app_url, page):
+    open_page(page, f"{app_url}/Embedding_space")
+    box = page.get_by_test_id("stExpander").filter(has_text="Proof that it is exact")
+    assert "Seq Scan" not in box.inner_text()  # closed: no EXPLAIN ran for it
+    box.get_by_text("Proof that it is exact").click()
+    expect(box).to_contain_text("Seq Scan", timeout=WAIT)
+    text = box.inner_text()
+    assert "EXPLAIN (COSTS OFF)" in text and "Index Scan" not in text
+    assert "checked on every run" in text
+    assert exceptions(page) == []

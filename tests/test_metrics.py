@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -136,21 +137,38 @@ def test_identical_documents_tie_and_come_out_in_name_order_in_both(db):
         assert [r.name for r in ours[m.key]] == [r.name for r in pg.rankings[m.key]]
 
 
-def test_temporary_table_is_gone_after_the_call(db):
+def test_the_rankings_write_nothing_each_statement_runs_read_only_on_its_own(db):
     names, docs, query = metrics.split(metrics.example("lesson"))
-    pg = metrics.postgres_rankings(db, names, docs, query)
-    assert "ON COMMIT DROP" in pg.script.text() and "<#>" in pg.script.text()
-    left = db.fetchone(
-        "SELECT count(*) FROM pg_class WHERE relname = 'docs' AND relpersistence = 't'"
+    for normalise in (False, True):
+        pg = metrics.postgres_rankings(db, names, docs, query, normalise=normalise)
+        assert "WITH docs (name, embedding) AS" in pg.script.text()
+        assert ("l2_normalize(" in pg.script.text()) == normalise
+        for statement, result in zip(pg.script.statements, pg.script.results, strict=True):
+            # no temporary table, nothing written: each runs alone in a read-only transaction
+            rows = db.fetchall(statement.text, settings={"transaction_read_only": "on"})
+            assert rows == result.rows
+
+
+def test_the_corpus_rankings_read_the_shared_table_only(db, minilm_space):
+    space = minilm_space
+    scaled = [space.items[1].id]
+    real = metrics.corpus_rankings(
+        db, space.table, space.vectors[0], k=5, scaled_ids=scaled, factor=3.0
     )
-    assert left[0] == 0
+    assert "WITH scaled AS" in real.script.text()
+    assert scaled[0] == real.rankings["ip"][0].id  # tripled, it leads the inner product
+    readonly = {"transaction_read_only": "on"}
+    for statement, result in zip(real.script.statements, real.script.results, strict=True):
+        with db.transaction(readonly) as conn:
+            rows = psycopg.RawCursor(conn).execute(statement.text, statement.params).fetchall()
+        assert rows == result.rows
 
 
 def test_script_shown_is_the_script_that_ran(db):
     names, docs, query = metrics.split(metrics.example("lesson"))
     pg = metrics.postgres_rankings(db, names, docs, query)
     text = pg.script.text()
-    assert "('B', '[4,-0.6]')" in text
+    assert "('B', '[4,-0.6]'::vector)" in text
     assert "ORDER BY embedding <#> q, name" in text
     assert text.startswith("BEGIN;\n") and text.endswith("COMMIT;")
     # tests/test_sql_blocks.py pastes it into psql; the rankings are made of its rows.
