@@ -58,27 +58,30 @@ with controls:
         help="Each size is its own table, built once and kept: "
         f"{datasets.table_name(500, ds.dimension)}, …",
     )
-    with st.popover("Another size…"):
-        state.setdefault("recall_custom", "1,000,000")
-        custom = st.text_input(
-            "Rows", key="recall_custom", help="Digits with or without commas, or 1e6.",
-            placeholder="1,000,000 — then press Enter",
-        )  # fmt: skip
-        try:
-            rows_wanted = datasets.parse_rows(custom)
-        except ValueError as e:
-            st.error(ui.plain(str(e)), icon=":material/error:")
-        else:
-            plan = datasets.plan_size(
-                rows_wanted, ds.dimension,
-                memory=datasets.memory_available(), disk=datasets.disk_available(db),
+    # Lazy: its estimate and free-disk check run only while someone has it open.
+    other_size = st.popover("Another size…", key="recall_other_size", on_change="rerun")
+    if other_size.open:
+        with other_size:
+            state.setdefault("recall_custom", "1,000,000")
+            custom = st.text_input(
+                "Rows", key="recall_custom", help="Digits with or without commas, or 1e6.",
+                placeholder="1,000,000 — then press Enter",
             )  # fmt: skip
-            if plan.ok:
-                seconds = datasets.seconds_estimate(db, rows_wanted)
-                st.caption(datasets.describe_plan(plan, seconds))
-                st.button(f"Build and measure {rows_wanted:,} rows", on_click=_use_custom_size)
+            try:
+                rows_wanted = datasets.parse_rows(custom)
+            except ValueError as e:
+                st.error(ui.plain(str(e)), icon=":material/error:")
             else:
-                st.error(f"**Refused.** {plan.reason}", icon=":material/block:")
+                plan = datasets.plan_size(
+                    rows_wanted, ds.dimension,
+                    memory=datasets.memory_available(), disk=datasets.disk_available(db),
+                )  # fmt: skip
+                if plan.ok:
+                    seconds = datasets.seconds_estimate(db, rows_wanted)
+                    st.caption(datasets.describe_plan(plan, seconds))
+                    st.button(f"Build and measure {rows_wanted:,} rows", on_click=_use_custom_size)
+                else:
+                    st.error(f"**Refused.** {plan.reason}", icon=":material/block:")
     if state.get("recall_refusal"):
         st.error(f"**Not built:** {ui.plain(state['recall_refusal'])}", icon=":material/block:")
 
