@@ -252,7 +252,7 @@ def corpus(model_name: str) -> Corpus:
 @st.cache_resource(show_spinner="Loading the passage vectors and their generator…")
 def recall_dataset():
     """The recall page's dataset: real passage vectors, held-out queries, fitted generator."""
-    from lib.datasets import load_dataset
+    from lib.dataset import load_dataset
 
     return load_dataset()
 
