@@ -309,7 +309,7 @@ def run(db: Database, ds: Dataset, job: Job) -> None:
         )  # fmt: skip
     status = recall_tables.table_status(db, ds, n)
     fp = ds.queries_fingerprint
-    if truths.load(db, table, status.loaded_at, fp, K) is None:
+    if truths.of_table(db, ds, status, K) is None:
         _set(db, job.id, state="truth", truth_total=len(ds.queries), truth_done=0)
 
         def counted(done: int, total: int) -> None:

@@ -54,11 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     waiting = []
     for n in sizes:
         status = recall_tables.table_status(db, ds, n)
-        stored = (
-            truths.load(db, status.table, status.loaded_at, ds.queries_fingerprint, recall.K)
-            if status.loaded
-            else None
-        )
+        stored = truths.of_table(db, ds, status, recall.K)
         if status.ready() and stored is not None:
             continue
         spec = status.index.spec() if status.index else IndexSpec()
@@ -82,11 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for n in sizes:
         status = recall_tables.table_status(db, ds, n)
-        stored = (
-            truths.load(db, status.table, status.loaded_at, ds.queries_fingerprint, recall.K)
-            if status.loaded
-            else None
-        )
+        stored = truths.of_table(db, ds, status, recall.K)
         if not status.ready() or stored is None:
             print(f"{n:>9,}  not ready")
             continue

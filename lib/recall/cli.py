@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _stored_truth(db, ds, status, target: Target, k: int, timeout_ms: int) -> Answers:
     """The lab table's ground truth as stored (lib/truths.py), computed and stored if missing."""
-    truth = truths.load(db, status.table, status.loaded_at, ds.queries_fingerprint, k)
+    truth = truths.of_table(db, ds, status, k)
     if truth is None:
         truth = ground_truth(db, target, ds.queries, k, timeout_ms=timeout_ms)
         truths.store(db, status.table, status.loaded_at, ds.queries_fingerprint, k, truth)
