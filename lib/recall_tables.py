@@ -51,6 +51,12 @@ CREATE TABLE IF NOT EXISTS recall_index_builds (
 )"""
 
 
+def offered_size(text: str | None, default: int) -> int:
+    """The size a link asks for (`?rows=5000`, `5,000`), if it is one on offer, else `default`."""
+    digits = (text or "").replace(",", "").replace("_", "").strip()
+    return int(digits) if digits.isdigit() and int(digits) in SIZES else default
+
+
 def table_name(n: int, dimension: int) -> str:
     return f"recall_n{n}_d{dimension}"
 

@@ -49,6 +49,12 @@ PAGES = [
         ":material/query_stats:",
         "exact scan vs HNSW: the index silently skips right answers; measure it",
     ),
+    (
+        "pages/4_Index_tuning.py",
+        "Index tuning",
+        ":material/tune:",
+        "recall against latency for every setting, quantization, and why an index is not used",
+    ),
 ]
 
 MODEL_KEY = "model_name"
@@ -269,6 +275,18 @@ def recall_worker():
     return _recall_worker(os.environ.get("DATABASE_URL") or None)
 
 
+@st.cache_resource(show_spinner=False)
+def _tuning_worker(url: str | None):
+    from lib.tuning_jobs import Worker
+
+    return Worker(_open_database(url), recall_dataset())
+
+
+def tuning_worker():
+    """This process's worker for the Index tuning page's builds and sweeps (started once)."""
+    return _tuning_worker(os.environ.get("DATABASE_URL") or None)
+
+
 def recall_truth(status):
     """The stored ground truth of a loaded recall table, or None while it is computed."""
     from lib import truths
@@ -306,6 +324,46 @@ def recall_side_by_side(
     return recall.side_by_side(
         database(), recall.generated_target(table), ds.queries[query], knobs=dict(knobs)
     )
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def tuning_sweep(sweep_id: int):
+    """A stored sweep (immutable once stored), read once per process."""
+    from lib import frontier
+
+    return frontier.load(database(), sweep_id)
+
+
+@st.cache_data(max_entries=64, ttl=600, show_spinner="Running EXPLAIN (ANALYZE, BUFFERS)…")
+def gallery_case(key: str, table: str, loaded_at: Any, index: str, built_at: Any, query: int):
+    """One "why isn't my index used?" case, both statements EXPLAIN ANALYZE'd on `table`
+    (cached by the table as loaded and the index as built, for ten minutes)."""
+    from lib import index_gallery
+
+    ds = recall_dataset()
+    case = index_gallery.BY_KEY[key]
+    return index_gallery.run_case(database(), case, table, ds.dimension, ds.queries[query])
+
+
+@st.cache_data(max_entries=64, ttl=600, show_spinner=False)
+def config_query(
+    table: str, config: dict, oversample: int, knob: str, value: int, built_at: Any, query: int
+):
+    """One query of a configuration at one knob value, run now with its distance column, and
+    (for binary quantization) its EXPLAIN ANALYZE: the statement as the sweep ran it."""
+    from lib import frontier, recall
+    from lib.index_configs import Config, ConfigQuery
+    from lib.psql import run
+
+    ds = recall_dataset()
+    shape = ConfigQuery(table, Config.from_json(config), ds.dimension, oversample)
+    settings = frontier.settings_for(knob, value)
+    q = ds.queries[query]
+    rows = run(database(), [shape.statement(q, recall.K, with_distance=True)], settings)
+    plan = None
+    if shape.config.kind == "binary":
+        plan = run(database(), [shape.statement(q, recall.K, explain=True)], settings)
+    return rows, plan
 
 
 # ---- results that depend only on their parameters, shared by every session --------------
@@ -378,6 +436,14 @@ def sizes_overview() -> dict[str, list] | None:
         "state": [s.state for s in states],
         "detail": [s.detail for s in states],
     }
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def ready_sizes() -> list[int]:
+    """The recall sizes ready on this server (asked again at most every ten seconds)."""
+    from lib import jobs
+
+    return [s.n for s in jobs.sizes_overview(database(), recall_dataset()) if s.state == "ready"]
 
 
 @st.cache_data(ttl=60, show_spinner=False)

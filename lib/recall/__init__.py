@@ -71,6 +71,10 @@ class Target:
             "SELECT {key}{distance}\nFROM {table}\nORDER BY {col} {op} $1\nLIMIT $2"
         ).format(key=key, distance=distance, table=self.name(), col=col, op=op)
 
+    def bind(self, query: np.ndarray, k: int) -> tuple[Any, ...]:
+        """The values of $1, $2, … for one query vector (what `query()` is run with)."""
+        return (query, k)
+
     def statement(self, query: np.ndarray, k: int = K, *, with_distance: bool = False) -> Statement:
         """The k-nearest query with one query vector bound."""
         q = np.asarray(query, dtype=np.float32)
@@ -188,7 +192,8 @@ def explain(
     opts = "ANALYZE, BUFFERS, FORMAT TEXT" if analyze else "FORMAT JSON"
     stmt = sql.SQL("EXPLAIN ({}) ").format(sql.SQL(opts)) + target.query()
     with db.transaction(settings) as conn:
-        rows = psycopg.RawCursor(conn).execute(stmt, (query, k), prepare=False).fetchall()
+        cur = psycopg.RawCursor(conn)
+        rows = cur.execute(stmt, target.bind(query, k), prepare=False).fetchall()
     if analyze:
         return [r[0] for r in rows]
     return rows[0][0][0]["Plan"]
@@ -215,7 +220,7 @@ def run_queries(
             cur = psycopg.RawCursor(conn)
             for i, q in enumerate(queries):
                 t = time.perf_counter()
-                rows = cur.execute(stmt, (q, k), prepare=False).fetchall()
+                rows = cur.execute(stmt, target.bind(q, k), prepare=False).fetchall()
                 lat.append((time.perf_counter() - t) * 1000)
                 ids.append([r[0] for r in rows])
                 if progress:
@@ -258,7 +263,8 @@ def recall_at_k(truth: Sequence[Sequence[Any]], got: Sequence[Sequence[Any]], k:
     )
 
 
-def _stats(values: Sequence[float]) -> dict[str, float]:
+def summary(values: Sequence[float]) -> dict[str, float]:
+    """Mean, min, p5, p50, p95 and max of `values` (empty for none)."""
     a = np.asarray(values, dtype=np.float64)
     if not len(a):
         return {}
@@ -357,12 +363,12 @@ def measure(
         index=got.index_used,
         index_settings=got.settings,
         exact_settings=truth.settings,
-        recall=_stats(per_query),
+        recall=summary(per_query),
         per_query_recall=[float(x) for x in per_query],
         queries_missing=int((per_query < 1.0).sum()),
         rows_returned=[len(g) for g in got.ids],
-        exact_latency_ms=_stats(truth.latencies_ms),
-        index_latency_ms=_stats(got.latencies_ms),
+        exact_latency_ms=summary(truth.latencies_ms),
+        index_latency_ms=summary(got.latencies_ms),
         exact_plan=truth.plan_nodes,
         exact_proved=is_exact_plan(truth.plan),
         index_plan=got.plan_nodes,

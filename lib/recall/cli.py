@@ -5,9 +5,16 @@
     python -m lib.recall --size 50000 --index ivfflat --lists 50 --probes 5
     python -m lib.recall --table public.items --column embedding   # your own table
     python -m lib.recall --size 50000 --ids                  # include every query's ids
+    python -m lib.recall --size 100000 --sweep ef_search=10,20,40,100,200,1000   # the frontier
+    python -m lib.recall --size 100000 --index ivfflat --sweep probes=1,2,4,8,16
+    python -m lib.recall --size 100000 --quantize binary --oversample 4 --sweep ef_search=40,100
 
 The lab's sizes are built if missing (lib/builds.py) and their ground truth is the stored one
-(lib/truths.py); your own table is only read (lib/vector_columns.py).
+(lib/truths.py); your own table is only read (lib/vector_columns.py). A sweep (`--sweep`)
+measures recall@k, latency p50/p95 and queries per second at each value of the knob, checks
+at each that the plan reads the index being measured, prints the frontier and the cheapest
+value reaching `--target`, and, on the lab's tables, stores it for the Index tuning page
+(lib/frontier.py).
 """
 
 from __future__ import annotations
@@ -16,10 +23,11 @@ import argparse
 import json
 import sys
 
-from lib import builds, sizing, truths
+from lib import builds, config_tables, frontier, sizing, truths, tuning_jobs
 from lib import vector_columns as vc
 from lib.database import open_database
 from lib.dataset import N_QUERIES, load_dataset
+from lib.index_configs import DEFAULT_OVERSAMPLE, Config, parse_values
 from lib.index_specs import IndexSpec
 from lib.recall import (
     EXACT_TIMEOUT_MS,
@@ -53,9 +61,32 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout-ms", type=int, default=EXACT_TIMEOUT_MS)
     ap.add_argument("--database-url", help="default: DATABASE_URL, else the embedded server")
     ap.add_argument("--ids", action="store_true", help="include every query's returned ids")
+    ap.add_argument(
+        "--sweep", metavar="KNOB=V1,V2,…",
+        help="print the recall–latency frontier over ef_search=… (HNSW) or probes=… (IVFFlat)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--quantize", choices=["halfvec", "binary"],
+        help="with --size and --sweep: that quantized HNSW (m, ef-construction) instead, "
+        "built on a copy of the rows if missing",
+    )  # fmt: skip
+    ap.add_argument(
+        "--oversample", type=int, default=DEFAULT_OVERSAMPLE,
+        help="binary: the index returns k × this candidates, re-ranked by the full vectors",
+    )  # fmt: skip
+    ap.add_argument("--runs", type=int, default=1, help="sweep runs per value (fastest kept)")
+    ap.add_argument("--target", type=float, default=0.95, help="the sweep's recall target")
     args = ap.parse_args(argv)
     if (args.size is None) == (args.table is None):
         ap.error("give exactly one of --size and --table")
+    sweep_knob: tuple[str, tuple[int, ...]] | None = None
+    if args.sweep:
+        try:
+            sweep_knob = parse_sweep(args.sweep)
+        except ValueError as e:
+            ap.error(str(e))
+    elif args.quantize:
+        ap.error("--quantize goes with --sweep")
 
     def say(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
@@ -70,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
                 say(w)
             queries = vc.sample_queries(db, column, args.queries, timeout_ms=args.timeout_ms)
             knobs = knobs_for(facts.index.kind, ef_search=args.ef_search, probes=args.probes)
+            if sweep_knob:
+                return _print(_own_frontier(db, facts, queries, sweep_knob, args, say))
             report = measure(
                 db, facts.target, queries, k=args.k, knobs=knobs, rows=facts.rows,
                 exact_timeout_ms=args.timeout_ms,
@@ -94,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             status = table_status(db, ds, args.size)
             target = generated_target(status.table)
             truth = _stored_truth(db, ds, status, target, args.k, args.timeout_ms)
+            if sweep_knob:
+                return _print(_lab_frontier(db, ds, status, sweep_knob, args, say))
             if truth is not None and args.queries < len(truth.ids):
                 truth = Answers(
                     truth.ids[: args.queries], truth.latencies_ms[: args.queries],
@@ -115,8 +150,90 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         db.close()
-    print(json.dumps(report.to_dict(ids=args.ids), default=str, indent=1))
+    return _print(report.to_dict(ids=args.ids))
+
+
+def _print(result: dict) -> int:
+    print(json.dumps(result, default=str, indent=1))
     return 0
+
+
+KNOBS = {"ef_search": "hnsw.ef_search", "probes": "ivfflat.probes"}
+
+
+def parse_sweep(text: str) -> tuple[str, tuple[int, ...]]:
+    """`ef_search=10,20,40` (or `probes=…`, with or without `hnsw.`/`ivfflat.`): the setting
+    and its values."""
+    name, sep, values = text.partition("=")
+    knob = KNOBS.get(name.strip().split(".")[-1])
+    if not sep or knob is None:
+        raise ValueError(f"--sweep takes ef_search=10,20,… or probes=1,2,…, not {text!r}")
+    return knob, parse_values(values)
+
+
+def _cheapest(sweep: frontier.Sweep, target: float) -> dict | None:
+    best = frontier.cheapest([sweep], target)
+    if best is None:
+        return None
+    p = best.point
+    return {
+        "target": target, sweep.knob: p.value, "recall": p.recall["mean"],
+        "p50_ms": p.latency_ms["p50"], "p95_ms": p.latency_ms["p95"], "qps": p.qps,
+    }  # fmt: skip
+
+
+def _lab_frontier(db, ds, status, sweep_knob, args, say) -> dict:
+    """The frontier of the lab table's index (or of a quantized copy), stored for the page."""
+    knob, values = sweep_knob
+    if args.quantize:
+        config = Config(args.quantize, args.m, args.ef_construction)
+        built = config_tables.build_config(
+            db, ds, args.size, config,
+            on_phase=lambda phase: say(f"{config.label()}: {phase}"),
+            on_notice=lambda text: say(f"NOTICE: {text}"),
+        )  # fmt: skip
+        if built.indexed:
+            say(f"built {built.place.index} in {built.build_seconds:.1f} s")
+    else:
+        config = Config.of_spec(status.index.spec())
+    if knob != config.knob:
+        raise HarnessError(f"{config.label()} is tuned with {config.knob}, not {knob}")
+    sweep = tuning_jobs.run_sweep(
+        db, ds, args.size, config, oversample=args.oversample, values=list(values), k=args.k,
+        queries=args.queries, runs=args.runs, source="command line",
+        progress=lambda done, total: say(f"{knob}: {done}/{total} values"),
+    )  # fmt: skip
+    out = sweep.to_dict(ids=args.ids)
+    out.update(
+        real_rows=ds.real_rows(args.size),
+        generated_rows=args.size - ds.real_rows(args.size),
+        model=ds.model_name,
+        cheapest=_cheapest(sweep, args.target),
+    )
+    return out
+
+
+def _own_frontier(db, facts, queries, sweep_knob, args, say) -> dict:
+    """The frontier of your own table's index, against an exact scan run now (not stored)."""
+    knob, values = sweep_knob
+    config = Config(facts.index.kind)
+    if knob != config.knob:
+        raise HarnessError(f"{facts.index.name} is {facts.index.kind}: sweep {config.knob}")
+    say(f"exact scan of {len(queries)} queries on {facts.column.qualified}…")
+    truth = ground_truth(db, facts.target, queries, args.k, timeout_ms=args.timeout_ms)
+    sweep = frontier.sweep(
+        db, facts.target, queries, truth, config=config, index=facts.index.name,
+        values=values, k=args.k, runs=args.runs,
+        progress=lambda done, total: say(f"{knob}: {done}/{total} values"),
+    )  # fmt: skip
+    out = sweep.to_dict(ids=args.ids)
+    out.update(
+        configuration=f"{facts.index.name} ({facts.index.kind}, {facts.index.opclass})",
+        rows=facts.rows,
+        queries_from="rows sampled from the table itself",
+        cheapest=_cheapest(sweep, args.target),
+    )
+    return out
 
 
 def _stored_truth(db, ds, status, target: Target, k: int, timeout_ms: int) -> Answers:
