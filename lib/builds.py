@@ -19,7 +19,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from lib.binary_copy import COPY_HEADER, COPY_TRAILER, copy_rows
-from lib.database import Database
+from lib.database import Database, Setting
 from lib.dataset import Dataset
 from lib.index_specs import IndexSpec, index_name, index_statement
 from lib.recall_tables import ensure_meta, table_name, table_status
@@ -109,6 +109,36 @@ def parallel_workers() -> int:
     return max(0, min(2, (os.cpu_count() or 1) - 1))
 
 
+def index_build_settings(n: int, dimension: int, m: int = 16) -> dict[str, Setting]:
+    """The settings an index build runs under: `build_settings`, `maintenance_work_mem` sized
+    from the graph estimate within the machine's memory (so the build stays in memory), and
+    the parallel maintenance workers."""
+    plan = plan_size(n, dimension, m=m, memory=memory_available())
+    return {
+        **build_settings(),
+        "maintenance_work_mem": f"{plan.maintenance_work_mem_mb}MB",
+        "max_parallel_maintenance_workers": parallel_workers(),
+    }
+
+
+class NoticeCollector:
+    """A psycopg notice handler that keeps each notice's text and passes it on."""
+
+    def __init__(self, on_notice: Callable[[str], None] | None = None):
+        self.texts: list[str] = []
+        self.on_notice = on_notice
+
+    def __call__(self, diag: psycopg.errors.Diagnostic) -> None:
+        text = diag.message_primary or ""
+        self.texts.append(text)
+        if self.on_notice:
+            self.on_notice(text)
+
+    def graph_notice(self) -> str | None:
+        """pgvector's "hnsw graph no longer fits into maintenance_work_mem", if it said so."""
+        return next((t for t in self.texts if GRAPH_NOTICE in t), None)
+
+
 def build_index(
     db: Database,
     ds: Dataset,
@@ -127,23 +157,10 @@ def build_index(
     spec.check()
     table = table_name(n, ds.dimension)
     name = index_name(table, spec)
-    plan = plan_size(n, ds.dimension, m=spec.m, memory=memory_available())
     report = BuildReport(table, n, index=name)
-    notices: list[str] = []
-
-    def handler(diag: psycopg.errors.Diagnostic) -> None:
-        text = diag.message_primary or ""
-        notices.append(text)
-        if on_notice:
-            on_notice(text)
-
-    workers = parallel_workers()
-    mwm = f"{plan.maintenance_work_mem_mb}MB"
-    settings = {
-        **build_settings(),
-        "maintenance_work_mem": mwm,
-        "max_parallel_maintenance_workers": workers,
-    }
+    handler = NoticeCollector(on_notice)
+    settings = index_build_settings(n, ds.dimension, spec.m)
+    mwm, workers = settings["maintenance_work_mem"], settings["max_parallel_maintenance_workers"]
     with db.transaction(settings) as conn:
         if on_backend:
             on_backend(conn.info.backend_pid)
@@ -168,7 +185,7 @@ def build_index(
                     )
         finally:
             conn.remove_notice_handler(handler)
-        graph_notice = next((t for t in notices if GRAPH_NOTICE in t), None)
+        graph_notice = handler.graph_notice()
         conn.execute(
             "INSERT INTO recall_index_builds (index_name, table_name, kind, params,"
             " build_seconds, maintenance_work_mem, workers, notice)"
@@ -192,7 +209,7 @@ def build_index(
     report.build_seconds = seconds
     report.maintenance_work_mem = mwm
     report.workers = workers
-    report.notices = notices
+    report.notices = handler.texts
     return report
 
 

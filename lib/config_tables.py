@@ -21,17 +21,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from lib.builds import GRAPH_NOTICE, build_settings, parallel_workers
+from lib.builds import NoticeCollector, build_settings, index_build_settings
 from lib.database import Database, Setting
 from lib.dataset import Dataset
 from lib.index_configs import Config, Placement, copy_statements, index_statement, placement
 from lib.psql import Script
 from lib.recall_tables import TableStatus, ensure_meta, table_status
-from lib.sizing import memory_available, plan_size
 
 DDL = """CREATE TABLE IF NOT EXISTS tuning_copies (
     table_name text PRIMARY KEY,
@@ -69,16 +67,6 @@ def base_placement(status: TableStatus, ds: Dataset, n: int, config: Config) -> 
     """Where `config` lives for size `n`, given the recall table's status now."""
     base_spec = status.index.spec() if status.index else None
     return placement(config.resolved(n), n, ds.dimension, base_spec)
-
-
-def build_settings_for(n: int, dimension: int, config: Config) -> dict[str, Setting]:
-    """The settings a build runs under: memory sized for the graph, parallel workers."""
-    plan = plan_size(n, dimension, m=config.m, memory=memory_available())
-    return {
-        **build_settings(),
-        "maintenance_work_mem": f"{plan.maintenance_work_mem_mb}MB",
-        "max_parallel_maintenance_workers": parallel_workers(),
-    }
 
 
 def build_script(place: Placement, settings: dict[str, Setting], *, copy: bool) -> Script:
@@ -120,15 +108,9 @@ def build_config(
     result = BuildResult(place)
     if not place.is_copy:
         return result  # the recall table's own index: built by lib/jobs.py
-    settings = build_settings_for(n, ds.dimension, config)
+    settings = index_build_settings(n, ds.dimension, config.m)
     result.settings = settings
-    notices: list[str] = []
-
-    def handler(diag: psycopg.errors.Diagnostic) -> None:
-        text = diag.message_primary or ""
-        notices.append(text)
-        if on_notice:
-            on_notice(text)
+    handler = NoticeCollector(on_notice)
 
     with db.transaction(settings) as conn:
         if on_backend:
@@ -183,11 +165,11 @@ def build_config(
             (
                 place.index, place.table, n, Jsonb(config.to_json()), result.build_seconds,
                 settings["maintenance_work_mem"], settings["max_parallel_maintenance_workers"],
-                next((t for t in notices if GRAPH_NOTICE in t), None),
+                handler.graph_notice(),
             ),
         )  # fmt: skip
     result.indexed = True
-    result.notices = notices
+    result.notices = handler.texts
     return result
 
 

@@ -3,6 +3,7 @@ configurations table, the sentences. No database access, no Streamlit."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -12,7 +13,6 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from lib.frontier import Cheapest, Sweep, knob_label
-from lib.recall_view import latency_range, latency_ticks
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b"]
 CHEAPEST_NAME = "cheapest reaching the target"
@@ -66,7 +66,10 @@ def figure(
                 "name": s.config.label(),
                 "x": [p.latency_ms["p50"] for p in pts],
                 "y": [p.recall["mean"] for p in pts],
-                "text": [str(p.value) for p in pts],
+                "text": [
+                    str(p.value) if j in (0, len(pts) - 1) or p.recall["mean"] < 0.995 else ""
+                    for j, p in enumerate(pts)
+                ],
                 "textposition": "top left",
                 "textfont": {"size": 10, "color": color},
                 "error_x": {
@@ -86,7 +89,8 @@ def figure(
         )
     xs = [p.latency_ms[q] for s in sweeps for p in s.points for q in ("p50", "p95")]
     xs = [x for x in xs if x > 0]
-    ticks = latency_ticks(xs)
+    lo, hi = (min(xs) / 1.3, max(xs) * 1.3) if xs else (0.1, 10.0)
+    ticks = latency_ticks(lo, hi)
     if best is not None:
         p = best.point
         traces.append(
@@ -111,7 +115,7 @@ def figure(
         "xaxis": {
             "type": "log",
             "title": {"text": "latency per query, median (whisker: p95), ms — log scale"},
-            "range": latency_range(xs, ticks),
+            "range": [math.log10(lo), math.log10(hi)],
             "tickvals": ticks,
             "ticktext": [f"{t:g}" for t in ticks],
         },
@@ -150,6 +154,13 @@ def figure(
         "hovermode": "closest",
     }
     return go.Figure({"data": traces, "layout": layout}, _validate=False)
+
+
+def latency_ticks(lo: float, hi: float) -> list[float]:
+    """Labelled ticks for a log latency axis from `lo` to `hi` ms: 1-2-5 steps, or whole
+    decades when the span is wider than three of them."""
+    steps = (1, 2, 5) if hi / lo < 3000 else (1,)
+    return [m * 10.0**e for e in range(-3, 6) for m in steps if lo <= m * 10.0**e <= hi]
 
 
 def cheapest_sentence(best: Cheapest | None, sweeps: Sequence[Sweep], target: float) -> str:
@@ -207,7 +218,6 @@ def configs_frame(statuses: Sequence[Any], sweeps: Sequence[Sweep | None]) -> pd
         rows.append(
             {
                 "configuration": st.config.label(),
-                "table": st.place.table,
                 "index": st.place.index if st.built else "not built",
                 "build s": round(st.build_seconds, 1) if st.build_seconds else None,
                 "index size": size_text(st.index_bytes) if st.built else "—",

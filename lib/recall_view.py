@@ -154,7 +154,7 @@ def figure(points: Sequence[Mapping[str, Any]], sizes: Sequence[int] = ()) -> go
         "ticktext": [_short_count(x) for x in ticks], "domain": [0.0, 1.0],
     }  # fmt: skip
     latencies = [p[key] for p in points for key in ("exact_ms", "index_ms") if p[key] > 0]
-    lat_ticks = latency_ticks(latencies)
+    lat_ticks = _latency_ticks(latencies)
     layout = {
         "xaxis": {**rows_axis, "anchor": "y", "matches": "x2", "showticklabels": False},
         "xaxis2": {**rows_axis, "anchor": "y2", "title": {"text": "rows in the table (log scale)"}},
@@ -165,7 +165,7 @@ def figure(points: Sequence[Mapping[str, Any]], sizes: Sequence[int] = ()) -> go
             "type": "log",
             "tickvals": lat_ticks,
             "ticktext": [f"{t:g} ms" for t in lat_ticks],
-            "range": latency_range(latencies, lat_ticks),
+            "range": _latency_range(latencies, lat_ticks),
         },  # fmt: skip
         "annotations": [
             _panel_title("recall@10 (mean over the query set)", _TOP[1]),
@@ -179,7 +179,7 @@ def figure(points: Sequence[Mapping[str, Any]], sizes: Sequence[int] = ()) -> go
     return go.Figure({"data": traces, "layout": layout}, _validate=False)
 
 
-def latency_ticks(values: list[float]) -> list[float]:
+def _latency_ticks(values: list[float]) -> list[float]:
     """Labelled ticks for the latency axis: whole decades when the points span several,
     else 1-2-5 steps (plotly's own log ticks read "2, 5, 2, 5" with no decade in sight)."""
     values = [v for v in values if v > 0]
@@ -195,7 +195,7 @@ def latency_ticks(values: list[float]) -> list[float]:
     return sorted({float(f"{v:.2g}") for v in ends})
 
 
-def latency_range(values: list[float], ticks: list[float]) -> list[float] | None:
+def _latency_range(values: list[float], ticks: list[float]) -> list[float] | None:
     """The log10 range that shows every point and every labelled tick."""
     if not values:
         return None

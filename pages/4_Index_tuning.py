@@ -161,15 +161,11 @@ def frontier_chart(shown_sweeps: list) -> None:
 
 
 frontier_chart([sw for _, sw in shown])
-for s, sw in shown:
-    st.caption(frontier_view.sweep_caption(sw))
-    if st.button(
-        "Sweep again now", key=f"tuning_resweep_{s.place.index}",
-        help="Runs the query set at every value again and stores the new points.",
-    ):  # fmt: skip
-        tuning_jobs.request_sweep(db, ds, n, s.config, oversample)
-        st.rerun()
-
+if shown:
+    st.caption(
+        "Where the points come from:  \n"
+        + "  \n".join(ui.plain(frontier_view.sweep_caption(sw)) for _, sw in shown)
+    )
 points_box = st.expander("Every point, as measured", key="tuning_points", on_change="rerun")
 if points_box.open:
     for _, sw in shown:
@@ -228,16 +224,25 @@ with st.popover("Pin another configuration…", key="tuning_custom", on_change="
 
 st.dataframe(frontier_view.configs_frame(statuses, sweeps), hide_index=True, width="stretch")
 base_build = statuses[0].build_seconds
-for s in statuses[1:]:
-    c1, c2, c3 = st.columns([4, 1, 1])
-    job = live_for.get(("build", s.config))
-    if s.built:
-        c1.markdown(f"**{s.config.label()}** — built, on `{s.place.table}`.")
-    elif job is not None:
-        c1.markdown(f"**{s.config.label()}** — building (progress above).")
+for i, s in enumerate(statuses):
+    c1, c2, c3 = st.columns([4, 1.3, 1], vertical_alignment="center")
+    job = live_for.get(("build", s.config)) or live_for.get(("sweep", s.config))
+    where = "the Recall page's table" if i == 0 else "a copy of its rows"
+    if job is not None:
+        c1.markdown(f"**{s.config.label()}** — {job.kind} under way (progress above).")
+    elif s.built:
+        c1.markdown(f"**{s.config.label()}** — built, on `{s.place.table}` ({where}).")
+        if c2.button(
+            "Sweep again", key=f"tuning_resweep_{s.config.key()}", icon=":material/replay:",
+            help="Runs the query set at every value again and stores the new points.",
+        ):  # fmt: skip
+            tuning_jobs.request_sweep(db, ds, n, s.config, oversample)
+            st.rerun()
     else:
         failed = tuning_jobs.last_failed(db, n, "build", s.config)
-        hint = f" The table's own index took {base_build:.0f} s here." if base_build else ""
+        hint = (
+            f" The table's own index took {base_build:.0f} s to build here." if base_build else ""
+        )
         c1.markdown(
             f"**{s.config.label()}** — not built for {n:,} rows. It needs a copy of the rows "
             f"(`{s.place.table}`, {frontier_view.size_text(statuses[0].table_bytes)}) and its "
@@ -248,7 +253,8 @@ for s in statuses[1:]:
         if c2.button("Build", key=f"tuning_build_{s.config.key()}", icon=":material/build:"):
             tuning_jobs.request_build(db, ds, n, s.config)
             st.rerun()
-    c3.button("Unpin", key=f"tuning_unpin_{s.config.key()}", on_click=_unpin, args=(s.config,))
+    if i > 0:
+        c3.button("Unpin", key=f"tuning_unpin_{s.config.key()}", on_click=_unpin, args=(s.config,))
 
 if any(s.config.kind == "binary" for s in statuses):
     st.select_slider(
@@ -284,36 +290,41 @@ query_box = st.expander(
     key="tuning_queries",
     on_change="rerun",
 )
-if query_box.open:
+if query_box.open and not shown:
+    query_box.info("The queries appear here once a configuration has been swept.")
+elif query_box.open:
     with query_box:
-        for s, sw in shown:
-            value = sw.values[len(sw.values) // 2]
-            rows, plan = ui.config_query(
-                s.place.table, s.config.to_json(), sw.oversample or oversample, sw.knob,
-                value, s.built_at, 0,
-            )  # fmt: skip
-            st.markdown(f"**{s.config.label()}** at `{sw.knob} = {value}`, query 1:")
-            ui.show_sql(rows)
-            if plan is not None:
-                index_rows, final_rows = frontier_view.index_and_rerank_rows(
-                    [r[0] for r in plan.rows]
-                )
-                st.markdown(
-                    f"The **index** answers the inner query: the {index_rows} rows nearest by "
-                    f"Hamming distance between {ds.dimension}-bit codes (asked for "
-                    f"k × {sw.oversample} = {sw.k * (sw.oversample or 1)}; without iterative "
-                    f"scans an HNSW scan returns at most `ef_search` rows). The **re-rank** "
-                    f"answers the outer query: those rows sorted by cosine distance on the "
-                    f"full vectors, {final_rows} kept. Measured in this plan:"
-                )
-                st.code(
-                    index_gallery.Side(plan, [r[0] for r in plan.rows]).plan_text(),
-                    language="text",
-                )
-            st.caption(
-                "Each point of the sweep runs this statement for each of the "
-                f"{sw.queries} query vectors under these settings; here it ran now for the "
-                "first one, with its distance column."
+        labels = [sw.config.label() for _, sw in shown]
+        pick = st.selectbox("Configuration", labels, key="tuning_query_config")
+        s, sw = shown[labels.index(pick)]
+        value = st.select_slider(
+            sw.knob, options=sw.values, value=sw.values[len(sw.values) // 2],
+            key=f"tuning_query_value_{s.config.key()}",
+        )  # fmt: skip
+        rows, plan = ui.config_query(
+            s.place.table, s.config.to_json(), sw.oversample or oversample, sw.knob, value,
+            s.built_at, 0,
+        )  # fmt: skip
+        ui.show_sql(rows)
+        st.caption(
+            "Each point of the sweep runs this statement for each of the "
+            f"{sw.queries} query vectors under these settings; here it ran now for the first "
+            "one, with its distance column."
+        )
+        if plan is not None:
+            index_rows, final_rows = frontier_view.index_and_rerank_rows([r[0] for r in plan.rows])
+            st.markdown(
+                f"**Which rows the index answers, and which the re-rank answers.** The index "
+                f"answers the inner query: here {index_rows} rows, the nearest by Hamming "
+                f"distance between {ds.dimension}-bit codes (asked for k × {sw.oversample} = "
+                f"{sw.k * (sw.oversample or 1)}; without iterative scans an HNSW scan returns "
+                f"at most `ef_search` = {value} rows). The re-rank answers the outer query: "
+                f"those rows sorted by cosine distance on the full vectors, {final_rows} kept. "
+                "Measured in this plan:"
+            )
+            ui.show_sql(plan)
+            st.code(
+                index_gallery.Side(plan, [r[0] for r in plan.rows]).plan_text(), language="text"
             )
 
 # ---- why isn't my index used? ------------------------------------------------------------

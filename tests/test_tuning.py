@@ -348,6 +348,21 @@ def test_command_line_sweeps_binary_quantization(db, ds, table, pg_url):
     assert result["index"].endswith("_binary_m16_efc64") and result["oversample"] == 2
 
 
+def test_command_line_sweeps_another_index_on_a_copy_and_keeps_the_tables_own(
+    db, ds, table, pg_url
+):
+    out = subprocess.run(
+        [sys.executable, "-m", "lib.recall", "--size", str(N), "--queries", "10",
+         "--index", "ivfflat", "--sweep", "probes=1,5", "--database-url", pg_url],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["index"] == f"tune_n{N}_d384_ivfflat_l5_idx"
+    assert result["points"][-1]["recall"]["mean"] == 1.0  # all 5 lists probed
+    assert recall_tables.table_status(db, ds, N).index.kind == "hnsw"
+
+
 def test_sweep_arguments_are_checked():
     assert parse_sweep("ef_search=10, 20,40") == ("hnsw.ef_search", (10, 20, 40))
     assert parse_sweep("ivfflat.probes=1,2") == ("ivfflat.probes", (1, 2))

@@ -6,7 +6,7 @@
     python -m lib.recall --table public.items --column embedding   # your own table
     python -m lib.recall --size 50000 --ids                  # include every query's ids
     python -m lib.recall --size 100000 --sweep ef_search=10,20,40,100,200,1000   # the frontier
-    python -m lib.recall --size 100000 --index ivfflat --sweep probes=1,2,4,8,16
+    python -m lib.recall --size 100000 --index ivfflat --sweep probes=1,2,4,8,16   # on a copy
     python -m lib.recall --size 100000 --quantize binary --oversample 4 --sweep ef_search=40,100
 
 The lab's sizes are built if missing (lib/builds.py) and their ground truth is the stored one
@@ -14,7 +14,10 @@ The lab's sizes are built if missing (lib/builds.py) and their ground truth is t
 measures recall@k, latency p50/p95 and queries per second at each value of the knob, checks
 at each that the plan reads the index being measured, prints the frontier and the cheapest
 value reaching `--target`, and, on the lab's tables, stores it for the Index tuning page
-(lib/frontier.py).
+(lib/frontier.py). With `--sweep`, `--index`/`--m`/`--ef-construction`/`--lists`/`--quantize`
+name the configuration to sweep: the table's own index when they match it, else a copy of its
+rows with that index (lib/index_configs.py), built if missing; the table's index is not
+replaced.
 """
 
 from __future__ import annotations
@@ -117,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
             if not plan.ok:
                 raise HarnessError(plan.reason)
             spec = IndexSpec(args.index, args.m, args.ef_construction, args.lists)
+            if sweep_knob:  # a sweep keeps the table's own index; other configs get a copy
+                current = table_status(db, ds, args.size).index
+                spec = current.spec() if current else IndexSpec()
             built = builds.prepare(
                 db, ds, args.size, spec,
                 progress=lambda done, n: say(f"loaded {done:,}/{n:,} rows") if done == n else None,
@@ -183,10 +189,12 @@ def _cheapest(sweep: frontier.Sweep, target: float) -> dict | None:
 
 
 def _lab_frontier(db, ds, status, sweep_knob, args, say) -> dict:
-    """The frontier of the lab table's index (or of a quantized copy), stored for the page."""
+    """The frontier of the configuration the arguments name (the table's own index, or a
+    configuration built on a copy of its rows, as the Index tuning page does), stored."""
     knob, values = sweep_knob
-    if args.quantize:
-        config = Config(args.quantize, args.m, args.ef_construction)
+    config = Config(args.quantize or args.index, args.m, args.ef_construction, args.lists)
+    config = config.resolved(args.size)
+    if config != Config.of_spec(status.index.spec()).resolved(args.size):
         built = config_tables.build_config(
             db, ds, args.size, config,
             on_phase=lambda phase: say(f"{config.label()}: {phase}"),
@@ -194,8 +202,6 @@ def _lab_frontier(db, ds, status, sweep_knob, args, say) -> dict:
         )  # fmt: skip
         if built.indexed:
             say(f"built {built.place.index} in {built.build_seconds:.1f} s")
-    else:
-        config = Config.of_spec(status.index.spec())
     if knob != config.knob:
         raise HarnessError(f"{config.label()} is tuned with {config.knob}, not {knob}")
     sweep = tuning_jobs.run_sweep(

@@ -1,0 +1,18 @@
+"""The Index tuning page under AppTest, against the test run's PostgreSQL."""
+
+from apptest_util import app_at
+
+from lib import jobs
+
+PAGE = "pages/4_Index_tuning.py"
+
+
+def test_a_size_not_prepared_is_offered_and_not_built_on_a_rerun(pg_url, monkeypatch, db):
+    at = app_at(PAGE, pg_url, monkeypatch)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.select_slider(key="tuning_size").value == 100_000  # the issue's default
+    assert [b.label for b in at.button] == ["Prepare 100,000 rows"]
+    at.run()  # a rerun does not queue the build either: the learner asks for it
+    jobs.ensure_table(db)
+    assert db.fetchone("SELECT count(*) FROM recall_jobs WHERE n = 100000")[0] == 0
