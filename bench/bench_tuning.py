@@ -86,6 +86,8 @@ def main() -> int:
             status = recall_tables.table_status(db, ds, n)
             (s,) = config_tables.statuses(db, ds, n, status, [config])
             when = "now" if built.indexed else "earlier"
+            if not s.place.is_copy:
+                when = "as the table's own index, by make prepare or the queue"
             print(
                 f"{config.label():<46} {s.place.table:<34} {s.build_seconds or 0:>7.1f}s "
                 f"{size_text(s.index_bytes):>10}  {s.maintenance_work_mem} (built {when}, "

@@ -12,10 +12,11 @@ table `recall_n{N}_d{d}`:
 Each table has one vector index at a time (the planner would otherwise choose between two
 on its own); a rebuild with other parameters replaces it in one transaction, so readers keep
 using the old one until the new one is ready. The Index tuning page's other configurations
-live on copies of a table's rows, one index each (lib/index_configs.py says why). Loads and builds run in transactions that
-abort when the client goes away (`client_connection_check_interval`), so a killed app leaves
-no half-built table or index behind; an INVALID index (from someone's failed CREATE INDEX
-CONCURRENTLY) is dropped and rebuilt.
+live on copies of a table's rows, one index each (lib/index_configs.py says why). Loads and
+builds run in transactions that abort when the client goes away
+(`client_connection_check_interval`), so a killed app leaves no half-built table or index
+behind; an INVALID index (from someone's failed CREATE INDEX CONCURRENTLY) is dropped and
+rebuilt.
 """
 
 from __future__ import annotations

@@ -372,7 +372,8 @@ for case in index_gallery.CASES:
         ran = ui.gallery_case(case.key, table, loaded_at, index, built_at, 0)
         st.markdown(f"**What went wrong.** {index_gallery.words(case.wrong, ds.dimension)}")
         left, right = st.columns(2)
-        for col, side, name in ((left, ran.bad, "As written"), (right, ran.fix, "The fix")):
+        fixed = "With sequential scans off" if case.planner_right else "The fix"
+        for col, side, name in ((left, ran.bad, "As written"), (right, ran.fix, fixed)):
             with col:
                 used = side.indexes
                 verdict = f"reads the index `{used[0]}`" if used else "reads no index"
