@@ -313,12 +313,17 @@ def latest_ids(db: Database, keys: Sequence[SweepKey]) -> dict[SweepKey, int]:
     return {key: found[key] for key in keys if key in found}
 
 
-def load(db: Database, sweep_id: int) -> Sweep | None:
-    """A stored sweep by id."""
+POINTS_WITHOUT_IDS = """(SELECT jsonb_agg(p - 'ids' - 'latencies_ms' ORDER BY i)
+    FROM jsonb_array_elements(points) WITH ORDINALITY AS e (p, i))"""
+
+
+def load(db: Database, sweep_id: int, *, ids: bool = True) -> Sweep | None:
+    """A stored sweep by id (without each query's ids and latency unless `ids`)."""
     ensure_table(db)
+    points = "points" if ids else POINTS_WITHOUT_IDS
     row = db.fetchone(
         "SELECT n, config, table_name, index_name, index_built_at, source_loaded_at, knob,"
-        " knob_values, k, queries, oversample, settings, points, ran_at, seconds,"
+        f" knob_values, k, queries, oversample, settings, {points}, ran_at, seconds,"
         " truth_ran_at, source FROM tuning_sweeps WHERE id = %s",
         (sweep_id,),
     )

@@ -326,12 +326,13 @@ def recall_side_by_side(
     )
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+@st.cache_resource(max_entries=64, show_spinner=False)
 def tuning_sweep(sweep_id: int):
-    """A stored sweep (immutable once stored), read once per process."""
+    """A stored sweep's points, read once per process and shared, never copied: a stored
+    sweep never changes, and no page mutates it."""
     from lib import frontier
 
-    return frontier.load(database(), sweep_id)
+    return frontier.load(database(), sweep_id, ids=False)
 
 
 @st.cache_data(max_entries=64, ttl=600, show_spinner="Running EXPLAIN (ANALYZE, BUFFERS)…")

@@ -314,6 +314,9 @@ def test_a_stored_sweep_reads_back_as_it_ran(db, ds, table):
     back = frontier.load(db, sweep.id)
     assert [p.public(ids=True) for p in back.points] == [p.public(ids=True) for p in sweep.points]
     assert back.config == Config() and back.source == "app" and back.queries == 20
+    light = frontier.load(db, sweep.id, ids=False)  # what the page reads: points, in order
+    assert [p.public() for p in light.points] == [p.public() for p in sweep.points]
+    assert all(p.ids == [] for p in light.points)
 
 
 def test_jobs_build_and_sweep_once_for_everyone(db, ds, table):
