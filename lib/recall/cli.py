@@ -5,16 +5,28 @@
     python -m lib.recall --size 50000 --index ivfflat --lists 50 --probes 5
     python -m lib.recall --table public.items --column embedding   # your own table
     python -m lib.recall --size 50000 --ids                  # include every query's ids
+    python -m lib.recall --size 20000 --where category=3 --iterative-scan strict_order
+    python -m lib.recall --table public.items --where tenant_id=7 --iterative-scan relaxed_order
 
 The lab's sizes are built if missing (lib/builds.py) and their ground truth is the stored one
 (lib/truths.py); your own table is only read (lib/vector_columns.py).
+
+`--where column=value` filters both paths (`WHERE column = $3`, the value sent as a parameter,
+never as SQL text): the ground truth becomes the exact filtered truth (still proved by its plan),
+and the index path runs with `enable_sort = off` so that the vector index answers rather than a
+B-tree and an exact sort (`--planner` lets the planner choose). With `--size`, the filter runs on
+the lab's filtered table of that size (lib/filtered_tables.py: `category` 1 to 5 match 50%, 10%,
+1%, 0.1% and 1% of the rows, `chapter` the manual chapter), built if missing.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
+
+import psycopg
 
 from lib import builds, sizing, truths
 from lib import vector_columns as vc
@@ -53,28 +65,54 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout-ms", type=int, default=EXACT_TIMEOUT_MS)
     ap.add_argument("--database-url", help="default: DATABASE_URL, else the embedded server")
     ap.add_argument("--ids", action="store_true", help="include every query's returned ids")
+    ap.add_argument("--where", metavar="COLUMN=VALUE", help="filter: WHERE column = value")
+    ap.add_argument("--iterative-scan", choices=["off", "strict_order", "relaxed_order"])
+    ap.add_argument("--max-scan-tuples", type=int, help="hnsw.max_scan_tuples (default 20000)")
+    ap.add_argument(
+        "--planner", action="store_true", help="with --where: let the planner pick the index"
+    )
     args = ap.parse_args(argv)
     if (args.size is None) == (args.table is None):
         ap.error("give exactly one of --size and --table")
+    try:
+        where = parse_where(args.where) if args.where else None
+    except ValueError as e:
+        ap.error(str(e))
 
     def say(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
     db = open_database(args.database_url)
-    knobs = knobs_for(args.index, ef_search=args.ef_search, probes=args.probes)
+
+    def with_filter(kind: str) -> dict:
+        knobs = knobs_for(kind, ef_search=args.ef_search, probes=args.probes)
+        prefix = "ivfflat" if kind == "ivfflat" else "hnsw"
+        if args.iterative_scan:
+            knobs[f"{prefix}.iterative_scan"] = args.iterative_scan
+        if args.max_scan_tuples and kind != "ivfflat":
+            knobs["hnsw.max_scan_tuples"] = args.max_scan_tuples
+        if where and not args.planner:
+            knobs["enable_sort"] = "off"  # no B-tree + sort: the vector index answers
+        return knobs
+
+    knobs = with_filter(args.index)
     try:
-        if args.table:
+        if args.table and where:
+            report = _own_table_filtered(db, args, where, with_filter)
+        elif args.table:
             column = vc.find_column(db, args.table, args.column)
             facts = vc.check_column(db, column, timeout_ms=args.timeout_ms)
             for w in facts.warnings:
                 say(w)
             queries = vc.sample_queries(db, column, args.queries, timeout_ms=args.timeout_ms)
-            knobs = knobs_for(facts.index.kind, ef_search=args.ef_search, probes=args.probes)
+            knobs = with_filter(facts.index.kind)
             report = measure(
                 db, facts.target, queries, k=args.k, knobs=knobs, rows=facts.rows,
                 exact_timeout_ms=args.timeout_ms,
             )  # fmt: skip
             report.extra["queries_from"] = "rows sampled from the table itself"
+        elif where:
+            report = _lab_filtered(db, args, where, knobs, say)
         else:
             ds = load_dataset()
             plan = sizing.plan_size(
@@ -110,13 +148,94 @@ def main(argv: list[str] | None = None) -> int:
                 index_build_seconds=status.index.build_seconds if status.index else None,
                 load_seconds=status.load_seconds,
             )
-    except (HarnessError, ValueError, LookupError) as e:
+    except (HarnessError, ValueError, LookupError, psycopg.errors.DataError) as e:
         print(json.dumps({"error": str(e)}), flush=True)
         return 1
     finally:
         db.close()
     print(json.dumps(report.to_dict(ids=args.ids), default=str, indent=1))
     return 0
+
+
+def parse_where(text: str) -> tuple[str, int | str]:
+    """`column=value` (spaces allowed around =): the column and the value, a number when it
+    is one. Anything else (an expression, SQL) is refused: the value travels as a parameter."""
+    m = re.fullmatch(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*", text)
+    if not m or not m.group(2):
+        raise ValueError(f"--where takes column=value, such as category=3 (got {text!r})")
+    value = m.group(2).strip("'\"")
+    return m.group(1), int(value) if re.fullmatch(r"-?\d+", value) else value
+
+
+def _filter_extra(report, truth_ids, column: str, value, matching: int | None) -> None:
+    """What a filtered report adds: the filter, how many rows it matches, the short queries."""
+    expected = [min(report.k, len(t)) for t in truth_ids]
+    got = report.rows_returned
+    report.extra.update(
+        where=f"{column} = {value!r}",
+        matching_rows=matching,
+        queries_short=sum(1 for r, e in zip(got, expected, strict=True) if r < e),
+        rows_missing=sum(max(0, e - r) for r, e in zip(got, expected, strict=True)),
+        expected_rows=expected,
+    )
+
+
+def _lab_filtered(db, args, where, knobs, say):
+    """The lab's filtered table of --size rows (built if missing), filtered by --where."""
+    from lib import filtered_search, filtered_tables
+
+    ds = load_dataset()
+    column, value = where
+    if column not in filtered_tables.FILTER_COLUMNS:
+        raise HarnessError(
+            f"the lab's filtered tables filter on {' or '.join(filtered_tables.FILTER_COLUMNS)}"
+        )
+    table = filtered_tables.status(db, ds, args.size)
+    if table is None:
+        builds.load_table(db, ds, args.size)
+        say(f"building {filtered_tables.table_name(args.size, ds.dimension)}…")
+        table = filtered_tables.build(db, ds, args.size)
+    f = filtered_search.Filter(column, value)
+    target = generated_target(table.name).filtered(column, value)
+    if args.k <= filtered_search.TRUTH_K:
+        stored = filtered_search.truth(db, ds, table, f)
+        truth = Answers(
+            stored.ids[: args.queries], stored.latencies_ms[: args.queries], stored.plan,
+            stored.settings, stored.ran_at, stored.seconds,
+        )  # fmt: skip
+    else:
+        truth = ground_truth(db, target, ds.queries[: args.queries], args.k)
+    report = measure(
+        db, target, ds.queries[: args.queries], k=args.k, knobs=knobs, truth=truth,
+        rows=table.n, exact_timeout_ms=args.timeout_ms,
+    )  # fmt: skip
+    matching = table.rows(column, value)
+    _filter_extra(report, truth.ids, column, value, matching)
+    report.extra.update(model=ds.model_name, table_built_at=table.built_at)
+    return report
+
+
+def _own_table_filtered(db, args, where, with_filter):
+    """Your own table, filtered by --where: queries sampled from it, the truth computed now."""
+    column = vc.find_column(db, args.table, args.column)
+    facts = vc.check_column(db, column, timeout_ms=args.timeout_ms)
+    name, value = where
+    known = db.fetchone(
+        "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = %s"
+        " AND attnum > 0 AND NOT attisdropped",
+        (column.qualified, name),
+    )
+    if known is None:
+        raise HarnessError(f"{column.qualified} has no column {name!r} to filter on")
+    queries = vc.sample_queries(db, column, args.queries, timeout_ms=args.timeout_ms)
+    target = facts.target.filtered(name, value)
+    report = measure(
+        db, target, queries, k=args.k, knobs=with_filter(facts.index.kind),
+        rows=facts.rows, exact_timeout_ms=args.timeout_ms,
+    )  # fmt: skip
+    _filter_extra(report, report.truth_ids, name, value, None)
+    report.extra["queries_from"] = "rows sampled from the table itself"
+    return report
 
 
 def _stored_truth(db, ds, status, target: Target, k: int, timeout_ms: int) -> Answers:
