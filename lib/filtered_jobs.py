@@ -28,7 +28,7 @@ from datetime import datetime
 
 import psycopg
 
-from lib import builds, filtered_search, filtered_tables
+from lib import builds, filtered_search, filtered_tables, truths
 from lib.database import Database, DatabaseUnavailable
 from lib.dataset import Dataset
 from lib.jobs import lane_of, worker_name
@@ -223,7 +223,9 @@ def run(db: Database, ds: Dataset, job: Job, lane: AbstractContextManager | None
             db, ds, job.n, on_phase=lambda state: _set(db, job.id, state=state),
             on_backend=backend,
         )  # fmt: skip
-    if before is None:
+    if before is None:  # a new build: what was stored for an older one goes
+        truths.forget(db, table.name)
+        filtered_search.forget(db, table.name)
         _set(db, job.id, built=True)
     filters = filtered_search.category_filters()
     _set(db, job.id, state="truth", done=0, total=len(filters))

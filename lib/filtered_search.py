@@ -552,6 +552,12 @@ def ensure_table(db: Database) -> None:
     db.once("filtered_runs", create)
 
 
+def forget(db: Database, table: str) -> None:
+    """Drop every stored run of `table` (after it is rebuilt)."""
+    ensure_table(db)
+    db.fetchall("DELETE FROM filtered_runs WHERE table_name = %s RETURNING 1", (table,))
+
+
 def stored(db: Database, table: FilteredTable, cells: Sequence[Cell]) -> dict[Cell, Run]:
     """The stored runs of `cells` on `table` as built (those measured so far)."""
     ensure_table(db)

@@ -44,6 +44,20 @@ def path_label(cell: Cell) -> str:
     }[cell.path]
 
 
+def short_label(cell: Cell) -> str:
+    """A fix in a word or two (for a printed table)."""
+    if cell.path == "hnsw" and cell.filter.value == PARTIAL.value:
+        return f"partial index (category {PARTIAL.value})"
+    return {
+        "hnsw": cell.mode,
+        "cte_plain": "relaxed + CTE, ORDER BY distance",
+        "cte": "relaxed + CTE, ORDER BY distance + 0",
+        "planner": "planner's choice",
+        "threshold": "threshold in WHERE",
+        "threshold_cte": "threshold outside a CTE",
+    }[cell.path]
+
+
 def rows_sentence(run: Run, table: FilteredTable) -> str:
     """The lesson's sentence, with the measured numbers."""
     cell = run.key

@@ -101,18 +101,19 @@ def measure_button(cells: list, label: str, key: str) -> None:
 def explore(table: filtered_tables.FilteredTable) -> None:
     built = table.built_at
     c1, c2, c3 = st.columns([5, 4, 4], gap="large")
-    category = c1.radio(
+    category = c1.segmented_control(
         "Filter: WHERE category = … (its share of the rows)",
         [c.value for c in SELECTIVITIES],
-        index=2,
+        default=TWIN.value,
+        required=True,
         format_func=lambda v: BY_VALUE[v].label,
-        horizontal=True,
         key="filtered_category",
     )
-    mode = c1.radio(
+    mode = c1.segmented_control(
         "hnsw.iterative_scan",
         fs.MODES,
-        horizontal=True,
+        default="off",
+        required=True,
         key="filtered_mode",
         help="off: the index returns at most ef_search candidates, the filter keeps what it "
         "keeps. strict_order: it scans on, in exact distance order. relaxed_order: it scans "
