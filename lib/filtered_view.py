@@ -33,14 +33,14 @@ def selectivity_label(table: FilteredTable, category: int) -> str:
 def path_label(cell: Cell) -> str:
     """What a fix is, in a few words."""
     if cell.path == "hnsw" and cell.filter.value == PARTIAL.value:
-        return f"partial HNSW index (category = {PARTIAL.value}, the twin of {TWIN.value})"
+        return f"partial HNSW index (category {PARTIAL.value}, twin of {TWIN.value})"
     return {
-        "hnsw": f"HNSW index, iterative_scan = {cell.mode}",
-        "cte_plain": "relaxed_order, CTE re-sorted by ORDER BY distance",
-        "cte": "relaxed_order, CTE re-sorted by ORDER BY distance + 0",
-        "planner": "the planner's choice (nothing forced)",
-        "threshold": "distance threshold in the WHERE clause",
-        "threshold_cte": "distance threshold outside a materialized CTE",
+        "hnsw": f"HNSW, iterative_scan = {cell.mode}",
+        "cte_plain": "relaxed_order + CTE, ORDER BY distance",
+        "cte": "relaxed_order + CTE, ORDER BY distance + 0",
+        "planner": "planner's choice (nothing forced)",
+        "threshold": "threshold in the WHERE clause",
+        "threshold_cte": "threshold outside a materialized CTE",
     }[cell.path]
 
 
@@ -111,43 +111,45 @@ def plan_label(run: Run, table: FilteredTable) -> str:
 
 def fixes_frame(runs: Sequence[tuple[Cell, Run | None]], table: FilteredTable) -> pd.DataFrame:
     """One row per fix: what it returned, how right, how fast, what it read."""
-    rows = []
-    for cell, run in runs:
-        if run is None:
-            rows.append({"how": path_label(cell), "answered by": "not measured yet"})
-            continue
-        rows.append(
-            {
-                "how": path_label(cell),
-                "answered by": plan_label(run, table),
-                f"short of LIMIT {cell.k}": f"{run.short} of {run.queries}",
-                "rows (mean)": round(run.mean_rows, 1),
-                f"recall@{cell.k}": round(run.mean_recall, 3),
-                "out of order": f"{run.disordered} of {run.queries}",
-                "p50 ms": round(run.latency(), 2),
-                "rows read (median)": run.median_visited,
-            }
-        )
-    return pd.DataFrame(rows)
+    return _frame(
+        runs,
+        table,
+        lambda c, r: {
+            f"short of LIMIT {c.k}": f"{r.short} of {r.queries}",
+            "rows (mean)": round(r.mean_rows, 1),
+            f"recall@{c.k}": round(r.mean_recall, 3),
+            "out of order": f"{r.disordered} of {r.queries}",
+            "p50 ms": round(r.latency(), 2),
+            "rows read (median)": r.median_visited,
+        },
+    )
 
 
 def trap_frame(runs: Sequence[tuple[Cell, Run | None]], table: FilteredTable) -> pd.DataFrame:
+    """One row per way of writing the threshold: what came back, what it cost."""
+    return _frame(
+        runs,
+        table,
+        lambda c, r: {
+            "rows returned": sum(max(0, n) for n in r.rows_returned),
+            "rows that close (exact scan)": sum(r.exact_closer),
+            "p50 ms": round(r.latency(), 2),
+            "rows read (median)": r.median_visited,
+            "cancelled by statement_timeout": f"{r.cancelled} of {r.queries}",
+        },
+    )
+
+
+def _frame(runs, table: FilteredTable, columns) -> pd.DataFrame:
     rows = []
     for cell, run in runs:
+        row = {"how": path_label(cell)}
         if run is None:
-            rows.append({"how": path_label(cell), "answered by": "not measured yet"})
-            continue
-        rows.append(
-            {
-                "how": path_label(cell),
-                "answered by": plan_label(run, table),
-                "rows returned": sum(max(0, r) for r in run.rows_returned),
-                "rows that close (exact scan)": sum(run.exact_closer),
-                "p50 ms": round(run.latency(), 2),
-                "rows read (median)": run.median_visited,
-                "cancelled by statement_timeout": f"{run.cancelled} of {run.queries}",
-            }
-        )
+            row["answered by"] = "not measured yet"
+        else:
+            row["answered by"] = plan_label(run, table)
+            row.update(columns(cell, run))
+        rows.append(row)
     return pd.DataFrame(rows)
 
 

@@ -97,6 +97,17 @@ def measure_button(cells: list, label: str, key: str) -> None:
         st.rerun(scope="fragment")
 
 
+def statements(label: str, cells: list):
+    """A collapsed expander that runs and shows each cell's statement only while open."""
+    box = st.expander(label, on_change="rerun")
+    if box.open:
+        with box:
+            for c in cells:
+                st.markdown(f"**{filtered_view.path_label(c)}**")
+                ui.show_sql(ui.filtered_script(n, table.built_at, c, 0))
+    return box
+
+
 @st.fragment
 def explore(table: filtered_tables.FilteredTable) -> None:
     built = table.built_at
@@ -242,13 +253,7 @@ def explore(table: filtered_tables.FilteredTable) -> None:
             "Measure what the planner picks at every selectivity",
             "filtered_planner_missing",
         )
-    fix_sql = st.expander("The statements of the fixes, as they ran for the first query",
-                          on_change="rerun")  # fmt: skip
-    if fix_sql.open:
-        with fix_sql:
-            for c in fix_cells:
-                st.markdown(f"**{filtered_view.path_label(c)}**")
-                ui.show_sql(ui.filtered_script(n, built, c, 0))
+    statements("The statements of the fixes, as they ran for the first query", fix_cells)
 
     # ---- the trap ------------------------------------------------------------------------
     st.subheader("The trap: a distance threshold that no row meets")
@@ -263,13 +268,9 @@ def explore(table: filtered_tables.FilteredTable) -> None:
         st.markdown(filtered_view.trap_sentence(traps[trap[0]], traps[trap[1]]))
     else:
         measure_button([c for c in trap if c not in traps], "Measure the trap", "filtered_trap")
-    trap_sql = st.expander("The trap's statements, as they ran for the first query",
-                           on_change="rerun")  # fmt: skip
-    if trap_sql.open:
-        with trap_sql:
-            for c in trap:
-                st.markdown(f"**{filtered_view.path_label(c)}**")
-                ui.show_sql(ui.filtered_script(n, built, c, 0))
+    box = statements("The trap's statements, as they ran for the first query", trap)
+    if box.open:
+        with box:
             st.markdown("**The proof that no row is that close: an exact scan**")
             ui.show_sql(ui.filtered_proof(n, built, trap[0], 0))
 
