@@ -63,14 +63,15 @@ def rows_sentence(run: Run, table: FilteredTable) -> str:
     cell = run.key
     k, n = cell.k, run.queries
     at = f"At {share(run.matching / run.rows)} selectivity ({run.matching:,} of {run.rows:,} rows)"
-    fewer = min(run.expected) < k
+    fewer = min(run.expected) < k  # some query has fewer matching rows than LIMIT
     limit = f"LIMIT {k}" + (" (or every matching row, when fewer match)" if fewer else "")
     if run.short == 0:
         text = f"{at}, all {n} queries returned {limit}"
     else:
         per = run.missing_rows / run.short
+        what = "the exact filtered truth holds" if fewer else f"{k}"
         text = (
-            f"{at}, {run.short} of {n} queries returned fewer than {k} rows: "
+            f"{at}, {run.short} of {n} queries returned fewer rows than {what}: "
             f"{per:.1f} rows short on average"
             + (f", and {run.empty} returned none" if run.empty else "")
         )

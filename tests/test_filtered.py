@@ -251,3 +251,35 @@ def test_where_takes_a_column_and_a_value_only():
     for bad in ("category", "1=1 OR true", "=3", "category="):
         with pytest.raises(ValueError, match="column=value"):
             parse_where(bad)
+
+
+def test_the_lesson_sentence_carries_the_measured_numbers(db, ds, table):
+    from lib import filtered_view
+
+    run = fs.measure(db, ds, table, cell("off"))
+    text = filtered_view.rows_sentence(run, table)
+    assert text.startswith(f"At 1% selectivity (50 of {N:,} rows), {run.short} of 100 queries")
+    assert f"recall@10 against the exact filtered truth is {run.mean_recall:.3f}" in text
+    assert f"{run.short} of 100 queries returned fewer rows than 10:" in text
+    tiny = fs.measure(db, ds, table, cell("off", category=4))  # 5 rows match, fewer than 10
+    assert tiny.expected == [5] * 100 and tiny.short > 0
+    assert f"{tiny.short} of 100 queries returned fewer rows than the exact filtered truth " in (
+        filtered_view.rows_sentence(tiny, table)
+    )
+
+
+def test_the_page_measures_one_query_set_and_runs_nothing_for_closed_boxes(
+    db, ds, table, pg_url, monkeypatch
+):
+    from apptest_util import app_at
+
+    at = app_at("pages/5_Filtered_search.py", pg_url, monkeypatch)
+    at.query_params["rows"] = str(N)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Queries short of LIMIT 10"].endswith("of 100")
+    shown = " ".join(c.value for c in at.code)
+    assert "EXPLAIN" not in shown  # the plan box is closed: its EXPLAIN did not run
+    assert "WHERE category = $3" not in shown  # nor the statement boxes'
+    assert "CREATE TABLE filtered_n5000_d384 AS" in shown  # the layout, rendered, not run
