@@ -183,8 +183,8 @@ def progress(db: Database, job: Job) -> Progress:
     if job.state == "truth":
         return Progress(
             job.done / max(1, job.total),
-            f"Computing the exact filtered ground truth: category {job.done} of {job.total} "
-            "(one exact scan per query).",
+            f"Computing the exact filtered ground truths: {job.done} of {job.total} categories "
+            "done (one exact scan per query and category).",
         )
     if job.state == "measuring":
         return Progress(

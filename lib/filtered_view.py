@@ -121,9 +121,13 @@ def fixes_frame(runs: Sequence[tuple[Cell, Run | None]], table: FilteredTable) -
             f"recall@{c.k}": round(r.mean_recall, 3),
             "out of order": f"{r.disordered} of {r.queries}",
             "p50 ms": round(r.latency(), 2),
-            "rows read (median)": r.median_visited,
+            "rows read (median)": _whole(r.median_visited),
         },
     )
+
+
+def _whole(value: float | None) -> int | None:
+    return None if value is None else round(value)
 
 
 def trap_frame(runs: Sequence[tuple[Cell, Run | None]], table: FilteredTable) -> pd.DataFrame:
@@ -135,7 +139,7 @@ def trap_frame(runs: Sequence[tuple[Cell, Run | None]], table: FilteredTable) ->
             "rows returned": sum(max(0, n) for n in r.rows_returned),
             "rows that close (exact scan)": sum(r.exact_closer),
             "p50 ms": round(r.latency(), 2),
-            "rows read (median)": r.median_visited,
+            "rows read (median)": _whole(r.median_visited),
             "cancelled by statement_timeout": f"{r.cancelled} of {r.queries}",
         },
     )
