@@ -10,23 +10,24 @@ websocket protocol (no browser: 30 Chromiums would share the server's 2 cores an
 themselves).
 It loops until the run ends: open Embedding space, type a short query; open Distance
 metrics, switch the metric (a fragment rerun); open Recall at scale (500 rows), move
-`hnsw.ef_search`, pausing a think time (3 s ± 50% by default) after every click. Session
-starts are spread over the first seconds (--ramp). A click's latency runs from sending its
-BackMsg to the `script_finished` of the run it caused. Errors: an exception element on the
-page, a timeout (--timeout), a disconnect, a click that did not land on its page; after
-any but an exception the attendee reloads (a new session).
+`hnsw.ef_search`; open Filtered search (20,000 rows), switch `hnsw.iterative_scan` (a
+fragment rerun over stored query sets), pausing a think time (3 s ± 50% by default) after
+every click. Session starts are spread over the first seconds (--ramp). A click's latency
+runs from sending its BackMsg to the `script_finished` of the run it caused. Errors: an
+exception element on the page, a timeout (--timeout), a disconnect, a click that did not
+land on its page; after any but an exception the attendee reloads (a new session).
 
-Without --url the benchmark starts the app as `make run` does (`streamlit run
-serve.py`, the project's config, the embedded PostgreSQL or DATABASE_URL) on a free
-port. It warms the app first: one session (one per --pid, opened together, so each server
-behind a proxy gets one) opens every page and waits until Recall at scale shows its
-measurement of the 500-row table (built on first request), so the figures are of the
-steady state. Then: a one-session baseline (--baseline seconds, --baseline-think), the
-N-session run, and with --stress a run at --stress-think. Each run prints per page and
-action p50/p95/max latency, throughput, errors, the server's CPU per interaction and its
-RSS before, at peak and after the sessions close; after the main run it waits out
-Streamlit's `server.disconnectedSessionTTL` (--ttl; 120 s is Streamlit's default) and
-reads the RSS again. Then the verdict against the targets of issue 8.
+Without --url the benchmark starts the app as `make run` does (`streamlit run serve.py`, the
+project's config, the embedded PostgreSQL or DATABASE_URL) on a free port. It warms the app
+first: one session (one per --pid, opened together, so each server behind a proxy gets one)
+opens every page and waits until Recall at scale shows its measurement of the 500-row table
+and Filtered search its measurements of the 20,000-row filtered table (each built on first
+request), so the figures are of the steady state. Then: a one-session baseline (--baseline
+seconds, --baseline-think), the N-session run, and with --stress a run at --stress-think.
+Each run prints per page and action p50/p95/max latency, throughput, errors, the server's
+CPU per interaction and its RSS before, at peak and after the sessions close; after the main
+run it waits out Streamlit's `server.disconnectedSessionTTL` (--ttl; 120 s is Streamlit's
+default) and reads the RSS again. Then the verdict against the targets of issue 8.
 
 Server figures come from psutil on the Streamlit process (with --url: the process
 listening on the URL's port, or every --pid given, e.g. the processes behind a proxy).
@@ -63,7 +64,7 @@ LOAD_P95_S = 1.0
 MB_PER_SESSION = 15.0
 TARGET_SESSIONS, TARGET_THINK = 30, 3.0
 
-ES, DM, RS = "Embedding space", "Distance metrics", "Recall at scale"
+ES, DM, RS, FS = "Embedding space", "Distance metrics", "Recall at scale", "Filtered search"
 STEPS = [
     (ES, "page load"),
     (ES, "type a query"),
@@ -71,6 +72,8 @@ STEPS = [
     (DM, "switch the metric"),
     (RS, "page load (500 rows)"),
     (RS, "move hnsw.ef_search"),
+    (FS, "page load (20k rows)"),
+    (FS, "switch scan mode"),
 ]
 # Short queries an attendee might type: several sessions type the same ones (cache hits),
 # none types the same twice in a row.
@@ -174,6 +177,7 @@ class Attendee:
         self.query = ""
         self.metric = 0
         self.ef = 40
+        self.mode = 0
 
     async def step(self, page: str, action: str) -> RunResult:
         s = self.session
@@ -185,6 +189,9 @@ class Attendee:
         if page == DM:
             self.metric = (self.metric + 1) % 3  # cosine -> L2 -> inner product -> …
             return await s.set_widget("dm_metric", self.metric)
+        if page == FS:
+            self.mode = (self.mode + 1) % 3  # off -> strict_order -> relaxed_order -> …
+            return await s.set_widget("filtered_mode", self.mode)
         self.ef = self.rng.choice([v for v in EF_SEARCH if v != self.ef])
         return await s.set_widget("recall_ef_search", self.ef)
 
@@ -206,7 +213,7 @@ class Attendee:
                     if result.status != "ok":
                         # A tab that hangs or drops gets reloaded: a new session.
                         await self.session.close()
-                        self.query, self.metric, self.ef = "", 0, 40
+                        self.query, self.metric, self.ef, self.mode = "", 0, 40, 0
                         run.reloads += 1
                         break
         finally:
@@ -291,6 +298,14 @@ async def warm_up(url: str, timeout: float, wait: float = 900.0) -> set[str]:
             await asyncio.sleep(2)
             check(await s.rerun(), RS)
         check(await s.set_widget("recall_ef_search", 64), RS)
+        check(await s.open(FS), FS)
+        while not any(t.startswith("Queries short of LIMIT") for t in s.texts()):
+            if time.perf_counter() - t0 > wait:
+                raise TimeoutError(f"Filtered search showed no measurement in {wait:.0f} s")
+            await asyncio.sleep(2)
+            check(await s.rerun(), FS)
+        for mode in (1, 2, 0):  # every mode's query set measured once, then shared
+            check(await s.set_widget("filtered_mode", mode), FS)
     print(f"warm in {time.perf_counter() - t0:.1f} s: the figures below are of the steady state")
     return alerts
 

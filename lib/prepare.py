@@ -6,8 +6,9 @@ arrives, then warmed and listed.
     make prepare
 
 Queues one job per size that is not ready (lib/jobs.py) and runs them here, with a progress
-bar; an app already running against the same database takes its share of the queue, and
-nothing is built twice. Then it warms each size (the query set through its index and one
+bar, then the Filtered search page's tables for the sizes it offers (lib/filtered_jobs.py); an
+app already running against the same database takes its share of the queue, and nothing is
+built twice. Then it warms each size (the query set through its index and one
 exact scan, so that the first measurement in class does not read from disk) and prints what
 is ready, with the recall@10 it measured. Run it again any time: ready sizes are skipped.
 """
@@ -18,7 +19,7 @@ import argparse
 import sys
 import time
 
-from lib import jobs, recall, recall_tables, sizing, truths
+from lib import filtered_jobs, filtered_tables, jobs, recall, recall_tables, sizing, truths
 from lib.database import open_database
 from lib.dataset import load_dataset
 from lib.index_specs import IndexSpec
@@ -72,6 +73,20 @@ def main(argv: list[str] | None = None) -> int:
     for j in failed:
         print(f"{j.n:>9,} rows FAILED: {j.error}")
 
+    # The Filtered search page's tables, beside the recall tables of the sizes it offers
+    filtered = [filtered_jobs.request(db, ds, n) for n in sizes if n in filtered_tables.SIZES]
+    if filtered:
+        print(f"Filtered tables for {', '.join(f'{j.n:,}' for j in filtered)} rows:")
+        worker = filtered_jobs.Worker(db, ds)
+        try:
+            _follow(db, filtered, args.timeout, filtered_jobs.get, filtered_jobs.progress)
+        finally:
+            worker.stop()
+        for j in (filtered_jobs.get(db, f.id) for f in filtered):
+            if j is not None and j.state == "failed":
+                print(f"{j.n:>9,} rows: the filtered table FAILED: {j.error}")
+                failed.append(j)
+
     print(f"\nWarming each size (the query set through its index) after {_mins(t0)}:")
     print(
         f"{'rows':>9}  {'real':>7}  {'index':<34} {'recall@10':>9} {'index p50':>9}  truth ran at"
@@ -95,16 +110,16 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-def _follow(db, waiting: list[jobs.Job], timeout: float) -> None:
+def _follow(db, waiting: list, timeout: float, get=jobs.get, progress=jobs.progress) -> None:
     """Print a bar and each running job's own words until every job has ended."""
     deadline = time.monotonic() + timeout
     last_line = ""
     interactive = sys.stdout.isatty()
     while time.monotonic() < deadline:
-        current = [jobs.get(db, j.id) for j in waiting]
+        current = [get(db, j.id) for j in waiting]
         ended = sum(1 for j in current if j is None or not j.running)
         running = [j for j in current if j is not None and j.running and j.state != "queued"]
-        words = "; ".join(jobs.progress(db, j).text for j in running) or (
+        words = "; ".join(progress(db, j).text for j in running) or (
             "done" if ended == len(waiting) else "waiting for a worker"
         )
         line = f"{bar(ended / len(waiting))} {ended}/{len(waiting)} sizes ready. {words}"

@@ -55,6 +55,12 @@ PAGES = [
         ":material/tune:",
         "recall against latency for every setting, quantization, and why an index is not used",
     ),
+    (
+        "pages/5_Filtered_search.py",
+        "Filtered search",
+        ":material/filter_alt:",
+        "a WHERE clause returns fewer rows than LIMIT; pgvector 0.8's iterative scans fix it",
+    ),
 ]
 
 MODEL_KEY = "model_name"
@@ -365,6 +371,81 @@ def config_query(
     if shape.config.kind == "binary":
         plan = run(database(), [shape.statement(q, recall.K, explain=True)], settings)
     return rows, plan
+
+
+@st.cache_resource(show_spinner=False)
+def _filtered_worker(url: str | None):
+    from lib.filtered_jobs import Worker
+
+    return Worker(_open_database(url), recall_dataset())
+
+
+def filtered_worker():
+    """This process's worker for the shared queue of filtered-table jobs (started once)."""
+    return _filtered_worker(os.environ.get("DATABASE_URL") or None)
+
+
+def _filtered_table(n: int, built_at: Any):
+    from lib import filtered_tables
+    from lib.recall import HarnessError
+
+    table = filtered_tables.status(database(), recall_dataset(), n)
+    if table is None or table.built_at != built_at:
+        raise HarnessError(f"the filtered table of {n:,} rows was rebuilt; reload the page")
+    return table
+
+
+@st.cache_data(max_entries=256, ttl=600, show_spinner="Running the query set…")
+def filtered_run(n: int, built_at: Any, cell):
+    """One filtered query set on size `n`'s filtered table as built: the stored run, or one
+    measured now and stored (for every process). Cached here for ten minutes."""
+    from lib import filtered_search
+
+    table = _filtered_table(n, built_at)
+    return filtered_search.stored_or_measured(database(), recall_dataset(), table, cell)
+
+
+@st.cache_data(max_entries=64, ttl=15, show_spinner=False)
+def filtered_stored(n: int, built_at: Any, cells: tuple):
+    """The runs of `cells` stored so far (read again at most every 15 s)."""
+    from lib import filtered_search
+
+    return filtered_search.stored(database(), _filtered_table(n, built_at), cells)
+
+
+def filtered_measure(n: int, built_at: Any, cells, *, again: bool = False) -> None:
+    """Measure `cells` now (those not stored yet, or all of them `again`), with a progress
+    bar, and forget the cached reads that did not have them."""
+    from lib import filtered_search
+
+    table = _filtered_table(n, built_at)
+    bar = st.progress(0.0)
+    for i, cell in enumerate(cells):
+        bar.progress(i / len(cells), text=f"{cell.filter.label()}, {cell.path}, {cell.mode}…")
+        filtered_search.stored_or_measured(database(), recall_dataset(), table, cell, again=again)
+        filtered_run.clear(n, built_at, cell)
+    bar.empty()
+    filtered_stored.clear()
+
+
+@st.cache_data(max_entries=128, ttl=600, show_spinner=False)
+def filtered_script(n: int, built_at: Any, cell, query: int, explain: bool = False):
+    """One query of `cell` run now (or EXPLAIN ANALYZE'd), as the Script a learner pastes."""
+    from lib import filtered_search
+
+    table = _filtered_table(n, built_at)
+    q = recall_dataset().queries[query]
+    return filtered_search.script(database(), table.name, cell, q, explain=explain)
+
+
+@st.cache_data(max_entries=32, ttl=600, show_spinner=False)
+def filtered_proof(n: int, built_at: Any, cell, query: int):
+    """The exact count of rows closer than the trap's threshold, as the Script that ran."""
+    from lib import filtered_search
+
+    table = _filtered_table(n, built_at)
+    q = recall_dataset().queries[query]
+    return filtered_search.exact_count_script(database(), table.name, cell, q)
 
 
 # ---- results that depend only on their parameters, shared by every session --------------

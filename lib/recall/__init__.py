@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,6 +49,11 @@ class Target:
     key: str = "id"  # a unique column, or "ctid" when the table has none
     operator: str = "<=>"
     read_only: bool = True
+    where: tuple[tuple[str, Any], ...] = ()  # (column, value): WHERE column = $3 AND …
+
+    def filtered(self, column: str, value: Any) -> Target:
+        """The same search with `WHERE column = value` (the value sent as a parameter)."""
+        return replace(self, where=(*self.where, (column, value)))
 
     @property
     def qualified(self) -> str:
@@ -68,21 +73,33 @@ class Target:
             sql.SQL(", {} {} $1 AS distance").format(col, op) if with_distance else sql.SQL("")
         )
         return sql.SQL(
-            "SELECT {key}{distance}\nFROM {table}\nORDER BY {col} {op} $1\nLIMIT $2"
-        ).format(key=key, distance=distance, table=self.name(), col=col, op=op)
+            "SELECT {key}{distance}\nFROM {table}{where}\nORDER BY {col} {op} $1\nLIMIT $2"
+        ).format(
+            key=key, distance=distance, table=self.name(), where=self.where_clause(), col=col, op=op
+        )
+
+    def where_clause(self, first: int = 3) -> sql.Composable:
+        """`\nWHERE column = $3 AND …` for the filters, numbered from `first` ($1 and $2 are
+        the query vector and k); empty without filters."""
+        if not self.where:
+            return sql.SQL("")
+        terms = sql.SQL(" AND ").join(
+            sql.SQL("{} = ${}").format(ident(column), sql.SQL(str(first + i)))
+            for i, (column, _) in enumerate(self.where)
+        )
+        return sql.SQL("\nWHERE {}").format(terms)
 
     def bind(self, query: np.ndarray, k: int) -> tuple[Any, ...]:
         """The values of $1, $2, … for one query vector (what `query()` is run with)."""
-        return (query, k)
+        return (query, k, *(value for _, value in self.where))
 
     def statement(self, query: np.ndarray, k: int = K, *, with_distance: bool = False) -> Statement:
         """The k-nearest query with one query vector bound."""
         q = np.asarray(query, dtype=np.float32)
         return Statement.of(
             self.query(with_distance=with_distance),
-            q,
-            int(k),
-            names=("the query vector", "k"),
+            *self.bind(q, int(k)),
+            names=("the query vector", "k", *(column for column, _ in self.where)),
         )
 
 

@@ -8,6 +8,8 @@
     python -m lib.recall --size 100000 --sweep ef_search=10,20,40,100,200,1000   # the frontier
     python -m lib.recall --size 100000 --index ivfflat --sweep probes=1,2,4,8,16   # on a copy
     python -m lib.recall --size 100000 --quantize binary --oversample 4 --sweep ef_search=40,100
+    python -m lib.recall --size 20000 --where category=3 --iterative-scan strict_order
+    python -m lib.recall --table public.items --where tenant_id=7 --iterative-scan relaxed_order
 
 The lab's sizes are built if missing (lib/builds.py) and their ground truth is the stored one
 (lib/truths.py); your own table is only read (lib/vector_columns.py). A sweep (`--sweep`)
@@ -18,13 +20,23 @@ value reaching `--target`, and, on the lab's tables, stores it for the Index tun
 name the configuration to sweep: the table's own index when they match it, else a copy of its
 rows with that index (lib/index_configs.py), built if missing; the table's index is not
 replaced.
+
+`--where column=value` filters both paths (`WHERE column = $3`, the value sent as a parameter,
+never as SQL text): the ground truth becomes the exact filtered truth (still proved by its plan),
+and the index path runs with `enable_sort = off` so that the vector index answers rather than a
+B-tree and an exact sort (`--planner` lets the planner choose). With `--size`, the filter runs on
+the lab's filtered table of that size (lib/filtered_tables.py: `category` 1 to 5 match 50%, 10%,
+1%, 0.1% and 1% of the rows, `chapter` the manual chapter), built if missing.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
+
+import psycopg
 
 from lib import builds, config_tables, frontier, sizing, truths, tuning_jobs
 from lib import vector_columns as vc
@@ -79,9 +91,21 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     ap.add_argument("--runs", type=int, default=1, help="sweep runs per value (fastest kept)")
     ap.add_argument("--target", type=float, default=0.95, help="the sweep's recall target")
+    ap.add_argument("--where", metavar="COLUMN=VALUE", help="filter: WHERE column = value")
+    ap.add_argument("--iterative-scan", choices=["off", "strict_order", "relaxed_order"])
+    ap.add_argument("--max-scan-tuples", type=int, help="hnsw.max_scan_tuples (default 20000)")
+    ap.add_argument(
+        "--planner", action="store_true", help="with --where: let the planner pick the index"
+    )
     args = ap.parse_args(argv)
     if (args.size is None) == (args.table is None):
         ap.error("give exactly one of --size and --table")
+    try:
+        where = parse_where(args.where) if args.where else None
+    except ValueError as e:
+        ap.error(str(e))
+    if where and args.sweep:
+        ap.error("--where and --sweep go separately")
     sweep_knob: tuple[str, tuple[int, ...]] | None = None
     if args.sweep:
         try:
@@ -95,15 +119,29 @@ def main(argv: list[str] | None = None) -> int:
         print(msg, file=sys.stderr, flush=True)
 
     db = open_database(args.database_url)
-    knobs = knobs_for(args.index, ef_search=args.ef_search, probes=args.probes)
+
+    def with_filter(kind: str) -> dict:
+        knobs = knobs_for(kind, ef_search=args.ef_search, probes=args.probes)
+        prefix = "ivfflat" if kind == "ivfflat" else "hnsw"
+        if args.iterative_scan:
+            knobs[f"{prefix}.iterative_scan"] = args.iterative_scan
+        if args.max_scan_tuples and kind != "ivfflat":
+            knobs["hnsw.max_scan_tuples"] = args.max_scan_tuples
+        if where and not args.planner:
+            knobs["enable_sort"] = "off"  # no B-tree + sort: the vector index answers
+        return knobs
+
+    knobs = with_filter(args.index)
     try:
-        if args.table:
+        if args.table and where:
+            report = _own_table_filtered(db, args, where, with_filter)
+        elif args.table:
             column = vc.find_column(db, args.table, args.column)
             facts = vc.check_column(db, column, timeout_ms=args.timeout_ms)
             for w in facts.warnings:
                 say(w)
             queries = vc.sample_queries(db, column, args.queries, timeout_ms=args.timeout_ms)
-            knobs = knobs_for(facts.index.kind, ef_search=args.ef_search, probes=args.probes)
+            knobs = with_filter(facts.index.kind)
             if sweep_knob:
                 return _print(_own_frontier(db, facts, queries, sweep_knob, args, say))
             report = measure(
@@ -111,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
                 exact_timeout_ms=args.timeout_ms,
             )  # fmt: skip
             report.extra["queries_from"] = "rows sampled from the table itself"
+        elif where:
+            report = _lab_filtered(db, args, where, knobs, say)
         else:
             ds = load_dataset()
             plan = sizing.plan_size(
@@ -151,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                 index_build_seconds=status.index.build_seconds if status.index else None,
                 load_seconds=status.load_seconds,
             )
-    except (HarnessError, ValueError, LookupError) as e:
+    except (HarnessError, ValueError, LookupError, psycopg.errors.DataError) as e:
         print(json.dumps({"error": str(e)}), flush=True)
         return 1
     finally:
@@ -249,3 +289,84 @@ def _stored_truth(db, ds, status, target: Target, k: int, timeout_ms: int) -> An
         truth = ground_truth(db, target, ds.queries, k, timeout_ms=timeout_ms)
         truths.store(db, status.table, status.loaded_at, ds.queries_fingerprint, k, truth)
     return truth
+
+
+def parse_where(text: str) -> tuple[str, int | str]:
+    """`column=value` (spaces allowed around =): the column and the value, a number when it
+    is one. Anything else (an expression, SQL) is refused: the value travels as a parameter."""
+    m = re.fullmatch(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*", text)
+    if not m or not m.group(2):
+        raise ValueError(f"--where takes column=value, such as category=3 (got {text!r})")
+    value = m.group(2).strip("'\"")
+    return m.group(1), int(value) if re.fullmatch(r"-?\d+", value) else value
+
+
+def _filter_extra(report, truth_ids, column: str, value, matching: int | None) -> None:
+    """What a filtered report adds: the filter, how many rows it matches, the short queries."""
+    expected = [min(report.k, len(t)) for t in truth_ids]
+    got = report.rows_returned
+    report.extra.update(
+        where=f"{column} = {value!r}",
+        matching_rows=matching,
+        queries_short=sum(1 for r, e in zip(got, expected, strict=True) if r < e),
+        rows_missing=sum(max(0, e - r) for r, e in zip(got, expected, strict=True)),
+        expected_rows=expected,
+    )
+
+
+def _lab_filtered(db, args, where, knobs, say):
+    """The lab's filtered table of --size rows (built if missing), filtered by --where."""
+    from lib import filtered_search, filtered_tables
+
+    ds = load_dataset()
+    column, value = where
+    if column not in filtered_tables.FILTER_COLUMNS:
+        raise HarnessError(
+            f"the lab's filtered tables filter on {' or '.join(filtered_tables.FILTER_COLUMNS)}"
+        )
+    table = filtered_tables.status(db, ds, args.size)
+    if table is None:
+        builds.load_table(db, ds, args.size)
+        say(f"building {filtered_tables.table_name(args.size, ds.dimension)}…")
+        table = filtered_tables.build(db, ds, args.size)
+    f = filtered_search.Filter(column, value)
+    target = generated_target(table.name).filtered(column, value)
+    if args.k <= filtered_search.TRUTH_K:
+        stored = filtered_search.truth(db, ds, table, f)
+        truth = Answers(
+            stored.ids[: args.queries], stored.latencies_ms[: args.queries], stored.plan,
+            stored.settings, stored.ran_at, stored.seconds,
+        )  # fmt: skip
+    else:
+        truth = ground_truth(db, target, ds.queries[: args.queries], args.k)
+    report = measure(
+        db, target, ds.queries[: args.queries], k=args.k, knobs=knobs, truth=truth,
+        rows=table.n, exact_timeout_ms=args.timeout_ms,
+    )  # fmt: skip
+    matching = table.rows(column, value)
+    _filter_extra(report, truth.ids, column, value, matching)
+    report.extra.update(model=ds.model_name, table_built_at=table.built_at)
+    return report
+
+
+def _own_table_filtered(db, args, where, with_filter):
+    """Your own table, filtered by --where: queries sampled from it, the truth computed now."""
+    column = vc.find_column(db, args.table, args.column)
+    facts = vc.check_column(db, column, timeout_ms=args.timeout_ms)
+    name, value = where
+    known = db.fetchone(
+        "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = %s"
+        " AND attnum > 0 AND NOT attisdropped",
+        (column.qualified, name),
+    )
+    if known is None:
+        raise HarnessError(f"{column.qualified} has no column {name!r} to filter on")
+    queries = vc.sample_queries(db, column, args.queries, timeout_ms=args.timeout_ms)
+    target = facts.target.filtered(name, value)
+    report = measure(
+        db, target, queries, k=args.k, knobs=with_filter(facts.index.kind),
+        rows=facts.rows, exact_timeout_ms=args.timeout_ms,
+    )  # fmt: skip
+    _filter_extra(report, report.truth_ids, name, value, None)
+    report.extra["queries_from"] = "rows sampled from the table itself"
+    return report
