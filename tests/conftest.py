@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -52,6 +53,9 @@ def pg_url() -> Iterator[str]:
         return
     with own_server() as server:
         yield server.get_uri()
+        # The run's server goes now; pools cached by in-process AppTests and the job workers'
+        # threads outlive it until the process exits, and would log each reconnection attempt.
+        logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
 
 
 def short_tmp_dir() -> Path:
