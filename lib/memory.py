@@ -1,0 +1,211 @@
+"""Giving the memory of closed sessions back to the operating system.
+
+A closed session is kept for Streamlit's `server.disconnectedSessionTTL` so that a tab whose
+connection dropped comes back to its page state; after that its memory is free inside the
+process but, by default, little of it goes back to the OS:
+
+- Each rerun leaves reference cycles (a page's functions and its globals, Streamlit's
+  element trees). With `runner.postScriptGC` off (a full collection after every run cost
+  most of a core), they wait for Python's oldest-generation collection, which walks every
+  object of the process (torch, transformers, the dataset: over half a million) and so runs
+  rarely: tens of MB of garbage pile up, in arenas that then stay half-used.
+- glibc gives every thread that allocates concurrently an arena of its own (up to 8 per
+  core); what is freed there stays in the process.
+
+The Keeper, a thread started once per process, answers both:
+
+- It limits glibc to one malloc arena (`limit_malloc_arenas`), so freed blocks are reused
+  by every thread and `malloc_trim` can return them.
+- When sessions have been dropped for good (their TTL passed) and the count has settled, it
+  gives memory back once: every object is collected (`gc.unfreeze`, `gc.collect`), what is
+  left is frozen (`gc.freeze`: the model, the dataset, caches, live sessions), and
+  `malloc_trim(0)` returns free pages. Frozen objects are skipped by later collections, so
+  while sessions are active the Keeper collects every `tick` seconds at the cost of the young
+  objects only (milliseconds), and a click's garbage is gone within seconds. The next give-
+  back unfreezes first, so a frozen object that later became garbage is collected then.
+
+What reads the sessions is passed in (lib/ui.py reads Streamlit's session manager); when it
+returns None (Streamlit's internals changed), the Keeper does nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
+MB = 1024 * 1024
+PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+@dataclass(frozen=True)
+class Sessions:
+    """What the server holds at one check."""
+
+    active: int  # connected tabs
+    held: int  # active ones and closed ones kept for their TTL
+    expired: int = 0  # closed sessions whose TTL passed, dropped at this check
+
+
+@dataclass(frozen=True)
+class Returned:
+    """One give-back: what the collector freed and the process's resident memory around it."""
+
+    sessions_dropped: int
+    sessions_expired: int  # of those, the ones whose TTL passed: shut down by the app
+    objects_freed: int
+    rss_before: int | None
+    rss_after: int | None
+    seconds: float
+    trimmed: bool
+
+    def line(self) -> str:
+        rss = ""
+        if self.rss_before is not None and self.rss_after is not None:
+            back = (self.rss_before - self.rss_after) / MB
+            rss = (
+                f"; resident memory {self.rss_before / MB:,.0f} MB -> "
+                f"{self.rss_after / MB:,.0f} MB ({back:,.0f} MB returned)"
+            )
+        n, e = self.sessions_dropped, self.sessions_expired
+        why = f"{n} closed session{'s' if n != 1 else ''} dropped" if n else "no tab open"
+        why += f" ({e} after the TTL, shut down)" if e else ""
+        took = f"in {self.seconds:.2f} s"
+        return f"memory: {why}; {self.objects_freed:,} objects collected{rss} {took}"
+
+
+def _libc() -> ctypes.CDLL | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")  # glibc (musl's C library has another name)
+    except OSError:
+        return None
+    return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
+
+
+LIBC = _libc()
+
+
+def limit_malloc_arenas(n: int = 1) -> bool:
+    """Let glibc create no more malloc arenas than `n` (those already made stay in use)."""
+    return bool(LIBC is not None and LIBC.mallopt(M_ARENA_MAX, n) == 1)
+
+
+def malloc_trim() -> bool:
+    """Return glibc's free pages to the OS; whether anything was returned."""
+    return bool(LIBC is not None and LIBC.malloc_trim(0) == 1)
+
+
+def rss() -> int | None:
+    """This process's resident memory, in bytes (Linux)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * PAGE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def give_back(sessions_dropped: int = 0, sessions_expired: int = 0) -> Returned:
+    """Collect every object, freeze the survivors, and return free pages to the OS."""
+    before = rss()
+    t0 = time.perf_counter()
+    gc.unfreeze()
+    freed = gc.collect()
+    gc.freeze()
+    trimmed = malloc_trim()
+    seconds = time.perf_counter() - t0
+    return Returned(sessions_dropped, sessions_expired, freed, before, rss(), seconds, trimmed)
+
+
+class Keeper:
+    """Decides, at each `check`, whether to give memory back or collect the young objects.
+
+    A give-back waits until no session has been dropped for `settle` seconds (sessions whose
+    TTL passed together are returned together), and, while tabs are connected, until `gap`
+    seconds after the previous one (it pauses every thread for a fraction of a second);
+    with drops that never settle it runs after `patience` seconds."""
+
+    def __init__(
+        self,
+        read: Callable[[], Sessions | None],
+        *,
+        tick: float = 2.0,
+        settle: float = 5.0,
+        gap: float = 30.0,
+        patience: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        give_back: Callable[[int, int], Returned] = give_back,
+        report: Callable[[str], None] | None = None,
+    ) -> None:
+        self.read = read
+        self.tick, self.settle, self.gap, self.patience = tick, settle, gap, patience
+        self.clock = clock
+        self._give_back = give_back
+        self.report = report
+        self.previous: Sessions | None = None
+        self.dropped = 0  # sessions dropped since the last give-back
+        self.expired = 0  # of those, dropped by `read` when their TTL passed
+        self.first_drop: float | None = None
+        self.last_drop: float | None = None
+        self.last_give_back: float | None = None
+        self.returned: list[Returned] = []
+
+    def check(self) -> Returned | None:
+        """One look at the sessions; gives memory back when it is time (the Returned)."""
+        now = self.clock()
+        s = self.read()
+        if s is None:
+            return None
+        previous, self.previous = self.previous, s
+        fell = 0 if previous is None else max(0, previous.held - s.held)
+        dropped = max(fell, s.expired)
+        # The last tab closed: a give-back now pauses nobody (and freezes what the first
+        # visits loaded, so that the collections while tabs are open are cheap).
+        quiet = previous is not None and previous.active > 0 and s.active == 0
+        if dropped or quiet:
+            self.dropped += dropped
+            self.expired += s.expired
+            self.first_drop = self.first_drop if self.first_drop is not None else now
+            self.last_drop = now
+        if self.first_drop is not None and self._due(now, s):
+            result = self._give_back(self.dropped, self.expired)
+            self.returned.append(result)
+            self.dropped, self.expired, self.first_drop, self.last_drop = 0, 0, None, None
+            self.last_give_back = now
+            if self.report is not None:
+                self.report(result.line())
+            return result
+        return None
+
+    def _due(self, now: float, s: Sessions) -> bool:
+        settled = now - self.last_drop >= self.settle
+        waited = now - self.first_drop >= self.patience
+        spaced = (
+            s.active == 0 or self.last_give_back is None or now - self.last_give_back >= self.gap
+        )
+        return (settled or waited) and spaced
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.wait(self.tick):
+            try:
+                self.check()
+            except Exception as e:  # never take the server down; say why once, and stop
+                if self.report is not None:
+                    self.report(f"memory: the keeper stopped: {e!r}")
+                return
+
+
+def start_keeper(read: Callable[[], Sessions | None], **kwargs) -> tuple[Keeper, threading.Event]:
+    """Limit malloc's arenas and start a Keeper on a daemon thread; returns it and its stop."""
+    limit_malloc_arenas()
+    keeper = Keeper(read, report=lambda line: print(line, file=sys.stderr, flush=True), **kwargs)
+    stop = threading.Event()
+    threading.Thread(target=keeper.run, args=(stop,), name="memory-keeper", daemon=True).start()
+    return keeper, stop
