@@ -345,15 +345,12 @@ def recall_truth(status):
     return truths.of_table(database(), recall_dataset(), status, K)
 
 
-@st.cache_resource(
-    max_entries=128, ttl=600, show_spinner="Running the query set through the index…"
-)
+@st.cache_data(max_entries=128, ttl=600, show_spinner="Running the query set through the index…")
 def recall_report(table: str, loaded_at: Any, index: str, built_at: Any, knobs: tuple, rows: int):
     """recall@10 of `index` on `table` under `knobs`, measured against the stored truth.
 
-    Shared by every session for ten minutes, the same object (a resource, not a copy per
-    session: no page mutates it): the page shows when it ran, and a learner can ask for a new
-    run (`recall_report.clear(...)` with the same arguments)."""
+    Shared by every session for ten minutes: the page shows when it ran, and a learner can
+    ask for a new run (`recall_report.clear(...)` with the same arguments)."""
     from lib import recall, truths
 
     ds = recall_dataset()
@@ -442,21 +439,19 @@ def _filtered_table(n: int, built_at: Any):
     return table
 
 
-@st.cache_resource(max_entries=256, ttl=600, show_spinner="Running the query set…")
+@st.cache_data(max_entries=256, ttl=600, show_spinner="Running the query set…")
 def filtered_run(n: int, built_at: Any, cell):
     """One filtered query set on size `n`'s filtered table as built: the stored run, or one
-    measured now and stored (for every process). Cached here for ten minutes, one object shared
-    by every session (no page mutates a Run)."""
+    measured now and stored (for every process). Cached here for ten minutes."""
     from lib import filtered_search
 
     table = _filtered_table(n, built_at)
     return filtered_search.stored_or_measured(database(), recall_dataset(), table, cell)
 
 
-@st.cache_resource(max_entries=64, ttl=15, show_spinner=False)
+@st.cache_data(max_entries=64, ttl=15, show_spinner=False)
 def filtered_stored(n: int, built_at: Any, cells: tuple):
-    """The runs of `cells` stored so far (read again at most every 15 s), shared like
-    `filtered_run`: as copies, each session on the page held about 0.3 MB of its own."""
+    """The runs of `cells` stored so far (read again at most every 15 s)."""
     from lib import filtered_search
 
     return filtered_search.stored(database(), _filtered_table(n, built_at), cells)
