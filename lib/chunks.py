@@ -1,0 +1,233 @@
+"""The real corpus of the recall tables: 1–3 sentence passages of five manuals (data/chunks/).
+
+`scripts/extract_chunks.py` writes one ``<source>.jsonl.xz`` per manual (PostgreSQL, Python,
+SQLite, Git, Linux) and ``sources.json`` with each one's package, version, licence and counts.
+
+A chunk's id is the first 16 hex digits of its content hash, the key of its vector in the
+embedding cache: it depends on the text alone, so it does not move when pages are added,
+removed or reordered. `dataset_order` is the order rows take in the recall tables: by id,
+which is a fixed shuffle of every source.
+
+    >>> from lib.chunks import load_chunks
+    >>> corpus = load_chunks(["sqlite"])
+    >>> corpus.sources[corpus.source_of(0)], corpus.text(0)[:40]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import lzma
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from lib.corpus import DATA_DIR, CorpusError
+
+CHUNKS_DIR: Path = DATA_DIR / "chunks"
+SOURCES_FILE = "sources.json"
+
+
+def content_hash(text: str) -> str:
+    """sha256 hex of an embedded documentation text: the embedding cache's key for it.
+
+    The same key as `lib.vectors.passage_hash` gives a manual passage, so the same text is
+    embedded once whichever corpus it comes from."""
+    return hashlib.sha256(f"passage\0{text}".encode()).hexdigest()
+
+
+def chunk_id(text: str) -> str:
+    """The chunk's stable id: 16 hex digits of its content hash."""
+    return content_hash(text)[:16]
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """One manual the corpus comes from, as `sources.json` records it."""
+
+    name: str
+    package: str
+    version: str | None
+    upstream: str
+    licence: str
+    licence_file: str
+    pages: int
+    passages: int
+    file: str
+
+    def origin(self) -> str:
+        version = f" {self.version}" if self.version else ""
+        return f"Debian package {self.package}{version} ({self.upstream}), {self.licence}"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One passage with where it comes from."""
+
+    id: str
+    source: str
+    doc: str
+    title: str
+    section: str
+    text: str
+    spdx: str | None = None
+
+    def where(self) -> str:
+        """Source, page and heading, for a caption."""
+        return f"{self.source} · {self.doc} · {self.section}"
+
+
+class Chunks:
+    """The passages of some sources, in file order, kept compactly (one str per text, small
+    integer arrays for the rest) so that an app process can hold 300,000 of them."""
+
+    def __init__(
+        self,
+        sources: Sequence[SourceInfo],
+        texts: list[str],
+        source_idx: np.ndarray,
+        doc_idx: np.ndarray,
+        section_idx: np.ndarray,
+        docs: list[tuple[str, str, str | None]],  # (path, title, spdx)
+        sections: list[str],
+    ) -> None:
+        self.sources = tuple(sources)
+        self._texts = texts
+        self._source_idx = source_idx
+        self._doc_idx = doc_idx
+        self._section_idx = section_idx
+        self._docs = docs
+        self._sections = sections
+
+    def __len__(self) -> int:
+        return len(self._texts)
+
+    def text(self, i: int) -> str:
+        return self._texts[i]
+
+    def texts(self, idx: Iterable[int]) -> list[str]:
+        return [self._texts[i] for i in idx]
+
+    def source_of(self, i: int) -> int:
+        return int(self._source_idx[i])
+
+    def chunk(self, i: int) -> Chunk:
+        text = self._texts[i]
+        doc, title, spdx = self._docs[self._doc_idx[i]]
+        return Chunk(
+            id=chunk_id(text),
+            source=self.sources[self._source_idx[i]].name,
+            doc=doc,
+            title=title,
+            section=self._sections[self._section_idx[i]],
+            text=text,
+            spdx=spdx,
+        )
+
+    def source_counts(self, idx: Iterable[int] | None = None) -> dict[str, int]:
+        """How many of the passages (of `idx`, else all) come from each source."""
+        picked = self._source_idx if idx is None else self._source_idx[np.asarray(list(idx))]
+        counts = np.bincount(picked, minlength=len(self.sources))
+        return {s.name: int(c) for s, c in zip(self.sources, counts, strict=True)}
+
+    def hashes(self) -> list[str]:
+        """Every passage's content hash (the embedding cache's key), in file order."""
+        return _hashes(self)
+
+    def ids(self) -> list[str]:
+        return [h[:16] for h in self.hashes()]
+
+    def dataset_order(self) -> np.ndarray:
+        """Passage positions sorted by id: the order of rows in the recall tables."""
+        return np.argsort(np.asarray(self.ids()), kind="stable")
+
+    def fingerprint(self) -> str:
+        """A hash of every passage's content hash, in file order."""
+        h = hashlib.sha256()
+        for x in self.hashes():
+            h.update(bytes.fromhex(x))
+        return h.hexdigest()[:16]
+
+
+_HASHES: dict[int, list[str]] = {}
+
+
+def _hashes(chunks: Chunks) -> list[str]:
+    key = id(chunks)
+    if key not in _HASHES:
+        _HASHES[key] = [content_hash(t) for t in chunks._texts]
+    return _HASHES[key]
+
+
+def read_sources(directory: Path = CHUNKS_DIR) -> list[SourceInfo]:
+    """Every source the extraction wrote, in extraction order."""
+    path = directory / SOURCES_FILE
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CorpusError(f"cannot read {path}: {exc}") from exc
+    fields = SourceInfo.__dataclass_fields__
+    return [SourceInfo(**{k: v for k, v in s.items() if k in fields}) for s in raw]
+
+
+def read_chunks(
+    names: Sequence[str] | None = None, directory: Path = CHUNKS_DIR, limit: int | None = None
+) -> Chunks:
+    """The passages of the named sources (all by default), in extraction order; at most
+    `limit` per source when given (a small slice, for tests). A passage an earlier source
+    already has is left out, so that every id is unique."""
+    sources = [s for s in read_sources(directory) if names is None or s.name in names]
+    if names is not None and len(sources) != len(set(names)):
+        missing = set(names) - {s.name for s in sources}
+        raise CorpusError(f"no source named {', '.join(sorted(missing))} in {directory}")
+    texts: list[str] = []
+    source_idx: list[int] = []
+    doc_idx: list[int] = []
+    section_idx: list[int] = []
+    docs: list[tuple[str, str, str | None]] = []
+    sections: list[str] = []
+    section_ids: dict[str, int] = {}
+    seen: set[str] = set()
+    for s_i, source in enumerate(sources):
+        path = directory / source.file
+        taken = 0
+        try:
+            with lzma.open(path, "rt", encoding="utf-8") as f:
+                for line in f:
+                    if limit is not None and taken >= limit:
+                        break
+                    record = json.loads(line)
+                    docs.append((record["doc"], record["title"], record.get("spdx")))
+                    for heading, found in record["sections"]:
+                        sec = section_ids.setdefault(heading, len(sections))
+                        if sec == len(sections):
+                            sections.append(heading)
+                        for text in found[: None if limit is None else limit - taken]:
+                            if text in seen:
+                                continue
+                            seen.add(text)
+                            texts.append(text)
+                            source_idx.append(s_i)
+                            doc_idx.append(len(docs) - 1)
+                            section_idx.append(sec)
+                            taken += 1
+        except (OSError, lzma.LZMAError, json.JSONDecodeError, KeyError) as exc:
+            raise CorpusError(f"cannot read passages from {path}: {exc}") from exc
+    return Chunks(
+        sources,
+        texts,
+        np.asarray(source_idx, dtype=np.int8),
+        np.asarray(doc_idx, dtype=np.int32),
+        np.asarray(section_idx, dtype=np.int32),
+        docs,
+        sections,
+    )
+
+
+@lru_cache(maxsize=2)
+def load_chunks(names: tuple[str, ...] | None = None, limit: int | None = None) -> Chunks:
+    """`read_chunks` of the shipped corpus, read once per process (shared, read-only)."""
+    return read_chunks(names, limit=limit)
