@@ -18,6 +18,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,12 +160,15 @@ def embed_missing(
     cache: EmbeddingCache | None = None,
     batch: int = EMBED_BATCH,
     progress: Callable[[EmbedProgress], None] | None = None,
+    guard: Callable[[], AbstractContextManager] | None = None,
 ) -> EmbedReport:
     """Embed, in order and in batches of `batch`, the texts whose hash has no vector of
     `model` in the cache; `texts(positions)` gives the texts at those positions of `hashes`.
 
     Each batch is written to the cache before the next one is embedded: an interrupted run
-    keeps every finished batch, and the next run embeds only the rest."""
+    keeps every finished batch, and the next run embeds only the rest. With `guard` (a lock
+    shared by every process embedding into this cache), each batch is embedded under it and
+    looked up again first, so two runs over the same passages embed each batch once."""
     name, dim = model.info.name, model.info.dimension
     cache = cache or default_cache()
     have = cache.known(name, dim, hashes)
@@ -177,17 +181,24 @@ def embed_missing(
     cached = len(set(hashes)) - len(todo)
     t0 = time.perf_counter()
     done = 0
+    embedded = 0
     for start in range(0, len(todo), batch):
         idx = todo[start : start + batch]
-        vectors = model.embed(texts(idx), input_type="document")
-        cache.put_many(name, [hashes[i] for i in idx], vectors)
-        done += len(idx)
+        with guard() if guard else nullcontext():
+            if guard:
+                meanwhile = cache.known(name, dim, [hashes[i] for i in idx])
+                idx = [i for i in idx if hashes[i] not in meanwhile]
+            if idx:
+                vectors = model.embed(texts(idx), input_type="document")
+                cache.put_many(name, [hashes[i] for i in idx], vectors)
+        embedded += len(idx)
+        done = min(len(todo), start + batch)
         if progress:
             progress(EmbedProgress(done, len(todo), cached, time.perf_counter() - t0))
     seconds = time.perf_counter() - t0
-    if done:
-        cache.record_run(name, done, seconds)
-    return EmbedReport(len(hashes), cached, done, seconds)
+    if embedded:
+        cache.record_run(name, embedded, seconds)
+    return EmbedReport(len(hashes), cached, embedded, seconds)
 
 
 def embedding_rate(model_name: str, cache: EmbeddingCache | None = None) -> tuple[float, str]:

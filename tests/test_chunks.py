@@ -7,6 +7,7 @@ import json
 import lzma
 import shutil
 import sys
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -226,6 +227,31 @@ def test_an_interrupted_embedding_resumes_without_recomputing_finished_batches(t
     assert np.array_equal(cached_vectors("counting-test", 8, hashes, cache), whole)
     assert seen[-1].done == seen[-1].todo == 80 and seen[-1].eta == 0
     assert cache.rate("counting-test", min_texts=1) is not None
+
+
+def test_under_a_guard_a_batch_another_process_embedded_meanwhile_is_not_embedded_again(
+    tmp_path,
+):
+    texts = chunks.read_chunks(["git"], limit=150).texts(range(150))
+    hashes = [chunks.content_hash(t) for t in texts]
+    cache = EmbeddingCache(tmp_path / "c.sqlite")
+    other = CountingModel()
+    entered = []
+
+    @contextmanager
+    def guard():
+        entered.append(1)
+        if len(entered) == 2:  # another process finished the second batch while we waited
+            cache.put_many("counting-test", hashes[50:100], other.embed(texts[50:100]))
+        yield
+
+    model = CountingModel()
+    report = embed_missing(
+        model, hashes, lambda idx: [texts[i] for i in idx], cache=cache, batch=50, guard=guard
+    )
+    assert model.embedded == texts[:50] + texts[100:]
+    assert report.embedded == 100 and len(entered) == 3
+    assert len(cached_vectors("counting-test", 8, hashes, cache)) == 150
 
 
 def test_missing_vectors_are_reported_not_invented(tmp_path):
