@@ -22,10 +22,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lib import datasets  # noqa: E402
+from lib import builds, recall_tables  # noqa: E402
 from lib.database import open_database  # noqa: E402
-from lib.datasets import IndexSpec, load_dataset, table_name  # noqa: E402
+from lib.dataset import load_dataset  # noqa: E402
+from lib.index_specs import IndexSpec  # noqa: E402
 from lib.recall import generated_target, measure  # noqa: E402
+from lib.recall_tables import table_name  # noqa: E402
 from lib.synthetic import dataset  # noqa: E402
 
 
@@ -52,7 +54,7 @@ def _scan_times(x: np.ndarray, queries: np.ndarray, k: int) -> list[float]:
 
 
 def drop(db, table: str) -> None:
-    datasets.ensure_meta(db)
+    recall_tables.ensure_meta(db)
     with db.transaction() as conn:
         conn.execute("DELETE FROM recall_tables WHERE name = %s", (table,))
         conn.execute("DELETE FROM recall_index_builds WHERE table_name = %s", (table,))
@@ -85,7 +87,7 @@ def main() -> int:
         if not args.reuse:
             drop(db, table)
         t0 = time.perf_counter()
-        built = datasets.prepare(
+        built = builds.prepare(
             db, ds, n, IndexSpec(), on_notice=lambda t: print(f"  NOTICE: {t}", flush=True)
         )
         ready = time.perf_counter() - t0

@@ -35,9 +35,10 @@ from datetime import datetime
 import psycopg
 from psycopg.types.json import Jsonb
 
-from lib import datasets, truths
+from lib import builds, recall_tables, truths
 from lib.database import Database, DatabaseUnavailable
-from lib.datasets import Dataset, IndexSpec
+from lib.dataset import Dataset
+from lib.index_specs import IndexSpec
 from lib.recall import HarnessError, K, generated_target, ground_truth
 
 BIG = 60_000
@@ -154,7 +155,7 @@ def request(db: Database, ds: Dataset, n: int, spec: IndexSpec | None = None) ->
     spec = (spec or IndexSpec()).resolved(n)
     spec.check()
     ensure_table(db)
-    table = datasets.table_name(n, ds.dimension)
+    table = recall_tables.table_name(n, ds.dimension)
     for _ in range(5):
         row = db.fetchone(
             f"INSERT INTO recall_jobs (n, spec, table_name, lane) VALUES (%s, %s, %s, %s)"
@@ -240,12 +241,12 @@ def progress(db: Database, job: Job) -> Progress:
             )
         return Progress(0.0, f"Queued for {n:,} rows: starting…")
     if job.state == "loading":
-        rows = datasets.copy_progress(db, job.backend_pid) if job.backend_pid else None
+        rows = builds.copy_progress(db, job.backend_pid) if job.backend_pid else None
         if not rows:
             return Progress(0.0, f"Generating and loading {n:,} rows (binary COPY)…")
         return Progress(min(1.0, rows / n), f"Loading rows with binary COPY: {rows:,} of {n:,}.")
     if job.state == "indexing":
-        p = datasets.index_progress(db, job.table_name)
+        p = builds.index_progress(db, job.table_name)
         label = job.spec.label()
         if p is None:
             return Progress(None, f"Building the {label} index…")
@@ -283,7 +284,7 @@ def _set(db: Database, job_id: int, **fields: object) -> None:
 def run(db: Database, ds: Dataset, job: Job) -> None:
     """Do what `job` asks (load, index, ground truth), recording each step in its row."""
     n, spec = job.n, job.spec
-    table = datasets.table_name(n, ds.dimension)
+    table = recall_tables.table_name(n, ds.dimension)
 
     def backend(pid: int) -> None:
         _set(db, job.id, backend_pid=pid)
@@ -295,20 +296,20 @@ def run(db: Database, ds: Dataset, job: Job) -> None:
         )
 
     _set(db, job.id, state="loading")
-    seconds = datasets.load_table(db, ds, n, on_backend=backend)
+    seconds = builds.load_table(db, ds, n, on_backend=backend)
     if seconds is not None:
         truths.forget(db, table)
         _set(db, job.id, loaded=True, load_seconds=seconds)
     _set(db, job.id, state="indexing")
-    report = datasets.build_index(db, ds, n, spec, on_notice=notice, on_backend=backend)
+    report = builds.build_index(db, ds, n, spec, on_notice=notice, on_backend=backend)
     if report.indexed:
         _set(
             db, job.id, indexed=True, build_seconds=report.build_seconds,
             maintenance_work_mem=report.maintenance_work_mem, workers=report.workers,
         )  # fmt: skip
-    status = datasets.table_status(db, ds, n)
+    status = recall_tables.table_status(db, ds, n)
     fp = ds.queries_fingerprint
-    if truths.load(db, table, status.loaded_at, fp, K) is None:
+    if truths.of_table(db, ds, status, K) is None:
         _set(db, job.id, state="truth", truth_total=len(ds.queries), truth_done=0)
 
         def counted(done: int, total: int) -> None:
@@ -445,10 +446,10 @@ LEFT JOIN recall_index_builds b
 WHERE t.fingerprint = %(fingerprint)s AND to_regclass(t.name) IS NOT NULL"""
 
 
-def sizes_overview(db: Database, ds: Dataset, sizes: tuple[int, ...] = datasets.SIZES):
+def sizes_overview(db: Database, ds: Dataset, sizes: tuple[int, ...] = recall_tables.SIZES):
     """Each size's state: ready (table, index and ground truth), building or queued (with
     what is ahead of it), failed, or not built yet."""
-    datasets.ensure_meta(db)
+    recall_tables.ensure_meta(db)
     truths.ensure_table(db)
     ensure_table(db)
     rows = db.fetchall(

@@ -28,63 +28,9 @@ from psycopg import sql
 
 from lib.database import Database
 from lib.embeddings.base import checked_vectors
+from lib.operators import BY_KEY as BY_KEY  # the table of operators lives there
+from lib.operators import METRICS, Metric
 from lib.psql import Script, Statement, ident, run, vector_literal
-
-
-@dataclass(frozen=True)
-class Metric:
-    """One of pgvector's distance operators and how to read what it returns."""
-
-    key: str
-    label: str
-    short: str  # for table headers
-    operator: str
-    opclass: str
-    returns: str  # what the operator's value is, in words
-    score_name: str  # the number a person reads: similarity, distance, inner product
-    lesson: str  # the lesson's one-line statement about it
-
-    def score(self, value: float) -> float:
-        """The human-readable score from the operator's value."""
-        if self.key == "cosine":
-            return 1.0 - value
-        if self.key == "ip":
-            return -value
-        return value
-
-
-COSINE = Metric(
-    "cosine",
-    "Cosine",
-    "Cosine",
-    "<=>",
-    "vector_cosine_ops",
-    "cosine distance",
-    "cosine similarity",
-    "Cosine sees only direction: the angle between two arrows, never their length.",
-)
-L2 = Metric(
-    "l2",
-    "Euclidean (L2)",
-    "L2",
-    "<->",
-    "vector_l2_ops",
-    "L2 distance",
-    "L2 distance",
-    "L2 is straight distance: how far the tip of one arrow is from the tip of the other.",
-)
-IP = Metric(
-    "ip",
-    "Inner product",
-    "Inner product",
-    "<#>",
-    "vector_ip_ops",
-    "negative inner product",
-    "inner product",
-    "Inner product rewards length: a long arrow roughly in the right direction wins.",
-)
-METRICS: tuple[Metric, ...] = (COSINE, L2, IP)
-BY_KEY: dict[str, Metric] = {m.key: m for m in METRICS}
 
 # Two values closer than this (relative) are the same number as far as float32 can tell.
 TIE_TOLERANCE = 1e-5

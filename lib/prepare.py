@@ -18,9 +18,10 @@ import argparse
 import sys
 import time
 
-from lib import datasets, jobs, recall, truths
+from lib import jobs, recall, recall_tables, sizing, truths
 from lib.database import open_database
-from lib.datasets import IndexSpec, load_dataset
+from lib.dataset import load_dataset
+from lib.index_specs import IndexSpec
 
 
 def bar(fraction: float, width: int = 30) -> str:
@@ -30,7 +31,7 @@ def bar(fraction: float, width: int = 30) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lib.prepare", description=__doc__.split("\n")[0])
-    ap.add_argument("--sizes", default=",".join(str(n) for n in datasets.SIZES))
+    ap.add_argument("--sizes", default=",".join(str(n) for n in recall_tables.SIZES))
     ap.add_argument("--timeout", type=float, default=3600, help="seconds to wait in all")
     args = ap.parse_args(argv)
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
@@ -40,24 +41,20 @@ def main(argv: list[str] | None = None) -> int:
     info = db.info()
     print(f"PostgreSQL {info.server_version} · pgvector {info.pgvector_version}: {info.location}")
     for n in sizes:
-        plan = datasets.plan_size(
-            n, ds.dimension, memory=datasets.memory_available(), disk=datasets.disk_available(db)
+        plan = sizing.plan_size(
+            n, ds.dimension, memory=sizing.memory_available(), disk=sizing.disk_available(db)
         )
         if not plan.ok:
             print(f"{n:>9,} rows: refused. {plan.reason}")
     sizes = [
         n for n in sizes
-        if datasets.plan_size(n, ds.dimension, memory=datasets.memory_available()).ok
+        if sizing.plan_size(n, ds.dimension, memory=sizing.memory_available()).ok
     ]  # fmt: skip
 
     waiting = []
     for n in sizes:
-        status = datasets.table_status(db, ds, n)
-        stored = (
-            truths.load(db, status.table, status.loaded_at, ds.queries_fingerprint, recall.K)
-            if status.loaded
-            else None
-        )
+        status = recall_tables.table_status(db, ds, n)
+        stored = truths.of_table(db, ds, status, recall.K)
         if status.ready() and stored is not None:
             continue
         spec = status.index.spec() if status.index else IndexSpec()
@@ -80,12 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{'rows':>9}  {'real':>7}  {'index':<34} {'recall@10':>9} {'index p50':>9}  truth ran at"
     )
     for n in sizes:
-        status = datasets.table_status(db, ds, n)
-        stored = (
-            truths.load(db, status.table, status.loaded_at, ds.queries_fingerprint, recall.K)
-            if status.loaded
-            else None
-        )
+        status = recall_tables.table_status(db, ds, n)
+        stored = truths.of_table(db, ds, status, recall.K)
         if not status.ready() or stored is None:
             print(f"{n:>9,}  not ready")
             continue

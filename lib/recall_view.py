@@ -12,8 +12,10 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from lib.database import Setting
-from lib.datasets import Dataset, IndexSpec, VectorIndex
+from lib.dataset import Dataset
+from lib.index_specs import IndexSpec
 from lib.recall import RecallReport
+from lib.recall_tables import VectorIndex
 
 
 def knob_label(knobs: Mapping[str, Setting]) -> str:

@@ -92,6 +92,14 @@ def load(db: Database, table: str, loaded_at: object, queries: str, k: int) -> A
     return answers
 
 
+def of_table(db: Database, ds, status, k: int = 10) -> Answers | None:
+    """The stored truth of the dataset `ds`'s query set on a recall table as `status` says
+    it is loaded now (lib/recall_tables.table_status), or None (not loaded, or not computed yet)."""
+    if not status.loaded:
+        return None
+    return load(db, status.table, status.loaded_at, ds.queries_fingerprint, k)
+
+
 def forget(db: Database, table: str) -> None:
     """Drop every stored truth of `table` (after it is dropped or reloaded)."""
     ensure_table(db)

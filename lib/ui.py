@@ -252,7 +252,7 @@ def corpus(model_name: str) -> Corpus:
 @st.cache_resource(show_spinner="Loading the passage vectors and their generator…")
 def recall_dataset():
     """The recall page's dataset: real passage vectors, held-out queries, fitted generator."""
-    from lib.datasets import load_dataset
+    from lib.dataset import load_dataset
 
     return load_dataset()
 
@@ -274,8 +274,7 @@ def recall_truth(status):
     from lib import truths
     from lib.recall import K
 
-    ds = recall_dataset()
-    return truths.load(database(), status.table, status.loaded_at, ds.queries_fingerprint, K)
+    return truths.of_table(database(), recall_dataset(), status, K)
 
 
 @st.cache_data(max_entries=128, ttl=600, show_spinner="Running the query set through the index…")

@@ -8,13 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lib.database import Database
+from lib.operators import operator_of
 from lib.recall import HarnessError, Target
-
-OPCLASS_OPERATORS = {
-    "vector_cosine_ops": "<=>",
-    "vector_l2_ops": "<->",
-    "vector_ip_ops": "<#>",
-}
 
 
 class ColumnProblem(HarnessError):
@@ -31,7 +26,7 @@ class ColumnIndex:
 
     @property
     def operator(self) -> str | None:
-        return OPCLASS_OPERATORS.get(self.opclass)
+        return operator_of(self.opclass)
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,18 @@ from datetime import UTC, datetime
 
 import streamlit as st
 
-from lib import datasets, jobs, recall, recall_view, ui, vector_columns
-from lib.datasets import IndexSpec
+from lib import (
+    builds,
+    index_specs,
+    jobs,
+    recall,
+    recall_tables,
+    recall_view,
+    sizing,
+    ui,
+    vector_columns,
+)
+from lib.index_specs import IndexSpec
 
 st.set_page_config(page_title="Recall at scale", page_icon=":material/query_stats:", layout="wide")
 ui.sidebar(model_picker=False)
@@ -25,22 +35,22 @@ ds = ui.recall_dataset()
 ui.recall_worker()  # this process takes its part in preparing tables
 state = st.session_state
 state.setdefault("recall_points", [])
-state.setdefault("recall_sizes", list(datasets.SIZES))
+state.setdefault("recall_sizes", list(recall_tables.SIZES))
 state.setdefault("recall_size", 500)
 
 
 def _use_custom_size() -> None:
     # What the field shows now, parsed again: the button builds exactly that, or nothing.
     try:
-        n = datasets.parse_rows(state["recall_custom"])
+        n = sizing.parse_rows(state["recall_custom"])
     except ValueError as e:
         state["recall_refusal"] = str(e)
         return
-    plan = datasets.plan_size(
+    plan = sizing.plan_size(
         n,
         ds.dimension,
-        memory=datasets.memory_available(),
-        disk=datasets.disk_available(db),
+        memory=sizing.memory_available(),
+        disk=sizing.disk_available(db),
     )
     state["recall_refusal"] = plan.reason
     if plan.ok:
@@ -56,7 +66,7 @@ with controls:
         key="recall_size",
         format_func=lambda v: f"{v:,}",
         help="Each size is its own table, built once and kept: "
-        f"{datasets.table_name(500, ds.dimension)}, …",
+        f"{recall_tables.table_name(500, ds.dimension)}, …",
     )
     # Lazy: its estimate and free-disk check run only while someone has it open.
     other_size = st.popover("Another size…", key="recall_other_size", on_change="rerun")
@@ -68,24 +78,24 @@ with controls:
                 placeholder="1,000,000 — then press Enter",
             )  # fmt: skip
             try:
-                rows_wanted = datasets.parse_rows(custom)
+                rows_wanted = sizing.parse_rows(custom)
             except ValueError as e:
                 st.error(ui.plain(str(e)), icon=":material/error:")
             else:
-                plan = datasets.plan_size(
+                plan = sizing.plan_size(
                     rows_wanted, ds.dimension,
-                    memory=datasets.memory_available(), disk=datasets.disk_available(db),
+                    memory=sizing.memory_available(), disk=sizing.disk_available(db),
                 )  # fmt: skip
                 if plan.ok:
-                    seconds = datasets.seconds_estimate(db, rows_wanted)
-                    st.caption(datasets.describe_plan(plan, seconds))
+                    seconds = sizing.seconds_estimate(db, rows_wanted)
+                    st.caption(sizing.describe_plan(plan, seconds))
                     st.button(f"Build and measure {rows_wanted:,} rows", on_click=_use_custom_size)
                 else:
                     st.error(f"**Refused.** {plan.reason}", icon=":material/block:")
     if state.get("recall_refusal"):
         st.error(f"**Not built:** {ui.plain(state['recall_refusal'])}", icon=":material/block:")
 
-status = datasets.table_status(db, ds, n)
+status = recall_tables.table_status(db, ds, n)
 index = status.index
 kind = index.kind if index else "hnsw"
 with knob_col:
@@ -132,7 +142,7 @@ def build_progress(job_id: int) -> None:
     p = jobs.progress(db, running)
     st.progress(p.fraction or 0.0, text=p.text)
     for text in running.notices:
-        if datasets.GRAPH_NOTICE in text:
+        if builds.GRAPH_NOTICE in text:
             st.warning(f"PostgreSQL: “{text}” — the build goes on, more slowly, on disk.")
     st.caption(
         "This goes on if you leave the page; everyone asking for this size shares it "
@@ -260,7 +270,11 @@ with st.form("recall_rebuild"):
     m = c2.number_input("m (HNSW)", 2, 100, 16)
     efc = c3.number_input("ef_construction (HNSW)", 4, 1000, 64)
     lists = c4.number_input(
-        "lists (IVFFlat)", 1, 32768, datasets.default_lists(n), help="pgvector's advice: rows/1000"
+        "lists (IVFFlat)",
+        1,
+        32768,
+        index_specs.default_lists(n),
+        help="pgvector's advice: rows/1000",
     )
     spec = IndexSpec(new_kind, int(m), int(efc), int(lists)).resolved(n)
     st.caption(
@@ -278,7 +292,7 @@ if submitted:
         st.rerun()
 if index is not None:
     st.caption("Current index, as it was built:")
-    st.code(datasets.index_statement(status.table, index.spec()).psql(), language="sql")
+    st.code(index_specs.index_statement(status.table, index.spec()).psql(), language="sql")
 
 # ---- your own table ----------------------------------------------------------------------
 st.subheader("Your own table")

@@ -22,6 +22,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -107,10 +108,23 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120) -> None
     raise SystemExit(f"{url} did not become healthy in {timeout:.0f} s")
 
 
+def free_ports(n: int) -> list[int]:
+    """n ports that are free now (held open together, so they are distinct)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def start_apps(n: int, first_port: int, env: dict[str, str]) -> list[tuple[int, subprocess.Popen]]:
+    """n app processes on first_port, first_port + 1, … (0: on free ports)."""
+    ports = free_ports(n) if first_port == 0 else [first_port + i for i in range(n)]
     apps = []
-    for i in range(n):
-        port = first_port + i
+    for i, port in enumerate(ports):
         log = open(RUN_DIR / f"app{i + 1}.log", "wb")  # noqa: SIM115 - lives with the process
         proc = subprocess.Popen(
             [
@@ -129,7 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--processes", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--port", type=int, default=8501, help="where HAProxy listens")
     ap.add_argument("--bind", default="0.0.0.0", help="HAProxy's address (0.0.0.0: the room)")
-    ap.add_argument("--first-app-port", type=int, default=8611)
+    ap.add_argument(
+        "--first-app-port",
+        type=int,
+        default=8611,
+        help="the app processes' first port (0: any free)",
+    )
     ap.add_argument(
         "--write-compose-config", action="store_true",
         help=f"write {COMPOSE_CFG.relative_to(PROJECT_DIR)} for docker-compose.yml, and stop",

@@ -6,7 +6,7 @@ import re
 import pytest
 from apptest_util import app_at
 
-from lib import datasets, metrics
+from lib import metrics, sizing
 from lib.nested_paths import page_address
 from lib.queries import MAX_CHARS, QueryError, check_text
 from lib.ui import WORD_JOINER, plain
@@ -23,7 +23,7 @@ HTML = "text/html,application/xhtml+xml,*/*;q=0.8"
      ("2.5e5", 250_000), ("100", 100), ("2000000000", 2_000_000_000)],
 )  # fmt: skip
 def test_a_row_count_is_read_as_people_type_it(typed, rows):
-    assert datasets.parse_rows(typed) == rows
+    assert sizing.parse_rows(typed) == rows
 
 
 @pytest.mark.parametrize(
@@ -35,12 +35,12 @@ def test_a_row_count_is_read_as_people_type_it(typed, rows):
 )  # fmt: skip
 def test_a_row_count_out_of_range_or_not_a_number_says_why(typed, message):
     with pytest.raises(ValueError, match=message):
-        datasets.parse_rows(typed)
+        sizing.parse_rows(typed)
 
 
 def test_a_billion_rows_is_in_range_and_refused_for_memory_not_range():
-    n = datasets.parse_rows("1e9")
-    plan = datasets.plan_size(n, 384, memory=24 * 1024**3, disk=None)
+    n = sizing.parse_rows("1e9")
+    plan = sizing.plan_size(n, 384, memory=24 * 1024**3, disk=None)
     assert not plan.ok and "in memory" in plan.reason and "range" not in plan.reason
 
 

@@ -176,7 +176,10 @@ def test_adding_a_theme_refits_the_map_and_dragging_lights_up_its_cluster(app_ur
 
 
 def test_typing_a_small_cat_puts_a_cat_item_first(app_url, page):
-    open_page(page, f"{app_url}/Embedding_space")
+    # Typed once the map is drawn. Typed while the map's script still loads, the lists and the
+    # SQL follow the typed query but the map sometimes keeps its first query's label (seen on
+    # a loaded machine, about one run in four; not understood yet).
+    open_map(page, app_url)
     box = page.get_by_label("Type a query", exact=True)
     box.fill("a small cat")
     box.press("Enter")
@@ -184,7 +187,21 @@ def test_typing_a_small_cat_puts_a_cat_item_first(app_url, page):
     expect(first).to_contain_text("cat", timeout=60_000)
     expect(page.get_by_text("Query: “a small cat”")).to_be_visible(timeout=WAIT)
     expect(page.locator(".es-error")).to_have_text("")  # the map drew every update
-    expect(page.locator(".es-handle-label")).to_have_text("“a small cat”", timeout=WAIT)
+    try:
+        expect(page.locator(".es-handle-label")).to_have_text("“a small cat”", timeout=WAIT)
+    except AssertionError:
+        state = page.evaluate(
+            """() => { const v = document.querySelector('.es-root').__es;
+            return {roots: document.querySelectorAll('.es-root').length, label: v.queryLabel,
+                    dragging: v.dragging, data: v.data && v.data.query,
+                    ready: document.querySelector('.es-root').getAttribute('data-ready')}; }"""
+        )
+        query_lines = [
+            line
+            for line in page.locator('[data-testid="stMain"]').inner_text().splitlines()
+            if line.startswith("Query:")
+        ]
+        raise AssertionError(f"map state: {state}; page: {query_lines}") from None
     assert exceptions(page) == []
 
 

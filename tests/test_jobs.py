@@ -2,8 +2,9 @@
 
 import pytest
 
-from lib import datasets, jobs, truths
-from lib.datasets import IndexSpec, load_dataset
+from lib import builds, jobs, recall_tables, truths
+from lib.dataset import load_dataset
+from lib.index_specs import IndexSpec
 from lib.recall import K
 
 pytestmark = pytest.mark.db
@@ -24,7 +25,7 @@ def test_two_requests_for_the_same_size_share_one_job_and_store_the_truth(db, ds
     finally:
         worker.stop()
     assert done.state == "done", done.error
-    status = datasets.table_status(db, ds, 1000)
+    status = recall_tables.table_status(db, ds, 1000)
     assert status.ready(IndexSpec())
     truth = truths.load(db, status.table, status.loaded_at, ds.queries_fingerprint, K)
     assert truth is not None and len(truth.ids) == len(ds.queries)
@@ -58,8 +59,8 @@ def test_a_job_whose_worker_died_is_queued_again_and_finished(db, ds):
         worker.stop()
     assert done.state == "done", done.error
     assert done.attempts == 2 and done.worker == jobs.worker_name()
-    assert datasets.table_status(db, ds, 500).ready(spec)
-    datasets.build_index(db, ds, 500, IndexSpec())  # back to the default for other tests
+    assert recall_tables.table_status(db, ds, 500).ready(spec)
+    builds.build_index(db, ds, 500, IndexSpec())  # back to the default for other tests
 
 
 def test_a_queued_job_says_how_many_are_ahead_of_it_in_its_lane(db, ds):

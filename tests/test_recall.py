@@ -8,9 +8,11 @@ import time
 import numpy as np
 import pytest
 
-from lib import datasets, recall
-from lib.datasets import IndexSpec, load_dataset, table_name
+from lib import builds, recall, recall_tables, sizing
+from lib.dataset import load_dataset
+from lib.index_specs import IndexSpec
 from lib.recall import HarnessError, Target, generated_target, measure
+from lib.recall_tables import table_name
 from lib.synthetic import dataset
 
 pytestmark = pytest.mark.db
@@ -23,8 +25,8 @@ def ds():
 
 @pytest.fixture(scope="module")
 def small(db, ds):
-    datasets.prepare(db, ds, 500)
-    datasets.prepare(db, ds, 2000)
+    builds.prepare(db, ds, 500)
+    builds.prepare(db, ds, 2000)
     return {n: generated_target(table_name(n, ds.dimension)) for n in (500, 2000)}
 
 
@@ -97,15 +99,15 @@ def test_binary_copy_stores_exactly_the_dataset_rows(db, ds, small):
 
 def test_ivfflat_recall_comes_back_with_probes_equal_to_lists(db, ds, small):
     spec = IndexSpec("ivfflat", lists=8)
-    report = datasets.build_index(db, ds, 2000, spec)
+    report = builds.build_index(db, ds, 2000, spec)
     assert report.indexed and report.index == "recall_n2000_d384_ivfflat_l8"
-    status = datasets.table_status(db, ds, 2000)
+    status = recall_tables.table_status(db, ds, 2000)
     assert [i.name for i in status.indexes] == ["recall_n2000_d384_ivfflat_l8"]  # one at a time
     low = measure(db, small[2000], ds.queries, knobs={"ivfflat.probes": 1})
     full = measure(db, small[2000], ds.queries, knobs={"ivfflat.probes": 8})
     assert low.index == full.index == "recall_n2000_d384_ivfflat_l8"
     assert low.recall["mean"] < 1.0 == full.recall["mean"]
-    datasets.build_index(db, ds, 2000, IndexSpec())  # back to HNSW for the other tests
+    builds.build_index(db, ds, 2000, IndexSpec())  # back to HNSW for the other tests
 
 
 def test_an_invalid_index_is_never_used_and_gets_rebuilt(db, ds, small):
@@ -114,25 +116,25 @@ def test_an_invalid_index_is_never_used_and_gets_rebuilt(db, ds, small):
         "UPDATE pg_index SET indisvalid = false WHERE indexrelid = %s::regclass RETURNING 1",
         (name,),
     )
-    status = datasets.table_status(db, ds, 500)
+    status = recall_tables.table_status(db, ds, 500)
     assert status.loaded and not status.ready() and status.index is None
-    report = datasets.build_index(db, ds, 500, IndexSpec())
+    report = builds.build_index(db, ds, 500, IndexSpec())
     assert report.indexed
-    assert datasets.table_status(db, ds, 500).ready(IndexSpec())
+    assert recall_tables.table_status(db, ds, 500).ready(IndexSpec())
 
 
 def test_a_size_beyond_memory_or_disk_is_refused_with_an_estimate():
-    plan = datasets.plan_size(1_000_000_000, 384, memory=24 * 1024**3, disk=80 * 1024**3)
+    plan = sizing.plan_size(1_000_000_000, 384, memory=24 * 1024**3, disk=80 * 1024**3)
     assert not plan.ok
     assert "GB" in plan.reason or "TB" in plan.reason
     assert "1,000,000,000" in plan.reason
-    assert datasets.plan_size(500_000, 384, memory=20 * 1024**3, disk=80 * 1024**3).ok
+    assert sizing.plan_size(500_000, 384, memory=20 * 1024**3, disk=80 * 1024**3).ok
 
 
 def test_maintenance_work_mem_is_sized_from_the_graph_estimate():
-    plan = datasets.plan_size(500_000, 384, memory=20 * 1024**3)
+    plan = sizing.plan_size(500_000, 384, memory=20 * 1024**3)
     assert plan.maintenance_work_mem_mb * 1024**2 >= 500_000 * (8 + 4 * 384) * 1.3
-    capped = datasets.plan_size(500_000, 384, memory=1024**3)
+    capped = sizing.plan_size(500_000, 384, memory=1024**3)
     assert capped.maintenance_work_mem_mb == 512
 
 
@@ -167,40 +169,40 @@ def test_a_build_killed_midway_leaves_no_index_behind_and_the_next_one_finishes(
     table = table_name(n, ds.dimension)
     try:
         deadline = time.monotonic() + 60
-        while datasets.index_progress(db, table) is None:
+        while builds.index_progress(db, table) is None:
             assert proc.poll() is None and time.monotonic() < deadline, "the build never started"
             time.sleep(0.1)
     finally:
         proc.kill()
         proc.wait()
     deadline = time.monotonic() + 15
-    while datasets.index_progress(db, table) is not None:  # the server notices the client left
+    while builds.index_progress(db, table) is not None:  # the server notices the client left
         assert time.monotonic() < deadline, "the orphaned CREATE INDEX kept running"
         time.sleep(0.2)
-    status = datasets.table_status(db, ds, n)
+    status = recall_tables.table_status(db, ds, n)
     assert status.loaded and status.indexes == ()  # rows committed, no half-built index
-    report = datasets.build_index(db, ds, n, IndexSpec())
-    assert report.indexed and datasets.table_status(db, ds, n).ready(IndexSpec())
+    report = builds.build_index(db, ds, n, IndexSpec())
+    assert report.indexed and recall_tables.table_status(db, ds, n).ready(IndexSpec())
 
 
 def test_the_graph_notice_is_captured_when_the_graph_outgrows_maintenance_work_mem(
     db, ds, small, monkeypatch
 ):
-    real_plan = datasets.plan_size
+    real_plan = sizing.plan_size
 
     def tiny(*args, **kwargs):
         from dataclasses import replace
 
         return replace(real_plan(*args, **kwargs), maintenance_work_mem_mb=1)
 
-    monkeypatch.setattr(datasets, "plan_size", tiny)
+    monkeypatch.setattr(builds, "plan_size", tiny)
     heard = []
-    report = datasets.build_index(
+    report = builds.build_index(
         db, ds, 2000, IndexSpec(m=8, ef_construction=32), on_notice=heard.append
     )
     assert report.maintenance_work_mem == "1MB"
-    assert any(datasets.GRAPH_NOTICE in t for t in heard), heard
-    status = datasets.table_status(db, ds, 2000)
-    assert datasets.GRAPH_NOTICE in status.index.notice  # kept with the build, shown on the page
+    assert any(builds.GRAPH_NOTICE in t for t in heard), heard
+    status = recall_tables.table_status(db, ds, 2000)
+    assert builds.GRAPH_NOTICE in status.index.notice  # kept with the build, shown on the page
     monkeypatch.undo()
-    datasets.build_index(db, ds, 2000, IndexSpec())
+    builds.build_index(db, ds, 2000, IndexSpec())

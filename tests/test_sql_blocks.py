@@ -11,7 +11,7 @@ import pytest
 from apptest_util import app_at
 from psql_util import PsqlFailed, assert_same_results, psql
 
-from lib import datasets, metrics, recall
+from lib import builds, dataset, index_specs, metrics, recall, recall_tables
 from lib import metric_tables as tables
 from lib.metrics import Hit
 from lib.psql import Statement, run
@@ -136,9 +136,9 @@ def test_numpy_and_postgres_values_are_equal_on_the_pictures_vectors(db):
 
 @pytest.fixture(scope="module")
 def small(db):
-    ds = datasets.load_dataset()
-    datasets.prepare(db, ds, 500)
-    return ds, recall.generated_target(datasets.table_name(500, ds.dimension))
+    ds = dataset.load_dataset()
+    builds.prepare(db, ds, 500)
+    return ds, recall.generated_target(recall_tables.table_name(500, ds.dimension))
 
 
 def test_recall_side_by_side_scripts_paste_into_psql(db, pg_url, small):
@@ -157,9 +157,9 @@ def test_recall_side_by_side_scripts_paste_into_psql(db, pg_url, small):
 
 def test_recall_index_statement_is_the_ddl_that_builds_the_index(db, pg_url, small):
     ds, target = small
-    spec = datasets.IndexSpec("hnsw", m=8, ef_construction=32)
-    scratch = datasets.table_name(321, ds.dimension)
-    statement = datasets.index_statement(scratch, spec)
+    spec = index_specs.IndexSpec("hnsw", m=8, ef_construction=32)
+    scratch = recall_tables.table_name(321, ds.dimension)
+    statement = index_specs.index_statement(scratch, spec)
     assert statement.text.startswith(f"CREATE INDEX {scratch}_hnsw_m8_efc32 ON {scratch}")
     printed = psql(
         pg_url,

@@ -5,7 +5,7 @@ import pytest
 from scipy.stats import ks_2samp
 
 from lib import synthetic
-from lib.datasets import load_dataset
+from lib.dataset import load_dataset
 
 
 @pytest.fixture(scope="module")

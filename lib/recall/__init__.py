@@ -1,15 +1,11 @@
 """The recall harness: exact scan = ground truth, the index's answers diffed against it.
 
-    python -m lib.recall --size 50000                       # HNSW at pgvector's defaults
-    python -m lib.recall --size 50000 --ef-search 100
-    python -m lib.recall --size 50000 --index ivfflat --lists 50 --probes 5
-    python -m lib.recall --table public.items --column embedding   # your own table
-    python -m lib.recall --size 50000 --ids                  # include every query's ids
+    python -m lib.recall --size 50000 --ef-search 100    # the command line: lib/recall/cli.py
 
-prints one JSON object (progress goes to stderr). The exact path runs with index scans off
-(`SET LOCAL`), and its plan is checked to contain no index scan at all: the ground truth is
-proved exact, not assumed. The index path runs with sequential scans off, so even a tiny
-table is answered by its index, and its plan names the index that answered.
+The exact path runs with index scans off (`SET LOCAL`), and its plan is checked to contain no
+index scan at all: the ground truth is proved exact, not assumed. The index path runs with
+sequential scans off, so even a tiny table is answered by its index, and its plan names the
+index that answered.
 
 Every query runs unprepared with `plan_cache_mode = force_custom_plan`: a plan cached on a
 pooled connection under one session's settings can never answer another's query.
@@ -17,10 +13,7 @@ pooled connection under one session's settings can never answer another's query.
 
 from __future__ import annotations
 
-import argparse
-import json
 import re
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -32,12 +25,12 @@ import psycopg
 from psycopg import sql
 
 from lib.database import Database, Setting
+from lib.operators import BY_OPERATOR
 from lib.psql import Script, Statement, ident, run
 
 K = 10
 EXACT_TIMEOUT_MS = 60_000
 INDEX_TIMEOUT_MS = 10_000
-OPERATORS = {"cosine": "<=>", "l2": "<->", "ip": "<#>"}
 
 Progress = Callable[[int, int], None]
 
@@ -67,7 +60,7 @@ class Target:
 
     def query(self, *, with_distance: bool = False) -> sql.Composed:
         """The k-nearest query: $1 is the query vector, $2 is k (sent and shown as is)."""
-        if self.operator not in OPERATORS.values():
+        if self.operator not in BY_OPERATOR:
             raise HarnessError(f"unknown operator {self.operator}")
         key = sql.SQL("ctid::text") if self.key == "ctid" else ident(self.key)
         col, op = ident(self.column), sql.SQL(self.operator)
@@ -416,110 +409,3 @@ def knobs_for(kind: str, *, ef_search: int = 40, probes: int = 1) -> dict[str, S
 
 def generated_target(table: str) -> Target:
     return Target("public", table)
-
-
-def main(argv: list[str] | None = None) -> int:
-    from lib import datasets
-    from lib.database import open_database
-
-    ap = argparse.ArgumentParser(
-        prog="python -m lib.recall", description="Measure recall@k of a pgvector index."
-    )
-    ap.add_argument("--size", type=int, help="rows of the lab's dataset (built if missing)")
-    ap.add_argument("--table", help="your own table, schema.table (instead of --size)")
-    ap.add_argument("--column", help="its vector column (default: the only one)")
-    ap.add_argument("--index", choices=["hnsw", "ivfflat"], default="hnsw")
-    ap.add_argument("--m", type=int, default=16)
-    ap.add_argument("--ef-construction", type=int, default=64)
-    ap.add_argument("--lists", type=int, default=0, help="ivfflat lists (0: rows / 1000)")
-    ap.add_argument("--ef-search", type=int, default=40)
-    ap.add_argument("--probes", type=int, default=1)
-    ap.add_argument("--k", type=int, default=K)
-    ap.add_argument("--queries", type=int, default=datasets.N_QUERIES)
-    ap.add_argument("--timeout-ms", type=int, default=EXACT_TIMEOUT_MS)
-    ap.add_argument("--database-url", help="default: DATABASE_URL, else the embedded server")
-    ap.add_argument("--ids", action="store_true", help="include every query's returned ids")
-    args = ap.parse_args(argv)
-    if (args.size is None) == (args.table is None):
-        ap.error("give exactly one of --size and --table")
-
-    def say(msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
-
-    db = open_database(args.database_url)
-    knobs = knobs_for(args.index, ef_search=args.ef_search, probes=args.probes)
-    try:
-        if args.table:
-            from lib import vector_columns as vc
-
-            column = vc.find_column(db, args.table, args.column)
-            facts = vc.check_column(db, column, timeout_ms=args.timeout_ms)
-            for w in facts.warnings:
-                say(w)
-            queries = vc.sample_queries(db, column, args.queries, timeout_ms=args.timeout_ms)
-            knobs = knobs_for(facts.index.kind, ef_search=args.ef_search, probes=args.probes)
-            report = measure(
-                db, facts.target, queries, k=args.k, knobs=knobs, rows=facts.rows,
-                exact_timeout_ms=args.timeout_ms,
-            )  # fmt: skip
-            report.extra["queries_from"] = "rows sampled from the table itself"
-        else:
-            ds = datasets.load_dataset()
-            plan = datasets.plan_size(
-                args.size, ds.dimension, m=args.m,
-                memory=datasets.memory_available(), disk=datasets.disk_available(db),
-            )  # fmt: skip
-            if not plan.ok:
-                raise HarnessError(plan.reason)
-            spec = datasets.IndexSpec(args.index, args.m, args.ef_construction, args.lists)
-            built = datasets.prepare(
-                db, ds, args.size, spec,
-                progress=lambda done, n: say(f"loaded {done:,}/{n:,} rows") if done == n else None,
-                on_notice=lambda text: say(f"NOTICE: {text}"),
-            )  # fmt: skip
-            if built.indexed:
-                say(f"built {built.index} in {built.build_seconds:.1f} s")
-            status = datasets.table_status(db, ds, args.size)
-            target = generated_target(status.table)
-            truth = _stored_truth(db, ds, status, target, args.k, args.timeout_ms)
-            if truth is not None and args.queries < len(truth.ids):
-                truth = Answers(
-                    truth.ids[: args.queries], truth.latencies_ms[: args.queries],
-                    truth.plan, truth.settings, truth.ran_at, truth.seconds,
-                )  # fmt: skip
-            report = measure(
-                db, target, ds.queries[: args.queries], k=args.k, knobs=knobs,
-                truth=truth, rows=status.rows, exact_timeout_ms=args.timeout_ms,
-            )  # fmt: skip
-            report.extra.update(
-                real_rows=ds.real_rows(args.size),
-                generated_rows=args.size - ds.real_rows(args.size),
-                model=ds.model_name,
-                index_build_seconds=status.index.build_seconds if status.index else None,
-                load_seconds=status.load_seconds,
-            )
-    except (HarnessError, ValueError, LookupError) as e:
-        print(json.dumps({"error": str(e)}), flush=True)
-        return 1
-    finally:
-        db.close()
-    print(json.dumps(report.to_dict(ids=args.ids), default=str, indent=1))
-    return 0
-
-
-def _stored_truth(db, ds, status, target: Target, k: int, timeout_ms: int) -> Answers:
-    """The lab table's ground truth as stored (lib/truths.py), computed and stored if missing."""
-    from lib import truths
-
-    truth = truths.load(db, status.table, status.loaded_at, ds.queries_fingerprint, k)
-    if truth is None:
-        truth = ground_truth(db, target, ds.queries, k, timeout_ms=timeout_ms)
-        truths.store(db, status.table, status.loaded_at, ds.queries_fingerprint, k, truth)
-    return truth
-
-
-if __name__ == "__main__":
-    # run lib.recall's own main, so that its exception classes are the ones lib/ raises
-    from lib.recall import main as _main
-
-    sys.exit(_main())
