@@ -24,7 +24,7 @@ from lib.dataset import Dataset
 from lib.index_specs import IndexSpec, index_name, index_statement
 from lib.recall_tables import ensure_meta, table_name, table_status
 from lib.sizing import memory_available, plan_size
-from lib.synthetic import rows
+from lib.vectors import EmbedProgress
 
 GRAPH_NOTICE = "hnsw graph no longer fits into maintenance_work_mem"
 
@@ -80,7 +80,7 @@ def load_table(
         done = 0
         with conn.cursor().copy(copy.format(ident)) as cp:
             cp.write(COPY_HEADER)
-            for block in rows(ds.real, ds.generator, n, seed=ds.seed):
+            for block in ds.rows(n):
                 ids = np.arange(done + 1, done + 1 + len(block), dtype=np.int32)
                 cp.write(copy_rows(ids, block))
                 done += len(block)
@@ -204,9 +204,13 @@ def prepare(
     *,
     progress: Progress | None = None,
     on_notice: Callable[[str], None] | None = None,
+    on_embed: Callable[[EmbedProgress], None] | None = None,
 ) -> BuildReport:
-    """Load size `n` if needed, then give it the index `spec` (default HNSW) if needed."""
+    """Embed what size `n` needs (`on_embed` follows it), load it if needed, then give it the
+    index `spec` (default HNSW) if needed. A job does the same with its progress in its row
+    (lib/jobs.py)."""
     spec = spec or IndexSpec()
+    ds.embed(n, progress=on_embed)
     seconds = load_table(db, ds, n, progress=progress)
     report = build_index(db, ds, n, spec, on_notice=on_notice)
     report.loaded = seconds is not None

@@ -220,7 +220,10 @@ def cached_vectors(
     found = (cache or default_cache()).get_many(model_name, dimension, hashes)
     if len(found) < len(set(hashes)):
         missing = len(set(hashes)) - len(found)
-        raise KeyError(f"{missing:,} of {len(hashes):,} vectors of {model_name} are not cached")
+        raise KeyError(
+            f"{missing:,} of {len(hashes):,} vectors of {model_name} are not cached "
+            "(make prepare, or python -m lib.vectors chunks, embeds them)"
+        )
     if not hashes:
         return np.zeros((0, dimension), np.float32)
     return checked_vectors(np.stack([found[h] for h in hashes]), dimension, len(hashes))

@@ -1,9 +1,11 @@
 """The shared queue of recall-table jobs, against the real PostgreSQL."""
 
+from dataclasses import replace
+
 import pytest
 
 from lib import builds, jobs, recall_tables, truths
-from lib.dataset import load_dataset
+from lib.dataset import N_QUERIES, load_dataset
 from lib.index_specs import IndexSpec
 from lib.recall import K
 
@@ -79,3 +81,23 @@ def test_a_queued_job_says_how_many_are_ahead_of_it_in_its_lane(db, ds):
             " RETURNING 1",
             ([first.id, second.id, big.id],),
         )
+
+
+def test_a_job_embeds_what_its_size_needs_first_and_says_how_far_it_is(db, tmp_path):
+    fresh = load_dataset(cache_path=tmp_path / "embeddings.sqlite")  # only the queries cached
+    n = 600
+    assert fresh.to_embed(n) == fresh.missing(n) == n
+    job = jobs.request(db, fresh, n)
+    worker = jobs.Worker(db, fresh, lanes=("small",))
+    try:
+        done = jobs.wait(db, job, timeout=300)
+    finally:
+        worker.stop()
+    assert done.state == "done", done.error
+    assert (done.embed_done, done.embed_total) == (n, n) and done.embed_seconds > 0
+    assert fresh.missing(n) == 0 and fresh.embedded() == n + N_QUERIES
+    assert fresh.cache.rate(fresh.model_name, min_texts=1) is not None  # for the next estimate
+    midway = replace(done, state="embedding", embed_done=200, finished_at=None)
+    text = jobs.progress(db, midway).text
+    assert "Embedding the passages 600 rows need: 200 of 600 done" in text and "left" in text
+    assert jobs.progress(db, midway).fraction == pytest.approx(1 / 3)
