@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -182,22 +183,24 @@ def embed_missing(
     t0 = time.perf_counter()
     done = 0
     embedded = 0
-    for start in range(0, len(todo), batch):
-        idx = todo[start : start + batch]
-        with guard() if guard else nullcontext():
-            if guard:
-                meanwhile = cache.known(name, dim, [hashes[i] for i in idx])
-                idx = [i for i in idx if hashes[i] not in meanwhile]
-            if idx:
-                vectors = model.embed(texts(idx), input_type="document")
-                cache.put_many(name, [hashes[i] for i in idx], vectors)
-        embedded += len(idx)
-        done = min(len(todo), start + batch)
-        if progress:
-            progress(EmbedProgress(done, len(todo), cached, time.perf_counter() - t0))
-    seconds = time.perf_counter() - t0
-    if embedded:
-        cache.record_run(name, embedded, seconds)
+    try:
+        for start in range(0, len(todo), batch):
+            idx = todo[start : start + batch]
+            with guard() if guard else nullcontext():
+                if guard:
+                    meanwhile = cache.known(name, dim, [hashes[i] for i in idx])
+                    idx = [i for i in idx if hashes[i] not in meanwhile]
+                if idx:
+                    vectors = model.embed(texts(idx), input_type="document")
+                    cache.put_many(name, [hashes[i] for i in idx], vectors)
+            embedded += len(idx)
+            done = min(len(todo), start + batch)
+            if progress:
+                progress(EmbedProgress(done, len(todo), cached, time.perf_counter() - t0))
+    finally:  # an interrupted run's rate counts too, for the next estimate
+        seconds = time.perf_counter() - t0
+        if embedded:
+            cache.record_run(name, embedded, seconds)
     return EmbedReport(len(hashes), cached, embedded, seconds)
 
 
@@ -377,11 +380,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=MINILM.name)
     ap.add_argument("--limit", type=int, help="chunks: only the first LIMIT rows in table order")
     ap.add_argument("--batch", type=int, default=EMBED_BATCH, help="chunks: texts per batch")
+    ap.add_argument("--threads", type=int, help="chunks: torch threads (default: one per core)")
     args = ap.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.command == "build":
         build(args.model)
         return 0
     if args.command == "chunks":
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop between batches
         rate, source = embedding_rate(args.model)
         print(f"{args.model}: about {rate:,.0f} passages/s ({source}); cache {cache_path()}")
         report = embed_chunks(args.model, args.limit, batch=args.batch, progress=printer())

@@ -217,6 +217,7 @@ def test_an_interrupted_embedding_resumes_without_recomputing_finished_batches(t
     with pytest.raises(KeyboardInterrupt):
         run(interrupted)
     assert len(interrupted.embedded) == 150
+    assert cache.rate("counting-test", min_texts=1) is not None, "its rate is kept"
     resumed = CountingModel()
     report = run(resumed)
     assert resumed.embedded == texts[150:], "only the unfinished batches are embedded"
@@ -226,7 +227,6 @@ def test_an_interrupted_embedding_resumes_without_recomputing_finished_batches(t
     whole = CountingModel().embed(texts)
     assert np.array_equal(cached_vectors("counting-test", 8, hashes, cache), whole)
     assert seen[-1].done == seen[-1].todo == 80 and seen[-1].eta == 0
-    assert cache.rate("counting-test", min_texts=1) is not None
 
 
 def test_under_a_guard_a_batch_another_process_embedded_meanwhile_is_not_embedded_again(
