@@ -1,5 +1,8 @@
 """The shared queue of recall-table jobs, against the real PostgreSQL."""
 
+import os
+import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
@@ -101,3 +104,23 @@ def test_a_job_embeds_what_its_size_needs_first_and_says_how_far_it_is(db, tmp_p
     text = jobs.progress(db, midway).text
     assert "Embedding the passages 600 rows need: 200 of 600 done" in text and "left" in text
     assert jobs.progress(db, midway).fraction == pytest.approx(1 / 3)
+
+
+def test_make_prepare_embeds_first_with_an_estimate_then_builds(pg_url, tmp_path):
+    env = {
+        **os.environ,
+        "DATABASE_URL": pg_url,
+        "EMBEDDING_CACHE_PATH": str(tmp_path / "embeddings.sqlite"),
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "lib.prepare", "--sizes", "500", "--check-size", "0"],
+        capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = out.stdout
+    assert "Embedding 500 passages first (all-MiniLM-L6-v2): about" in text
+    assert "500 of its 500 rows are real passages" in text
+    assert "Embedded 500 passages in" in text
+    assert text.index("Embedded") < text.index("Warming each size")
+    row = next(line for line in text.splitlines() if line.strip().startswith("500 "))
+    assert "HNSW m=16 ef_construction=64" in row and "not ready" not in row
