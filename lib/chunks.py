@@ -29,6 +29,14 @@ from lib.corpus import DATA_DIR, CorpusError
 
 CHUNKS_DIR: Path = DATA_DIR / "chunks"
 SOURCES_FILE = "sources.json"
+# How a page names each source.
+TITLES = {
+    "postgresql": "PostgreSQL",
+    "python": "Python",
+    "sqlite": "SQLite",
+    "git": "Git",
+    "linux": "Linux kernel",
+}
 
 
 def content_hash(text: str) -> str:
@@ -127,6 +135,11 @@ class Chunks:
             spdx=spdx,
         )
 
+    def titles(self) -> str:
+        """'PostgreSQL, Python, SQLite, Git and Linux kernel'."""
+        names = [TITLES.get(s.name, s.name) for s in self.sources]
+        return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
     def source_counts(self, idx: Iterable[int] | None = None) -> dict[str, int]:
         """How many of the passages (of `idx`, else all) come from each source."""
         picked = self._source_idx if idx is None else self._source_idx[np.asarray(list(idx))]
@@ -160,6 +173,14 @@ def _hashes(chunks: Chunks) -> list[str]:
     if key not in _HASHES:
         _HASHES[key] = [content_hash(t) for t in chunks._texts]
     return _HASHES[key]
+
+
+def digest(directory: Path = CHUNKS_DIR) -> str:
+    """A hash of the corpus files as they are (sources.json and every source's file)."""
+    h = hashlib.sha256()
+    for path in [directory / SOURCES_FILE] + [directory / s.file for s in read_sources(directory)]:
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def read_sources(directory: Path = CHUNKS_DIR) -> list[SourceInfo]:

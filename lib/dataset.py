@@ -14,6 +14,7 @@ the first GENERATOR_FIT_ROWS real rows; the page says where real rows end.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
@@ -27,7 +28,14 @@ from lib.chunks import Chunk, Chunks, load_chunks
 from lib.embeddings.cache import EmbeddingCache
 from lib.embeddings.local import MINILM
 from lib.synthetic import Generator, cached_generator
-from lib.vectors import EmbedProgress, EmbedReport, cached_vectors, embed_missing
+from lib.vectors import (
+    EmbedProgress,
+    EmbedReport,
+    cached_vectors,
+    duration,
+    embed_missing,
+    embedding_rate,
+)
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 CACHE_DIR = PROJECT_DIR / ".cache"
@@ -37,6 +45,20 @@ N_QUERIES = 100
 # about 2 minutes here, once per corpus and model, kept in .cache/).
 GENERATOR_FIT_ROWS = 20_000
 BLOCK = synthetic.CHUNK
+
+
+@dataclass(frozen=True)
+class EmbeddingEstimate:
+    passages: int  # to embed before the table can load
+    seconds: float
+    rate: float  # passages per second
+    source: str  # where the rate comes from
+
+    def sentence(self) -> str:
+        return (
+            f"{self.passages:,} passages to embed first: about {duration(self.seconds)} at "
+            f"{self.rate:,.0f} passages/s ({self.source})"
+        )
 
 
 class RealRows(Sequence):
@@ -76,12 +98,17 @@ class Dataset:
 
     model_name: str
     dimension: int
-    corpus: Chunks
+    corpus_digest: str  # lib.chunks.digest() of the files the rows come from
     order: np.ndarray  # corpus positions in table order: N_QUERIES queries, then the rows
     hashes: tuple[str, ...]  # their content hashes (the embedding cache's keys), same order
     queries: np.ndarray  # (N_QUERIES, d) real passages, never in a table
     seed: int
     cache_path: Path
+
+    @cached_property
+    def corpus(self) -> Chunks:
+        """The passages' texts and origins (read when first needed: a few seconds)."""
+        return load_chunks()
 
     @property
     def n_real(self) -> int:
@@ -99,12 +126,9 @@ class Dataset:
 
     @cached_property
     def _fingerprint(self) -> str:
-        h = hashlib.sha256()
-        for x in self.hashes:
-            h.update(bytes.fromhex(x))
-        h.update(
-            f"{self.model_name}\0{self.seed}\0synthetic v{synthetic.VERSION}"
-            f"\0fit {GENERATOR_FIT_ROWS}".encode()
+        h = hashlib.sha256(
+            f"{self.corpus_digest}\0{len(self.hashes)}\0{self.model_name}\0{self.seed}"
+            f"\0synthetic v{synthetic.VERSION}\0fit {GENERATOR_FIT_ROWS}".encode()
         )
         return h.hexdigest()[:16]
 
@@ -114,8 +138,9 @@ class Dataset:
         return hashlib.sha256(self.queries.tobytes()).hexdigest()[:16]
 
     def fingerprint(self) -> str:
-        """A hash of what the rows are made of: the passages in table order, the model, the
-        seed and the generator's recipe (its fit is a function of these)."""
+        """A hash of what the rows are made of: the corpus files (whose passages, in chunk-id
+        order, are the rows), how many rows it has, the model, the seed and the generator's
+        recipe (its fit is a function of these)."""
         return self._fingerprint
 
     def real_rows(self, n: int) -> int:
@@ -172,6 +197,15 @@ class Dataset:
         """About how many passages must be embedded before a table of `n` rows can load."""
         return max(0, self.needed(n) - self.embedded())
 
+    def embedding_estimate(self, n: int) -> EmbeddingEstimate | None:
+        """What embedding a table of `n` rows still needs, and how long it should take here
+        (None when nothing is missing). Cheap: a binary search and one lookup of the rate."""
+        missing = self.to_embed(n)
+        if not missing:
+            return None
+        rate, source = embedding_rate(self.model_name, self.cache)
+        return EmbeddingEstimate(missing, missing / rate, rate, source)
+
     def embed(
         self,
         n: int,
@@ -214,6 +248,31 @@ class Dataset:
             )
 
 
+def table_order(cache_dir: Path = CACHE_DIR) -> tuple[str, np.ndarray, tuple[str, ...]]:
+    """The corpus digest, passage positions in table order and their content hashes; kept in
+    .cache/ per corpus digest (reading and hashing 310,000 passages takes seconds, the kept
+    file a fraction of one: the home page needs only this)."""
+    from lib.chunks import digest as corpus_digest
+
+    key = corpus_digest()
+    path = cache_dir / f"chunk-order-{key}.npz"
+    try:
+        with np.load(path) as z:
+            return key, z["order"], tuple(x.decode() for x in z["hashes"].tolist())
+    except (OSError, KeyError, ValueError):
+        pass
+    corpus = load_chunks()
+    order = corpus.dataset_order().astype(np.int32)
+    all_hashes = corpus.hashes()
+    hashes = tuple(all_hashes[i] for i in order)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    with tmp.open("wb") as f:
+        np.savez(f, order=order, hashes=np.array(hashes, dtype="S64"))
+    tmp.replace(path)
+    return key, order, hashes
+
+
 @lru_cache(maxsize=2)
 def load_dataset(
     model_name: str = MINILM.name, seed: int = SEED, cache_path: Path | None = None
@@ -224,21 +283,20 @@ def load_dataset(
     from lib.embeddings.registry import load_model
     from lib.vectors import cache_path as default_cache_path
 
-    corpus = load_chunks()
-    order = corpus.dataset_order()
-    all_hashes = corpus.hashes()
-    hashes = tuple(all_hashes[i] for i in order)
+    digest, order, hashes = table_order()
     path = cache_path or default_cache_path()
     cache = EmbeddingCache(path)
     model = load_model(model_name)
     q = hashes[:N_QUERIES]
-    embed_missing(model, q, lambda idx: corpus.texts(int(order[i]) for i in idx), cache=cache)
+    if len(cache.known(model_name, model.info.dimension, q)) < len(q):
+        corpus = load_chunks()
+        embed_missing(model, q, lambda i: corpus.texts(int(order[j]) for j in i), cache=cache)
     queries = cached_vectors(model_name, model.info.dimension, q, cache)
     queries.setflags(write=False)
     return Dataset(
         model_name=model_name,
         dimension=model.info.dimension,
-        corpus=corpus,
+        corpus_digest=digest,
         order=order,
         hashes=hashes,
         queries=queries,
