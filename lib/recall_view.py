@@ -191,10 +191,10 @@ def figure(
 def _real_end_line(real_end: int | None, xs: Sequence[int]) -> list[dict[str, Any]]:
     if not real_end or not xs or max(xs) <= real_end:
         return []
-    x = math.log10(real_end)
-    return [
+    return [  # shapes take data values on a log axis; annotations take their log10
         {
-            "type": "line", "xref": "x", "yref": "paper", "x0": x, "x1": x, "y0": 0, "y1": 1,
+            "type": "line", "xref": "x", "yref": "paper", "x0": real_end, "x1": real_end,
+            "y0": 0, "y1": 1,
             "line": {"color": "#888", "dash": "dash", "width": 1.5},
         }
     ]  # fmt: skip

@@ -212,7 +212,9 @@ def embedding_rate(model_name: str, cache: EmbeddingCache | None = None) -> tupl
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(at))
         return rate, f"measured on this machine ({when})"
     if model_name in DEFAULT_RATES:
-        return DEFAULT_RATES[model_name], "measured on the 2-core development machine"
+        return DEFAULT_RATES[
+            model_name
+        ], "its rate on an idle 2-core machine; not measured here yet"
     return 50.0, "a guess for a model never timed here"
 
 
