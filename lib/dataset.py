@@ -54,6 +54,9 @@ class EmbeddingEstimate:
     rate: float  # passages per second
     source: str  # where the rate comes from
 
+    def short(self) -> str:
+        return f"{self.passages:,} passages to embed first (about {duration(self.seconds)})"
+
     def sentence(self) -> str:
         return (
             f"{self.passages:,} passages to embed first: about {duration(self.seconds)} at "

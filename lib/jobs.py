@@ -546,5 +546,7 @@ def sizes_overview(db: Database, ds: Dataset, sizes: tuple[int, ...] = recall_ta
         elif job is not None and job.state == "failed":
             out.append(SizeState(n, "failed", job.error or "failed"))
         else:
-            out.append(SizeState(n, "not built", "built when someone opens it"))
+            estimate = ds.embedding_estimate(n)
+            first = f"; {estimate.short()}" if estimate else ""
+            out.append(SizeState(n, "not built", "built when someone opens it" + first))
     return out
