@@ -27,8 +27,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from lib import recall
-from lib.binary_copy import COPY_HEADER, COPY_TRAILER, copy_rows
-from lib.builds import build_settings, parallel_workers
+from lib.builds import build_settings, copy_table, parallel_workers
 from lib.database import Database
 from lib.dataset import Dataset
 from lib.hardness import hardness
@@ -109,22 +108,7 @@ def load_generated(db: Database, ds: Dataset, n: int, spec: IndexSpec | None = N
         stamp = f"{ds.fingerprint()} {spec.suffix()}"
         if row and row[0] == stamp:
             return table
-        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ident))
-        conn.execute(
-            sql.SQL("CREATE TABLE {} (id integer NOT NULL, embedding vector({}) NOT NULL)").format(
-                ident, sql.Literal(ds.dimension)
-            )
-        )
-        copy = sql.SQL("COPY {} (id, embedding) FROM STDIN WITH (FORMAT BINARY, FREEZE)")
-        done = 0
-        with conn.cursor().copy(copy.format(ident)) as cp:
-            cp.write(COPY_HEADER)
-            for block in generated(ds, n):
-                ids = np.arange(done + 1, done + 1 + len(block), dtype=np.int32)
-                cp.write(copy_rows(ids, block))
-                done += len(block)
-            cp.write(COPY_TRAILER)
-        conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (id)").format(ident))
+        copy_table(conn, table, ds.dimension, generated(ds, n))
         conn.execute(index_statement(table, spec).text)
         conn.execute(sql.SQL("ANALYZE {}").format(ident))
         conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(ident, sql.Literal(stamp)))
