@@ -89,6 +89,9 @@ with controls:
                 if plan.ok:
                     seconds = sizing.seconds_estimate(db, rows_wanted)
                     st.caption(sizing.describe_plan(plan, seconds))
+                    embedding = ui.embedding_estimate(ds.fingerprint(), rows_wanted)
+                    if embedding is not None:
+                        st.caption(f"Before that: {embedding.sentence()}.")
                     st.button(f"Build and measure {rows_wanted:,} rows", on_click=_use_custom_size)
                 else:
                     st.error(f"**Refused.** {plan.reason}", icon=":material/block:")
