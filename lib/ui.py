@@ -262,6 +262,7 @@ def recall_dataset():
 def _recall_worker(url: str | None):
     from lib.jobs import Worker
 
+    use_one_thread_per_query()  # a job embedding passages here leaves a core to the room
     return Worker(_open_database(url), recall_dataset())
 
 
