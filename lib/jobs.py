@@ -269,7 +269,7 @@ def progress(db: Database, job: Job) -> Progress:
     if job.state == "loading":
         rows = builds.copy_progress(db, job.backend_pid) if job.backend_pid else None
         if not rows:
-            return Progress(0.0, f"Loading {n:,} rows from the embedding cache (binary COPY)…")
+            return Progress(0.0, f"Loading {n:,} rows (binary COPY)…")
         return Progress(min(1.0, rows / n), f"Loading rows with binary COPY: {rows:,} of {n:,}.")
     if job.state == "indexing":
         p = builds.index_progress(db, job.table_name)
