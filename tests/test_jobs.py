@@ -90,14 +90,23 @@ def test_a_job_embeds_what_its_size_needs_first_and_says_how_far_it_is(db, tmp_p
     fresh = load_dataset(cache_path=tmp_path / "embeddings.sqlite")  # only the queries cached
     n = 600
     assert fresh.to_embed(n) == fresh.missing(n) == n
-    job = jobs.request(db, fresh, n)
-    worker = jobs.Worker(db, fresh, lanes=("small",))
+    # A job in a lane of its own, run here: any other worker in this process (an AppTest's)
+    # would run a queued job with its own dataset, whose cache is not this one.
+    jobs.ensure_table(db)
+    row = db.fetchone(
+        "INSERT INTO recall_jobs (n, spec, table_name, lane, state, started_at, worker)"
+        " VALUES (%s, %s, %s, 'test', 'loading', now(), 'this test')"
+        f" RETURNING {jobs.COLUMNS}",
+        (n, jobs._spec_json(IndexSpec()), recall_tables.table_name(n, fresh.dimension)),
+    )
+    job = jobs._job(row)
     try:
-        done = jobs.wait(db, job, timeout=300)
+        jobs.run(db, fresh, job)
     finally:
-        worker.stop()
-    assert done.state == "done", done.error
+        db.fetchall("UPDATE recall_jobs SET state = 'done' WHERE id = %s RETURNING 1", (job.id,))
+    done = jobs.get(db, job.id)
     assert (done.embed_done, done.embed_total) == (n, n) and done.embed_seconds > 0
+    assert done.loaded and done.indexed and done.truth_computed
     assert fresh.missing(n) == 0 and fresh.embedded() == n + N_QUERIES
     assert fresh.cache.rate(fresh.model_name, min_texts=1) is not None  # for the next estimate
     midway = replace(done, state="embedding", embed_done=200, finished_at=None)
