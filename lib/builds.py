@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,7 +24,7 @@ from lib.dataset import Dataset
 from lib.index_specs import IndexSpec, index_name, index_statement
 from lib.recall_tables import ensure_meta, table_name, table_status
 from lib.sizing import memory_available, plan_size
-from lib.synthetic import rows
+from lib.vectors import EmbedProgress
 
 GRAPH_NOTICE = "hnsw graph no longer fits into maintenance_work_mem"
 
@@ -50,6 +50,39 @@ def build_settings() -> dict[str, str]:
     return {"client_connection_check_interval": "2s", "statement_timeout": "0"}
 
 
+def copy_table(
+    conn: psycopg.Connection,
+    table: str,
+    dimension: int,
+    blocks: Iterable[np.ndarray],
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """(Re)create `table` (id integer, embedding vector(dimension)) in the transaction of
+    `conn`, fill it from `blocks` with binary COPY (ids 1, 2, …) and give it its primary key;
+    returns the rows written."""
+    ident = sql.Identifier(table)
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ident))
+    conn.execute(
+        sql.SQL("CREATE TABLE {} (id integer NOT NULL, embedding vector({}) NOT NULL)").format(
+            ident, sql.Literal(dimension)
+        )
+    )
+    copy = sql.SQL("COPY {} (id, embedding) FROM STDIN WITH (FORMAT BINARY, FREEZE)")
+    done = 0
+    with conn.cursor().copy(copy.format(ident)) as cp:
+        cp.write(COPY_HEADER)
+        for block in blocks:
+            ids = np.arange(done + 1, done + 1 + len(block), dtype=np.int32)
+            cp.write(copy_rows(ids, block))
+            done += len(block)
+            if progress:
+                progress(done)
+        cp.write(COPY_TRAILER)
+    conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (id)").format(ident))
+    return done
+
+
 def load_table(
     db: Database,
     ds: Dataset,
@@ -70,24 +103,8 @@ def load_table(
         if table_status(db, ds, n).loaded:
             return None
         t0 = time.perf_counter()
-        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ident))
-        conn.execute(
-            sql.SQL("CREATE TABLE {} (id integer NOT NULL, embedding vector({}) NOT NULL)").format(
-                ident, sql.Literal(ds.dimension)
-            )
-        )
-        copy = sql.SQL("COPY {} (id, embedding) FROM STDIN WITH (FORMAT BINARY, FREEZE)")
-        done = 0
-        with conn.cursor().copy(copy.format(ident)) as cp:
-            cp.write(COPY_HEADER)
-            for block in rows(ds.real, ds.generator, n, seed=ds.seed):
-                ids = np.arange(done + 1, done + 1 + len(block), dtype=np.int32)
-                cp.write(copy_rows(ids, block))
-                done += len(block)
-                if progress:
-                    progress(done, n)
-            cp.write(COPY_TRAILER)
-        conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (id)").format(ident))
+        counted = (lambda done: progress(done, n)) if progress else None
+        copy_table(conn, table, ds.dimension, ds.rows(n), progress=counted)
         conn.execute(sql.SQL("ANALYZE {}").format(ident))
         seconds = time.perf_counter() - t0
         conn.execute(
@@ -221,9 +238,13 @@ def prepare(
     *,
     progress: Progress | None = None,
     on_notice: Callable[[str], None] | None = None,
+    on_embed: Callable[[EmbedProgress], None] | None = None,
 ) -> BuildReport:
-    """Load size `n` if needed, then give it the index `spec` (default HNSW) if needed."""
+    """Embed what size `n` needs (`on_embed` follows it), load it if needed, then give it the
+    index `spec` (default HNSW) if needed. A job does the same with its progress in its row
+    (lib/jobs.py)."""
     spec = spec or IndexSpec()
+    ds.embed(n, progress=on_embed)
     seconds = load_table(db, ds, n, progress=progress)
     report = build_index(db, ds, n, spec, on_notice=on_notice)
     report.loaded = seconds is not None

@@ -79,7 +79,7 @@ with st.expander("How the table is built (once, then kept)", icon=":material/tab
         )
         + f", {PARTIAL.value} ({table.counts.get(PARTIAL.value, 0):,} rows: the twin of "
         f"{TWIN.value}, with a partial HNSW index of its own) and 0 for the rest. **chapter** "
-        "is the manual chapter of the passage behind a real row (NULL for a generated one). "
+        "is the manual and chapter of the passage behind a real row (NULL for a generated one). "
         f"Built {table.built_at:%Y-%m-%d %H:%M} UTC: copy and B-trees "
         f"{table.copy_seconds:.1f} s, HNSW index {table.index_seconds:.1f} s, partial index "
         f"{table.partial_seconds:.1f} s (maintenance_work_mem {table.maintenance_work_mem})."

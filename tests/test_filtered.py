@@ -12,6 +12,7 @@ from psql_util import assert_same_results, psql
 
 from lib import builds, filtered_jobs, filtered_tables, recall
 from lib import filtered_search as fs
+from lib.chunks import TITLES
 from lib.dataset import load_dataset
 from lib.recall.cli import main as recall_cli
 from lib.recall.cli import parse_where
@@ -63,10 +64,14 @@ def test_the_filtered_table_has_categories_of_known_share_and_b_tree_indexes(db,
     assert filtered_tables.build(db, ds, N).built_at == table.built_at
 
 
-def test_chapters_come_from_the_manual_headings(ds):
-    labels = filtered_tables.chapters([*ds.real_passages, *ds.query_passages])
-    assert "Chapter 11. Indexes" in labels and "Reference: SQL commands" in labels
-    assert len(labels) == ds.n_real + len(ds.queries)
+def test_chapters_come_from_the_manual_headings_and_folders(ds):
+    labels = set(ds.corpus.doc_chapters())
+    assert {"PostgreSQL · Chapter 11. Indexes", "PostgreSQL · Reference: SQL commands"} <= labels
+    assert {"Python · library", "Linux kernel · admin-guide", "SQLite", "Git"} <= labels
+    rows = ds.chapters(50)
+    assert rows == [ds.corpus.chapters([int(ds.order[len(ds.queries) + i])])[0] for i in range(50)]
+    for i, label in enumerate(rows, start=1):  # the row's own manual comes first
+        assert label.split(" · ")[0] == TITLES[ds.passage_of(i).source]
 
 
 def test_with_the_iterative_scan_off_a_one_percent_filter_returns_fewer_than_k_rows(db, ds, table):

@@ -56,6 +56,7 @@ from lib.recall import (
     measure,
 )
 from lib.recall_tables import table_status
+from lib.vectors import printer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                 db, ds, args.size, spec,
                 progress=lambda done, n: say(f"loaded {done:,}/{n:,} rows") if done == n else None,
                 on_notice=lambda text: say(f"NOTICE: {text}"),
+                on_embed=printer(sys.stderr),
             )  # fmt: skip
             if built.indexed:
                 say(f"built {built.index} in {built.build_seconds:.1f} s")
