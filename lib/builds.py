@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,9 +25,10 @@ from lib.dataset import Dataset
 from lib.index_specs import IndexSpec, index_name, index_statement
 from lib.recall_tables import ensure_meta, table_name, table_status
 from lib.sizing import memory_available, plan_size
-from lib.vectors import EmbedProgress
+from lib.vectors import EmbedProgress, EmbedReport
 
 GRAPH_NOTICE = "hnsw graph no longer fits into maintenance_work_mem"
+EMBEDDING_LOCK = "recall_embedding"  # every process embedding into the cache takes it per batch
 
 Progress = Callable[[int, int], None]
 
@@ -83,6 +85,43 @@ def copy_table(
     return done
 
 
+# ---- the rows' vectors: embedded once, into the cache every process shares -------------
+
+
+def embedding_guard(db: Database):
+    """A lock, taken per batch, that every process embedding into the cache shares: two jobs
+    needing the same passages embed each batch once (lib.vectors.embed_missing)."""
+    conn = psycopg.connect(db.conninfo, autocommit=True, connect_timeout=10)
+
+    @contextmanager
+    def guard():
+        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (EMBEDDING_LOCK,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (EMBEDDING_LOCK,))
+
+    return conn, guard
+
+
+def embed_rows(
+    db: Database, ds: Dataset, n: int, on_progress: Callable[[int, int], None] | None = None
+) -> EmbedReport:
+    """Embed the passages `n` rows need that the cache lacks, in batches under the lock
+    every process shares, telling `on_progress(done, todo)` every 2 s or so."""
+    last = [0.0]
+
+    def progress(p: EmbedProgress) -> None:
+        if p.seconds - last[0] >= 2 or p.done == p.todo:
+            last[0] = p.seconds
+            if on_progress:
+                on_progress(p.done, p.todo)
+
+    conn, guard = embedding_guard(db)
+    with conn:
+        return ds.embed(n, progress=progress, guard=guard)
+
+
 def load_table(
     db: Database,
     ds: Dataset,
@@ -92,8 +131,11 @@ def load_table(
     on_backend: Callable[[int], None] | None = None,
 ) -> float | None:
     """Create and fill size `n`'s table unless it already holds this dataset; return seconds
-    spent loading (None when nothing was done)."""
+    spent loading (None when nothing was done). Passages its rows need that the embedding
+    cache lacks are embedded first (a job does that step itself, with its progress)."""
     ensure_meta(db)
+    if not table_status(db, ds, n).loaded and ds.missing(n):
+        embed_rows(db, ds, n)
     table = table_name(n, ds.dimension)
     ident = sql.Identifier(table)
     with db.transaction(build_settings()) as conn:
@@ -244,7 +286,10 @@ def prepare(
     index `spec` (default HNSW) if needed. A job does the same with its progress in its row
     (lib/jobs.py)."""
     spec = spec or IndexSpec()
-    ds.embed(n, progress=on_embed)
+    if not table_status(db, ds, n).loaded and ds.missing(n):
+        conn, guard = embedding_guard(db)
+        with conn:
+            ds.embed(n, progress=on_embed, guard=guard)
     seconds = load_table(db, ds, n, progress=progress)
     report = build_index(db, ds, n, spec, on_notice=on_notice)
     report.loaded = seconds is not None

@@ -31,7 +31,6 @@ import socket
 import threading
 import time
 import traceback
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -43,12 +42,11 @@ from lib.database import Database, DatabaseUnavailable
 from lib.dataset import GENERATOR_FIT_ROWS, Dataset
 from lib.index_specs import IndexSpec
 from lib.recall import HarnessError, K, generated_target, ground_truth
-from lib.vectors import EmbedProgress, duration
+from lib.vectors import duration
 
 BIG = 60_000
 LANES = ("small", "big")
 RUNNING = ("embedding", "fitting", "loading", "indexing", "truth")
-EMBEDDING_LOCK = "recall_embedding"  # every process embedding into the cache takes it per batch
 MAX_ATTEMPTS = 3
 POLL_SECONDS = 1.0
 
@@ -307,36 +305,13 @@ def _set(db: Database, job_id: int, **fields: object) -> None:
     )
 
 
-def embedding_guard(db: Database):
-    """A lock, taken per batch, that every process embedding into the cache shares: two jobs
-    needing the same passages embed each batch once (lib.vectors.embed_missing)."""
-    conn = psycopg.connect(db.conninfo, autocommit=True, connect_timeout=10)
-
-    @contextmanager
-    def guard():
-        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (EMBEDDING_LOCK,))
-        try:
-            yield
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (EMBEDDING_LOCK,))
-
-    return conn, guard
-
-
 def embed_for(db: Database, ds: Dataset, job: Job, missing: int) -> None:
     """The embedding step of `job`: the `missing` passages its size needs and the cache
-    lacks, in batches, its progress in the job's row."""
+    lacks, its progress in the job's row."""
     _set(db, job.id, state="embedding", embed_total=missing, embed_done=0)
-    last = [0.0]
-
-    def progress(p: EmbedProgress) -> None:
-        if p.seconds - last[0] >= 2 or p.done == p.todo:
-            last[0] = p.seconds
-            _set(db, job.id, embed_done=p.done, embed_total=p.todo)
-
-    conn, guard = embedding_guard(db)
-    with conn:
-        report = ds.embed(job.n, progress=progress, guard=guard)
+    report = builds.embed_rows(
+        db, ds, job.n, lambda done, todo: _set(db, job.id, embed_done=done, embed_total=todo)
+    )
     _set(db, job.id, embed_seconds=report.seconds)
 
 

@@ -26,6 +26,7 @@ import sys
 import time
 
 from lib import (
+    builds,
     filtered_jobs,
     filtered_tables,
     generator_check,
@@ -147,7 +148,7 @@ def _embed(db, ds, n: int) -> None:
         f"{duration(missing / rate)} at {rate:,.0f}/s ({source}). Interrupt any time: "
         f"the next run goes on from there. When done, {where}."
     )
-    conn, guard = jobs.embedding_guard(db)
+    conn, guard = builds.embedding_guard(db)
     with conn:
         report = ds.embed(n, progress=printer(), guard=guard)
     if report.rate:
