@@ -88,7 +88,7 @@ def test_a_queued_job_says_how_many_are_ahead_of_it_in_its_lane(db, ds):
 
 def test_a_job_embeds_what_its_size_needs_first_and_says_how_far_it_is(db, tmp_path):
     fresh = load_dataset(cache_path=tmp_path / "embeddings.sqlite")  # only the queries cached
-    n = 600
+    n = 610  # a size no other test builds: its table must not be loaded already
     assert fresh.to_embed(n) == fresh.missing(n) == n
     # A job in a lane of its own, run here: any other worker in this process (an AppTest's)
     # would run a queued job with its own dataset, whose cache is not this one.
@@ -111,8 +111,8 @@ def test_a_job_embeds_what_its_size_needs_first_and_says_how_far_it_is(db, tmp_p
     assert fresh.cache.rate(fresh.model_name, min_texts=1) is not None  # for the next estimate
     midway = replace(done, state="embedding", embed_done=200, finished_at=None)
     text = jobs.progress(db, midway).text
-    assert "Embedding the passages 600 rows need: 200 of 600 done" in text and "left" in text
-    assert jobs.progress(db, midway).fraction == pytest.approx(1 / 3)
+    assert "Embedding the passages 610 rows need: 200 of 610 done" in text and "left" in text
+    assert jobs.progress(db, midway).fraction == pytest.approx(200 / n)
 
 
 def test_make_prepare_embeds_first_with_an_estimate_then_builds(pg_url, tmp_path):
