@@ -22,6 +22,7 @@ sizes are skipped.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 
@@ -161,7 +162,7 @@ def _embed(db, ds, n: int) -> None:
 def _follow(db, waiting: list, timeout: float, get=jobs.get, progress=jobs.progress) -> None:
     """Print a bar and each running job's own words until every job has ended."""
     deadline = time.monotonic() + timeout
-    last_line = ""
+    last_shape, last_print = "", 0.0
     interactive = sys.stdout.isatty()
     while time.monotonic() < deadline:
         current = [get(db, j.id) for j in waiting]
@@ -173,10 +174,11 @@ def _follow(db, waiting: list, timeout: float, get=jobs.get, progress=jobs.progr
         line = f"{bar(ended / len(waiting))} {ended}/{len(waiting)} sizes ready. {words}"
         if interactive:
             print("\r" + line[:160].ljust(160), end="", flush=True)
-        elif line.split(". ", 1)[0] != last_line.split(". ", 1)[0] or "vectors" not in line:
-            if line != last_line:
+        else:  # a log: a line when the words change, else one every 30 s (not every count)
+            shape = re.sub(r"[0-9][0-9,.]*", "#", line)
+            if shape != last_shape or time.monotonic() - last_print >= 30:
                 print(line, flush=True)
-        last_line = line
+                last_shape, last_print = shape, time.monotonic()
         if ended == len(waiting):
             break
         time.sleep(1)
