@@ -43,6 +43,8 @@ def corpus_figures() -> None:
         total += s.passages
         print(f"  {s.name:<11} {s.passages:>8,} passages  {size / 1e6:5.1f} MB  {s.origin()}")
     print(f"  {'all':<11} {total:>8,} passages  {total_bytes / 1e6:5.1f} MB of xz committed")
+    distinct = len(chunks.load_chunks())
+    print(f"  {distinct:,} distinct texts (a passage met again in another manual counts once)")
 
 
 def embedding_figures(ds) -> None:
