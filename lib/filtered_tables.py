@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from lib import builds, sizing
+from lib import builds, recall_tables, sizing
 from lib.database import Database
 from lib.dataset import Dataset
 from lib.index_specs import IndexSpec, index_statement
@@ -104,8 +104,7 @@ DDL = """CREATE TABLE IF NOT EXISTS filtered_tables (
 
 def offered_size(text: str | None) -> int:
     """The size a link asks for (`?rows=5000`) if it is one on offer, else the default."""
-    digits = (text or "").replace(",", "").replace("_", "").strip()
-    return int(digits) if digits.isdigit() and int(digits) in SIZES else DEFAULT_SIZE
+    return recall_tables.offered_size(text, DEFAULT_SIZE, SIZES)
 
 
 def table_name(n: int, dimension: int) -> str:

@@ -36,7 +36,8 @@ ui.recall_worker()  # this process takes its part in preparing tables
 state = st.session_state
 state.setdefault("recall_points", [])
 state.setdefault("recall_sizes", list(recall_tables.SIZES))
-state.setdefault("recall_size", 500)
+if "recall_size" not in state:  # a link may ask for a size: ?rows=500000
+    state["recall_size"] = recall_tables.offered_size(st.query_params.get("rows"), 500)
 
 
 def _use_custom_size() -> None:

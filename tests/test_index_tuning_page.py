@@ -16,3 +16,22 @@ def test_a_size_not_prepared_is_offered_and_not_built_on_a_rerun(pg_url, monkeyp
     at.run()  # a rerun does not queue the build either: the learner asks for it
     jobs.ensure_table(db)
     assert db.fetchone("SELECT count(*) FROM recall_jobs WHERE n = 100000")[0] == 0
+
+
+def test_a_link_opens_the_size_it_names_and_ignores_one_not_on_offer(pg_url, monkeypatch):
+    at = app_at(PAGE, pg_url, monkeypatch)
+    at.query_params["rows"] = "200,000"
+    at.run()
+    assert at.select_slider(key="tuning_size").value == 200_000
+    other = app_at(PAGE, pg_url, monkeypatch)
+    other.query_params["rows"] = "123"
+    other.run()
+    assert other.select_slider(key="tuning_size").value == 100_000
+
+
+def test_the_recall_page_opens_at_the_size_a_link_names(pg_url, monkeypatch):
+    at = app_at("pages/3_Recall_at_scale.py", pg_url, monkeypatch)
+    at.query_params["rows"] = "1000"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.select_slider(key="recall_size").value == 1_000
