@@ -28,10 +28,3 @@ def test_a_link_opens_the_size_it_names_and_ignores_one_not_on_offer(pg_url, mon
     other.run()
     assert other.select_slider(key="tuning_size").value == 100_000
 
-
-def test_the_recall_page_opens_at_the_size_a_link_names(pg_url, monkeypatch):
-    at = app_at("pages/3_Recall_at_scale.py", pg_url, monkeypatch)
-    at.query_params["rows"] = "1000"
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    assert at.select_slider(key="recall_size").value == 1_000

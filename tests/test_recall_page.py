@@ -80,3 +80,11 @@ def test_a_size_whose_passages_are_not_embedded_says_how_long_and_waits_for_a_cl
         assert page.get_by_role("button", name="Embed and build 500,000 rows").count() == 1
         assert jobs.live(db, 500_000) is None, "nothing starts before the click"
         assert exceptions(page) == []
+
+
+def test_a_link_opens_the_page_at_the_size_it_names(app_url, page):
+    open_page(page, f"{app_url}/Recall_at_scale?rows=1000")
+    page.wait_for_function(f"({RECALL_POINTS})() >= 1", timeout=120_000)
+    main = page.locator('[data-testid="stMain"]').inner_text()
+    assert "1,000 rows" in main and "500 rows" not in main
+    assert exceptions(page) == []
