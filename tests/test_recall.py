@@ -226,3 +226,15 @@ def test_the_graph_notice_is_captured_when_the_graph_outgrows_maintenance_work_m
     assert builds.GRAPH_NOTICE in status.index.notice  # kept with the build, shown on the page
     monkeypatch.undo()
     builds.build_index(db, ds, 2000, IndexSpec())
+
+
+def test_the_command_says_in_one_json_line_that_the_server_is_away():
+    out = subprocess.run(
+        [sys.executable, "-m", "lib.recall", "--size", "500",
+         "--database-url", "postgresql://lab:secret@127.0.0.1:9/nowhere"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 1, out.stderr[-2000:]
+    error = json.loads(out.stdout)["error"]
+    assert "How to fix" in error and "secret" not in error
+    assert "Traceback" not in out.stderr
