@@ -26,7 +26,8 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
 .PHONY: install install-runtime lock run test lint format chromium haproxy vectors bench bench-load \
-	prepare workshop clean-db move-db-aside versions tested-with clip
+	prepare workshop clean-db move-db-aside versions tested-with clip chunk-sources chunks \
+	embed-chunks
 
 # Installs come from the locks in requirements/, hashes checked, nothing resolved on the day:
 # runtime.txt is what the app needs, test.txt adds the test tools (same pins for the rest).
@@ -100,6 +101,22 @@ lint: install
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# The Debian documentation packages the recall tables' real corpus is extracted from.
+CHUNK_PACKAGES := postgresql-doc-15 python3.11-doc sqlite3-doc git-doc linux-doc-6.1
+chunk-sources:
+	@dpkg-query -W $(CHUNK_PACKAGES) >/dev/null 2>&1 || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(CHUNK_PACKAGES) >/dev/null; }
+
+# Rewrite data/chunks/ from those packages (scripts/extract_chunks.py; deterministic).
+chunks: install-runtime chunk-sources
+	$(BIN)/python scripts/extract_chunks.py
+
+# Embed the real corpus into the embedding cache (resumable; `make prepare` does it too).
+embed-chunks: install-runtime
+	$(BIN)/python -m lib.vectors chunks
 
 # Re-embed the shipped corpus with the default model and rewrite data/vectors/.
 vectors: install-runtime

@@ -49,9 +49,9 @@ st.markdown(
     "- Many attendees share one instance: each browser session keeps its own query, model "
     "and settings; `hnsw.ef_search` and friends are applied with `SET LOCAL`, so one "
     "person's knob never reaches another's query.\n"
-    "- **The evening before:** `make prepare` builds every size of *Recall at scale* (table, "
-    "index and ground truth), warms them and lists what is ready. Everything it builds is kept "
-    "in the database across restarts.\n"
+    "- **The evening before:** `make prepare` embeds the real passages of *Recall at scale* "
+    "(once; the vectors are kept on disk), builds every size (table, index and ground truth), "
+    "warms them and lists what is ready. Everything it builds is kept across restarts.\n"
     "- **In the room:** `make workshop` serves the lab on port 8501 as one app process per "
     "core behind HAProxy (sticky sessions), all sharing one database: nothing is built twice."
 )

@@ -28,7 +28,6 @@ from lib.dataset import load_dataset  # noqa: E402
 from lib.index_specs import IndexSpec  # noqa: E402
 from lib.recall import generated_target, measure  # noqa: E402
 from lib.recall_tables import table_name  # noqa: E402
-from lib.synthetic import dataset  # noqa: E402
 
 
 def numpy_scan_ms(x: np.ndarray, queries: np.ndarray, k: int = 10) -> float:
@@ -94,7 +93,7 @@ def main() -> int:
         t = time.perf_counter()
         report = measure(db, generated_target(table), ds.queries, rows=n)
         harness = time.perf_counter() - t
-        x = dataset(ds.real, ds.generator, n, seed=ds.seed)
+        x = np.concatenate(list(ds.rows(n)))
         np_ms = numpy_scan_ms(x, ds.queries)
         del x
         exact_ms = report.exact_latency_ms["p50"]

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,9 +25,10 @@ from lib.dataset import Dataset
 from lib.index_specs import IndexSpec, index_name, index_statement
 from lib.recall_tables import ensure_meta, table_name, table_status
 from lib.sizing import memory_available, plan_size
-from lib.synthetic import rows
+from lib.vectors import EmbedProgress, EmbedReport
 
 GRAPH_NOTICE = "hnsw graph no longer fits into maintenance_work_mem"
+EMBEDDING_LOCK = "recall_embedding"  # every process embedding into the cache takes it per batch
 
 Progress = Callable[[int, int], None]
 
@@ -50,6 +52,76 @@ def build_settings() -> dict[str, str]:
     return {"client_connection_check_interval": "2s", "statement_timeout": "0"}
 
 
+def copy_table(
+    conn: psycopg.Connection,
+    table: str,
+    dimension: int,
+    blocks: Iterable[np.ndarray],
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """(Re)create `table` (id integer, embedding vector(dimension)) in the transaction of
+    `conn`, fill it from `blocks` with binary COPY (ids 1, 2, …) and give it its primary key;
+    returns the rows written."""
+    ident = sql.Identifier(table)
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ident))
+    conn.execute(
+        sql.SQL("CREATE TABLE {} (id integer NOT NULL, embedding vector({}) NOT NULL)").format(
+            ident, sql.Literal(dimension)
+        )
+    )
+    copy = sql.SQL("COPY {} (id, embedding) FROM STDIN WITH (FORMAT BINARY, FREEZE)")
+    done = 0
+    with conn.cursor().copy(copy.format(ident)) as cp:
+        cp.write(COPY_HEADER)
+        for block in blocks:
+            ids = np.arange(done + 1, done + 1 + len(block), dtype=np.int32)
+            cp.write(copy_rows(ids, block))
+            done += len(block)
+            if progress:
+                progress(done)
+        cp.write(COPY_TRAILER)
+    conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (id)").format(ident))
+    return done
+
+
+# ---- the rows' vectors: embedded once, into the cache every process shares -------------
+
+
+def embedding_guard(db: Database):
+    """A lock, taken per batch, that every process embedding into the cache shares: two jobs
+    needing the same passages embed each batch once (lib.vectors.embed_missing)."""
+    conn = psycopg.connect(db.conninfo, autocommit=True, connect_timeout=10)
+
+    @contextmanager
+    def guard():
+        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (EMBEDDING_LOCK,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (EMBEDDING_LOCK,))
+
+    return conn, guard
+
+
+def embed_rows(
+    db: Database, ds: Dataset, n: int, on_progress: Callable[[int, int], None] | None = None
+) -> EmbedReport:
+    """Embed the passages `n` rows need that the cache lacks, in batches under the lock
+    every process shares, telling `on_progress(done, todo)` every 2 s or so."""
+    last = [0.0]
+
+    def progress(p: EmbedProgress) -> None:
+        if p.seconds - last[0] >= 2 or p.done == p.todo:
+            last[0] = p.seconds
+            if on_progress:
+                on_progress(p.done, p.todo)
+
+    conn, guard = embedding_guard(db)
+    with conn:
+        return ds.embed(n, progress=progress, guard=guard)
+
+
 def load_table(
     db: Database,
     ds: Dataset,
@@ -59,8 +131,11 @@ def load_table(
     on_backend: Callable[[int], None] | None = None,
 ) -> float | None:
     """Create and fill size `n`'s table unless it already holds this dataset; return seconds
-    spent loading (None when nothing was done)."""
+    spent loading (None when nothing was done). Passages its rows need that the embedding
+    cache lacks are embedded first (a job does that step itself, with its progress)."""
     ensure_meta(db)
+    if not table_status(db, ds, n).loaded and ds.missing(n):
+        embed_rows(db, ds, n)
     table = table_name(n, ds.dimension)
     ident = sql.Identifier(table)
     with db.transaction(build_settings()) as conn:
@@ -70,24 +145,8 @@ def load_table(
         if table_status(db, ds, n).loaded:
             return None
         t0 = time.perf_counter()
-        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ident))
-        conn.execute(
-            sql.SQL("CREATE TABLE {} (id integer NOT NULL, embedding vector({}) NOT NULL)").format(
-                ident, sql.Literal(ds.dimension)
-            )
-        )
-        copy = sql.SQL("COPY {} (id, embedding) FROM STDIN WITH (FORMAT BINARY, FREEZE)")
-        done = 0
-        with conn.cursor().copy(copy.format(ident)) as cp:
-            cp.write(COPY_HEADER)
-            for block in rows(ds.real, ds.generator, n, seed=ds.seed):
-                ids = np.arange(done + 1, done + 1 + len(block), dtype=np.int32)
-                cp.write(copy_rows(ids, block))
-                done += len(block)
-                if progress:
-                    progress(done, n)
-            cp.write(COPY_TRAILER)
-        conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (id)").format(ident))
+        counted = (lambda done: progress(done, n)) if progress else None
+        copy_table(conn, table, ds.dimension, ds.rows(n), progress=counted)
         conn.execute(sql.SQL("ANALYZE {}").format(ident))
         seconds = time.perf_counter() - t0
         conn.execute(
@@ -221,9 +280,16 @@ def prepare(
     *,
     progress: Progress | None = None,
     on_notice: Callable[[str], None] | None = None,
+    on_embed: Callable[[EmbedProgress], None] | None = None,
 ) -> BuildReport:
-    """Load size `n` if needed, then give it the index `spec` (default HNSW) if needed."""
+    """Embed what size `n` needs (`on_embed` follows it), load it if needed, then give it the
+    index `spec` (default HNSW) if needed. A job does the same with its progress in its row
+    (lib/jobs.py)."""
     spec = spec or IndexSpec()
+    if not table_status(db, ds, n).loaded and ds.missing(n):
+        conn, guard = embedding_guard(db)
+        with conn:
+            ds.embed(n, progress=on_embed, guard=guard)
     seconds = load_table(db, ds, n, progress=progress)
     report = build_index(db, ds, n, spec, on_notice=on_notice)
     report.loaded = seconds is not None

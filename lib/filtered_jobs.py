@@ -28,7 +28,7 @@ from datetime import datetime
 
 import psycopg
 
-from lib import builds, filtered_search, filtered_tables, truths
+from lib import builds, filtered_search, filtered_tables, recall_tables, truths
 from lib.database import Database, DatabaseUnavailable
 from lib.dataset import Dataset
 from lib.jobs import lane_of, worker_name
@@ -37,7 +37,7 @@ from lib.recall import HarnessError
 LOCK = "filtered_jobs"
 POLL_SECONDS = 1.0
 MAX_ATTEMPTS = 3
-RUNNING = ("waiting", "loading", "copying", "indexing", "truth", "measuring")
+RUNNING = ("waiting", "embedding", "loading", "copying", "indexing", "truth", "measuring")
 
 DDL = """CREATE TABLE IF NOT EXISTS filtered_jobs (
     id bigserial PRIMARY KEY,
@@ -69,7 +69,8 @@ class Job:
     id: int
     n: int
     table_name: str
-    state: str  # queued, waiting, loading, copying, indexing, truth, measuring, done, failed
+    state: str  # queued, waiting, embedding, loading, copying, indexing, truth, measuring, done,
+    # or failed
     requested_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -160,6 +161,12 @@ def progress(db: Database, job: Job) -> Progress:
         return Progress(0.0, f"Queued for {n}" + (f": {ahead} ahead of it." if ahead else "."))
     if job.state == "waiting":
         return Progress(0.0, f"{n}: waiting for the recall-table builds of this size to finish.")
+    if job.state == "embedding":
+        return Progress(
+            job.done / max(1, job.total),
+            f"Embedding the passages {n} need: {job.done:,} of {job.total:,} done "
+            f"({job.elapsed():.0f} s so far)…",
+        )
     if job.state == "loading":
         rows = builds.copy_progress(db, job.backend_pid) if job.backend_pid else None
         fraction = min(1.0, rows / job.n) if rows else 0.0
@@ -216,6 +223,8 @@ def run(db: Database, ds: Dataset, job: Job, lane: AbstractContextManager | None
         _set(db, job.id, backend_pid=pid)
 
     with lane or nullcontext():
+        if not recall_tables.table_status(db, ds, job.n).loaded and ds.missing(job.n):
+            _embed(db, ds, job)
         _set(db, job.id, state="loading")
         builds.load_table(db, ds, job.n, on_backend=backend)
         before = filtered_tables.status(db, ds, job.n)
@@ -237,6 +246,15 @@ def run(db: Database, ds: Dataset, job: Job, lane: AbstractContextManager | None
     for i, cell in enumerate(cells, start=1):
         filtered_search.stored_or_measured(db, ds, table, cell)
         _set(db, job.id, done=i)
+
+
+def _embed(db: Database, ds: Dataset, job: Job) -> None:
+    """The passages the size's rows need that the embedding cache lacks (as a recall job
+    embeds them: in batches, under the lock every process shares; lib/jobs.py)."""
+    _set(db, job.id, state="embedding", done=0, total=ds.missing(job.n))
+    builds.embed_rows(db, ds, job.n, lambda done, todo: _set(db, job.id, done=done, total=todo))
+    if job.n > ds.n_real:
+        ds.generator  # noqa: B018 (fitted once, before the load)
 
 
 class Worker:

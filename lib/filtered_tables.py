@@ -29,9 +29,11 @@ indexes (for 20,000 rows of 384 dimensions):
   with the vector), into 1 (50% of the rows), 2 (10%), 3 (1%), 4 (0.1%), 5 (1%: the twin of 3,
   the one category with a partial HNSW index of its own) or 0 (the rest). Each share is an
   exact count of rows (rounded), recorded in `filtered_tables.counts`.
-- `chapter` is the manual chapter of the passage behind a real row (`passage_chapters` is a
-  temporary table of the dataset's real rows, loaded with COPY during the build); NULL for a
-  generated row. A filter correlated with the vectors, where `category` is not.
+- `chapter` is the manual and chapter of the passage behind a real row ("PostgreSQL ·
+  Chapter 11. Indexes", "Python · library": `lib.chunks.Chunks.doc_chapters`;
+  `passage_chapters` is a temporary table of the dataset's real rows, loaded with COPY during
+  the build); NULL for a generated row. A filter correlated with the vectors, where
+  `category` is not.
 
 The build runs in one transaction under an advisory lock on the table's name (a killed app
 leaves nothing half-built: `client_connection_check_interval`), and is recorded in
@@ -40,17 +42,15 @@ leaves nothing half-built: `client_connection_check_interval`), and is recorded 
 
 from __future__ import annotations
 
-import re
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from lib import builds, sizing
-from lib.corpus import Passage
+from lib import builds, recall_tables, sizing
 from lib.database import Database
 from lib.dataset import Dataset
 from lib.index_specs import IndexSpec, index_statement
@@ -104,8 +104,7 @@ DDL = """CREATE TABLE IF NOT EXISTS filtered_tables (
 
 def offered_size(text: str | None) -> int:
     """The size a link asks for (`?rows=5000`) if it is one on offer, else the default."""
-    digits = (text or "").replace(",", "").replace("_", "").strip()
-    return int(digits) if digits.isdigit() and int(digits) in SIZES else DEFAULT_SIZE
+    return recall_tables.offered_size(text, DEFAULT_SIZE, SIZES)
 
 
 def table_name(n: int, dimension: int) -> str:
@@ -120,39 +119,6 @@ def index_names(table: str) -> dict[str, str]:
         "hnsw": f"{table}_{IndexSpec().suffix()}",
         "partial": f"{table}_category{PARTIAL.value}_hnsw",
     }
-
-
-# ---- chapters ---------------------------------------------------------------------------
-
-_NUMBERED = re.compile(r"(?:Chapter |Appendix )?([0-9]+|[A-Z])\.")
-_HEADING = re.compile(r"(Chapter|Appendix) ([0-9]+|[A-Z])\. (.*)")
-
-
-def chapters(passages: Sequence[Passage]) -> list[str]:
-    """The manual chapter (or appendix) of each passage, from the titles of its pages:
-    "9.7. Pattern Matching" is in "Chapter 9. Functions and Operators"; a reference page is
-    in the chapter of its section's page (spi-*.html in spi.html's), else in "Reference: SQL
-    commands" or "Reference: applications"."""
-    headings: dict[str, str] = {}
-    page_key: dict[str, str] = {}
-    for p in passages:
-        m = _HEADING.match(p.title)
-        if m:
-            headings[m.group(2)] = f"{m.group(1)} {m.group(2)}. {m.group(3)}"
-        m = _NUMBERED.match(p.title)
-        if m:
-            page_key.setdefault(p.page, m.group(1))
-    out = []
-    for p in passages:
-        m = _NUMBERED.match(p.title)
-        key = m.group(1) if m else page_key.get(p.page.split("-")[0] + ".html")
-        if key is None:
-            sqlref = p.page.startswith("sql-")
-            out.append("Reference: SQL commands" if sqlref else "Reference: applications")
-        else:
-            kind = "Chapter" if key.isdigit() else "Appendix"
-            out.append(headings.get(key, f"{kind} {key}"))
-    return out
 
 
 # ---- the statements that build it -------------------------------------------------------
@@ -313,7 +279,7 @@ def build(
             " NOT NULL) ON COMMIT DROP"
         )
         real = ds.real_rows(n)
-        labels = chapters([*ds.real_passages, *ds.query_passages])[:real]
+        labels = ds.chapters(real)
         with conn.cursor().copy("COPY passage_chapters (id, chapter) FROM STDIN") as cp:
             for i, label in enumerate(labels, start=1):
                 cp.write_row((i, label))

@@ -1,9 +1,11 @@
 """Preparing recall tables as jobs kept in PostgreSQL, shared by every process.
 
-A job prepares one size for one index spec: it loads the size's table (unless it holds the
-dataset already), gives it the index (unless it has it), computes the ground truth of the
-query set and stores it (lib/truths.py). Jobs are rows of `recall_jobs`, so every app
-process, `make prepare` and the command line see one queue:
+A job prepares one size for one index spec: it embeds the passages the size needs that the
+embedding cache lacks (lib/dataset.py; an estimate is shown before anyone asks for a size that
+needs many), fits the generator if the size has generated rows and it was never fitted, loads
+the size's table (unless it holds the dataset already), gives it the index (unless it has it),
+computes the ground truth of the query set and stores it (lib/truths.py). Jobs are rows of
+`recall_jobs`, so every app process, `make prepare` and the command line see one queue:
 
 - `request(db, ds, n, spec)` joins the live job for (n, spec) or queues a new one; a unique
   index allows one live job per (n, spec), so two processes asking at once get one job;
@@ -37,13 +39,14 @@ from psycopg.types.json import Jsonb
 
 from lib import builds, recall_tables, truths
 from lib.database import Database, DatabaseUnavailable
-from lib.dataset import Dataset
+from lib.dataset import GENERATOR_FIT_ROWS, Dataset
 from lib.index_specs import IndexSpec
 from lib.recall import HarnessError, K, generated_target, ground_truth
+from lib.vectors import duration
 
 BIG = 60_000
 LANES = ("small", "big")
-RUNNING = ("loading", "indexing", "truth")
+RUNNING = ("embedding", "fitting", "loading", "indexing", "truth")
 MAX_ATTEMPTS = 3
 POLL_SECONDS = 1.0
 
@@ -72,6 +75,9 @@ DDL = """CREATE TABLE IF NOT EXISTS recall_jobs (
     notices text[] NOT NULL DEFAULT '{}',
     error text
 );
+ALTER TABLE recall_jobs ADD COLUMN IF NOT EXISTS embed_done integer NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS embed_total integer NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS embed_seconds double precision;
 CREATE UNIQUE INDEX IF NOT EXISTS recall_jobs_live ON recall_jobs (n, spec)
     WHERE state NOT IN ('done', 'failed');
 CREATE INDEX IF NOT EXISTS recall_jobs_lane ON recall_jobs (lane, id)
@@ -80,7 +86,8 @@ CREATE INDEX IF NOT EXISTS recall_jobs_lane ON recall_jobs (lane, id)
 COLUMNS = (
     "id, n, spec, table_name, lane, state, requested_at, started_at, finished_at, worker,"
     " backend_pid, truth_done, truth_total, attempts, loaded, indexed, truth_computed,"
-    " build_seconds, load_seconds, maintenance_work_mem, workers, notices, error"
+    " build_seconds, load_seconds, maintenance_work_mem, workers, notices, error,"
+    " embed_done, embed_total, embed_seconds"
 )
 
 
@@ -93,7 +100,7 @@ class Job:
     spec: IndexSpec
     table_name: str
     lane: str
-    state: str  # queued, loading, indexing, truth, done, failed
+    state: str  # queued, embedding, fitting, loading, indexing, truth, done, failed
     requested_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -111,6 +118,9 @@ class Job:
     workers: int | None
     notices: tuple[str, ...]
     error: str | None
+    embed_done: int = 0
+    embed_total: int = 0
+    embed_seconds: float | None = None
 
     @property
     def running(self) -> bool:
@@ -240,10 +250,24 @@ def progress(db: Database, job: Job) -> Progress:
                 f"in the {job.lane}-table queue.",
             )
         return Progress(0.0, f"Queued for {n:,} rows: starting…")
+    if job.state == "embedding":
+        done, total = job.embed_done, max(1, job.embed_total)
+        seconds = job.elapsed()
+        words = f"Embedding the passages {n:,} rows need: {done:,} of {job.embed_total:,} done"
+        if done and seconds > 0:
+            rate = done / seconds
+            words += f" ({rate:,.0f}/s), about {duration((total - done) / rate)} left"
+        return Progress(done / total, words + ". Then the table is loaded and indexed.")
+    if job.state == "fitting":
+        return Progress(
+            None,
+            f"Fitting the generator to {GENERATOR_FIT_ROWS:,} real rows (k-means, once per "
+            f"corpus and model) for the rows past the real ones ({job.elapsed():.0f} s so far)…",
+        )
     if job.state == "loading":
         rows = builds.copy_progress(db, job.backend_pid) if job.backend_pid else None
         if not rows:
-            return Progress(0.0, f"Generating and loading {n:,} rows (binary COPY)…")
+            return Progress(0.0, f"Loading {n:,} rows (binary COPY)…")
         return Progress(min(1.0, rows / n), f"Loading rows with binary COPY: {rows:,} of {n:,}.")
     if job.state == "indexing":
         p = builds.index_progress(db, job.table_name)
@@ -281,8 +305,19 @@ def _set(db: Database, job_id: int, **fields: object) -> None:
     )
 
 
+def embed_for(db: Database, ds: Dataset, job: Job, missing: int) -> None:
+    """The embedding step of `job`: the `missing` passages its size needs and the cache
+    lacks, its progress in the job's row."""
+    _set(db, job.id, state="embedding", embed_total=missing, embed_done=0)
+    report = builds.embed_rows(
+        db, ds, job.n, lambda done, todo: _set(db, job.id, embed_done=done, embed_total=todo)
+    )
+    _set(db, job.id, embed_seconds=report.seconds)
+
+
 def run(db: Database, ds: Dataset, job: Job) -> None:
-    """Do what `job` asks (load, index, ground truth), recording each step in its row."""
+    """Do what `job` asks (embed, fit, load, index, ground truth), recording each step in its
+    row."""
     n, spec = job.n, job.spec
     table = recall_tables.table_name(n, ds.dimension)
 
@@ -295,6 +330,13 @@ def run(db: Database, ds: Dataset, job: Job) -> None:
             ([text], job.id),
         )
 
+    if not recall_tables.table_status(db, ds, n).loaded:
+        missing = ds.missing(n)
+        if missing:
+            embed_for(db, ds, job, missing)
+        if n > ds.n_real:
+            _set(db, job.id, state="fitting")
+            ds.generator  # noqa: B018 (fitted here, once, rather than inside the load)
     _set(db, job.id, state="loading")
     seconds = builds.load_table(db, ds, n, on_backend=backend)
     if seconds is not None:
@@ -479,5 +521,7 @@ def sizes_overview(db: Database, ds: Dataset, sizes: tuple[int, ...] = recall_ta
         elif job is not None and job.state == "failed":
             out.append(SizeState(n, "failed", job.error or "failed"))
         else:
-            out.append(SizeState(n, "not built", "built when someone opens it"))
+            estimate = ds.embedding_estimate(n)
+            first = f"; {estimate.short()}" if estimate else ""
+            out.append(SizeState(n, "not built", "built when someone opens it" + first))
     return out

@@ -5,35 +5,52 @@ arrives, then warmed and listed.
     .venv/bin/python -m lib.prepare --sizes 500,50000
     make prepare
 
-Queues one job per size that is not ready (lib/jobs.py) and runs them here, with a progress
-bar, then the Filtered search page's tables for the sizes it offers (lib/filtered_jobs.py); an
-app already running against the same database takes its share of the queue, and nothing is
-built twice. Then it warms each size (the query set through its index and one
-exact scan, so that the first measurement in class does not read from disk) and prints what
-is ready, with the recall@10 it measured. Run it again any time: ready sizes are skipped.
+First it embeds the real passages the largest size needs that the embedding cache lacks
+(about 310,000 on a fresh clone: minutes on an idle machine, much longer on a busy one; a
+progress bar says how long), in batches: interrupt it any time, the next run goes on from
+there. Then it queues one job per size that is not ready (lib/jobs.py) and runs them here,
+with a progress bar, then the Filtered search page's tables for the sizes it offers
+(lib/filtered_jobs.py); an app already running against the same database takes its share of the
+queue, and nothing is built twice. Then it warms each size (the query set through its index
+and one exact scan, so that the first measurement in class does not read from disk) and prints
+what is ready, with the recall@10 it measured and how many of its rows are real. Last, if no
+check is stored for this corpus, it compares real and generated rows at 50,000 rows
+(lib/generator_check.py, a few minutes), for the Recall page. Run it again any time: ready
+sizes are skipped.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 
-from lib import filtered_jobs, filtered_tables, jobs, recall, recall_tables, sizing, truths
+from lib import (
+    builds,
+    filtered_jobs,
+    filtered_tables,
+    generator_check,
+    jobs,
+    recall,
+    recall_tables,
+    sizing,
+    truths,
+)
 from lib.database import open_database
 from lib.dataset import load_dataset
 from lib.index_specs import IndexSpec
-
-
-def bar(fraction: float, width: int = 30) -> str:
-    filled = int(round(fraction * width))
-    return "[" + "#" * filled + "." * (width - filled) + f"] {100 * fraction:3.0f}%"
+from lib.vectors import bar, duration, embedding_rate, printer
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lib.prepare", description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default=",".join(str(n) for n in recall_tables.SIZES))
-    ap.add_argument("--timeout", type=float, default=3600, help="seconds to wait in all")
+    ap.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the jobs")
+    ap.add_argument(
+        "--check-size", type=int, default=generator_check.DEFAULT_SIZES[0],
+        help="rows at which real and generated rows are compared, if not yet (0: skip)",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
 
@@ -51,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         n for n in sizes
         if sizing.plan_size(n, ds.dimension, memory=sizing.memory_available()).ok
     ]  # fmt: skip
+
+    _embed(db, ds, max(sizes, default=0))
 
     waiting = []
     for n in sizes:
@@ -106,14 +125,44 @@ def main(argv: list[str] | None = None) -> int:
             f"{report.recall['mean']:>9.3f} {report.index_latency_ms['p50']:>7.2f}ms  "
             f"{stored.ran_at}  ({', '.join(f'{k}={v}' for k, v in knobs.items())})"
         )
+    if args.check_size and not generator_check.stored(db, ds):
+        print(f"\nComparing real and generated rows at {args.check_size:,} rows (once per corpus):")
+        check = generator_check.run_check(db, ds, args.check_size)
+        print("\n".join(generator_check.lines([check])))
     db.close()
     return 1 if failed else 0
+
+
+def _embed(db, ds, n: int) -> None:
+    """Embed what the largest size needs and the cache lacks, with a bar and an estimate."""
+    missing = ds.missing(n) if n else 0
+    real = ds.real_rows(n)
+    where = f"{real:,} of its {n:,} rows are real passages" + (
+        f"; the {n - real:,} past row {real:,} come from the generator" if n > real else ""
+    )
+    if not missing:
+        print(f"Every passage the largest size needs is embedded: {where}.")
+        return
+    rate, source = embedding_rate(ds.model_name, ds.cache)
+    print(
+        f"Embedding {missing:,} passages first ({ds.model_name}): about "
+        f"{duration(missing / rate)} at {rate:,.0f}/s ({source}). Interrupt any time: "
+        f"the next run goes on from there. When done, {where}."
+    )
+    conn, guard = builds.embedding_guard(db)
+    with conn:
+        report = ds.embed(n, progress=printer(), guard=guard)
+    if report.rate:
+        print(
+            f"Embedded {report.embedded:,} passages in {duration(report.seconds)} "
+            f"({report.rate:,.0f}/s)."
+        )
 
 
 def _follow(db, waiting: list, timeout: float, get=jobs.get, progress=jobs.progress) -> None:
     """Print a bar and each running job's own words until every job has ended."""
     deadline = time.monotonic() + timeout
-    last_line = ""
+    last_shape, last_print = "", 0.0
     interactive = sys.stdout.isatty()
     while time.monotonic() < deadline:
         current = [get(db, j.id) for j in waiting]
@@ -125,10 +174,11 @@ def _follow(db, waiting: list, timeout: float, get=jobs.get, progress=jobs.progr
         line = f"{bar(ended / len(waiting))} {ended}/{len(waiting)} sizes ready. {words}"
         if interactive:
             print("\r" + line[:160].ljust(160), end="", flush=True)
-        elif line.split(". ", 1)[0] != last_line.split(". ", 1)[0] or "vectors" not in line:
-            if line != last_line:
+        else:  # a log: a line when the words change, else one every 30 s (not every count)
+            shape = re.sub(r"[0-9][0-9,.]*", "#", line)
+            if shape != last_shape or time.monotonic() - last_print >= 30:
                 print(line, flush=True)
-        last_line = line
+                last_shape, last_print = shape, time.monotonic()
         if ended == len(waiting):
             break
         time.sleep(1)

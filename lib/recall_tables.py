@@ -53,10 +53,10 @@ CREATE TABLE IF NOT EXISTS recall_index_builds (
 )"""
 
 
-def offered_size(text: str | None, default: int) -> int:
+def offered_size(text: str | None, default: int, sizes: Sequence[int] = SIZES) -> int:
     """The size a link asks for (`?rows=5000`, `5,000`), if it is one on offer, else `default`."""
     digits = (text or "").replace(",", "").replace("_", "").strip()
-    return int(digits) if digits.isdigit() and int(digits) in SIZES else default
+    return int(digits) if digits.isdigit() and int(digits) in sizes else default
 
 
 def table_name(n: int, dimension: int) -> str:

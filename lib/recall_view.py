@@ -13,9 +13,13 @@ import plotly.graph_objects as go
 
 from lib.database import Setting
 from lib.dataset import Dataset
+from lib.generator_check import LOW_EF, Check
 from lib.index_specs import IndexSpec
 from lib.recall import RecallReport
 from lib.recall_tables import VectorIndex
+
+# A size whose embedding would take longer than this asks before it starts.
+ASK_ABOVE_SECONDS = 60
 
 
 def knob_label(knobs: Mapping[str, Setting]) -> str:
@@ -69,9 +73,12 @@ def _panel_title(text: str, top: float) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def figure(points: Sequence[Mapping[str, Any]], sizes: Sequence[int] = ()) -> go.Figure:
+def figure(
+    points: Sequence[Mapping[str, Any]], sizes: Sequence[int] = (), real_end: int | None = None
+) -> go.Figure:
     """Recall@10 against rows (log axis) above each method's median latency; the x axis
-    spans `sizes` (the sizes on offer) so that every point lands where it will stay.
+    spans `sizes` (the sizes on offer) so that every point lands where it will stay. A
+    dashed line marks `real_end`, the last real row, when the axis reaches past it.
 
     Built as a plain spec and wrapped without plotly's per-property validation, which cost
     tens of milliseconds per rerun for a handful of points."""
@@ -170,13 +177,40 @@ def figure(points: Sequence[Mapping[str, Any]], sizes: Sequence[int] = ()) -> go
         "annotations": [
             _panel_title("recall@10 (mean over the query set)", _TOP[1]),
             _panel_title("median latency per query (ms)", _BOTTOM[1]),
+            *_real_end_label(real_end, xs),
         ],
+        "shapes": _real_end_line(real_end, xs),
         "height": 560,
         "margin": {"l": 10, "r": 10, "t": 30, "b": 10},
         "legend": {"orientation": "h", "yanchor": "top", "y": -0.12, "x": 0},
         "hovermode": "closest",
     }
     return go.Figure({"data": traces, "layout": layout}, _validate=False)
+
+
+def _real_end_line(real_end: int | None, xs: Sequence[int]) -> list[dict[str, Any]]:
+    if not real_end or not xs or max(xs) <= real_end:
+        return []
+    return [  # shapes take data values on a log axis; annotations take their log10
+        {
+            "type": "line", "xref": "x", "yref": "paper", "x0": real_end, "x1": real_end,
+            "y0": 0, "y1": 1,
+            "line": {"color": "#888", "dash": "dash", "width": 1.5},
+        }
+    ]  # fmt: skip
+
+
+def _real_end_label(real_end: int | None, xs: Sequence[int]) -> list[dict[str, Any]]:
+    if not _real_end_line(real_end, xs):
+        return []
+    return [
+        {
+            "text": f"real rows end at {real_end:,} · generated past it →",
+            "x": math.log10(real_end), "xref": "x", "y": _TOP[0] + 0.01, "yref": "paper",
+            "xanchor": "right", "yanchor": "bottom", "showarrow": False,
+            "font": {"size": 12, "color": "#555"},
+        }
+    ]  # fmt: skip
 
 
 def _latency_ticks(values: list[float]) -> list[float]:
@@ -223,7 +257,7 @@ def side_by_side(
 
     def source(row_id: int) -> str:
         p = ds.passage_of(row_id)
-        return f"{p.title} — {p.text[:70]}…" if p else "generated row"
+        return f"{p.source}: {p.text[:90]}…" if p else "generated row"
 
     def frame(rows: Sequence[tuple[Any, float]], mark: str, other: set) -> pd.DataFrame:
         return pd.DataFrame(
@@ -244,7 +278,7 @@ def side_by_side(
 def query_label(ds: Dataset, i: int, recall: float | None = None) -> str:
     p = ds.query_passages[i]
     score = f" · recall {recall:.1f}" if recall is not None else ""
-    return f"query {i + 1}{score} · {p.title[:60]}"
+    return f"query {i + 1}{score} · {p.source} · {p.text[:60]}"
 
 
 def rebuild_estimate(current: VectorIndex | None, n: int, spec: IndexSpec) -> str:
@@ -264,4 +298,39 @@ def rebuild_estimate(current: VectorIndex | None, n: int, spec: IndexSpec) -> st
     return (
         f"The current index ({old.label()}) took {base:.1f} s to build here; "
         f"the {spec.label()} build is timed and shown when it ends."
+    )
+
+
+def check_frame(checks: Sequence[Check]) -> pd.DataFrame:
+    """Real against generated rows, one line per side and size, as lib/generator_check.py
+    measured them."""
+    lines = []
+    for c in checks:
+        for label, side in (("real", c.real), ("generated", c.generated)):
+            if label == "real" and side.real_rows < side.rows:
+                label = f"real ({side.real_rows:,}) + generated"
+            lines.append(
+                {
+                    "rows": f"{c.n:,}",
+                    "rows are": label,
+                    "LID": round(side.lid_median, 1),
+                    "contrast": round(side.rc_median, 3),
+                    "nearest similarity": round(side.nearest_similarity_median, 3),
+                    **{f"recall@10 ef {ef}": round(side.recall[str(ef)], 3) for ef in LOW_EF},
+                }
+            )
+    return pd.DataFrame(lines)
+
+
+def check_caption(checks: Sequence[Check], n_queries: int) -> str:
+    when_ = ", ".join(f"{c.n:,} rows at {c.measured_at:%Y-%m-%d %H:%M} UTC" for c in checks)
+    index = checks[0].real.index if checks else ""
+    return (
+        f"Measured by `python -m lib.generator_check` (`make prepare` runs it): {when_}. "
+        f"Medians over the {n_queries} held-out real queries of their local intrinsic "
+        "dimensionality (LID, k = 100) and relative contrast (k = 10) against the rows, "
+        "computed exactly, and of their nearest row's cosine similarity; mean recall@10 of "
+        f"the same index ({index}) on both tables at hnsw.ef_search = 10, 20 and 40. Higher "
+        "LID, lower contrast and lower recall mean rows that are harder for an approximate "
+        "index (Aumüller and Ceccarello, 2019)."
     )

@@ -305,9 +305,10 @@ def corpus(model_name: str) -> Corpus:
     return Corpus(model_name, tuple(items), skipped, vectors, table)
 
 
-@st.cache_resource(show_spinner="Loading the passage vectors and their generator…")
+@st.cache_resource(show_spinner="Reading the 310,000 passages of the recall tables…")
 def recall_dataset():
-    """The recall page's dataset: real passage vectors, held-out queries, fitted generator."""
+    """The recall page's dataset: the real corpus (vectors in the embedding cache), held-out
+    queries, and the generator past the real rows."""
     from lib.dataset import load_dataset
 
     return load_dataset()
@@ -317,6 +318,7 @@ def recall_dataset():
 def _recall_worker(url: str | None):
     from lib.jobs import Worker
 
+    use_one_thread_per_query()  # a job embedding passages here leaves a core to the room
     return Worker(_open_database(url), recall_dataset())
 
 
@@ -335,6 +337,20 @@ def _tuning_worker(url: str | None):
 def tuning_worker():
     """This process's worker for the Index tuning page's builds and sweeps (started once)."""
     return _tuning_worker(os.environ.get("DATABASE_URL") or None)
+
+
+@st.cache_data(max_entries=4, ttl=60, show_spinner=False)
+def generator_checks(fingerprint: str):
+    """Real against generated rows as stored for this dataset (lib/generator_check.py)."""
+    from lib import generator_check
+
+    return generator_check.stored(database(), recall_dataset())
+
+
+@st.cache_data(max_entries=64, ttl=10, show_spinner=False)
+def embedding_estimate(fingerprint: str, n: int):
+    """What a size still needs embedded, and how long that takes here (None: nothing)."""
+    return recall_dataset().embedding_estimate(n)
 
 
 def recall_truth(status):

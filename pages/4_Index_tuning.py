@@ -34,11 +34,8 @@ ds = ui.recall_dataset()
 ui.recall_worker()  # this process takes its part in preparing recall tables
 ui.tuning_worker()  # … and in the builds and sweeps of this page
 state = st.session_state
-if "tuning_size" not in state:
-    asked = st.query_params.get("rows", "").replace(",", "")
-    state["tuning_size"] = (
-        int(asked) if asked.isdigit() and int(asked) in recall_tables.SIZES else 100_000
-    )
+if "tuning_size" not in state:  # a link may ask for a size: ?rows=5000
+    state["tuning_size"] = recall_tables.offered_size(st.query_params.get("rows"), 100_000)
 state.setdefault("tuning_pinned", [])
 
 n = st.select_slider(

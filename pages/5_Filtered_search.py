@@ -3,7 +3,7 @@ pgvector 0.8's iterative scans and the other fixes, measured side by side."""
 
 import streamlit as st
 
-from lib import filtered_jobs, filtered_tables, filtered_view, recall_view, ui
+from lib import filtered_jobs, filtered_tables, filtered_view, recall_tables, recall_view, ui
 from lib import filtered_search as fs
 from lib.filtered_tables import BY_VALUE, PARTIAL, SELECTIVITIES, TWIN
 from lib.recall import HarnessError
@@ -42,9 +42,26 @@ table = filtered_tables.status(db, ds, n)
 last = filtered_jobs.last(db, n)
 job = last if last is not None and last.running else None
 if job is None and table is None:
+    # Rows whose passages are not embedded yet: say how long that takes, start on a click.
+    estimate = (
+        None
+        if recall_tables.table_status(db, ds, n).loaded
+        else ui.embedding_estimate(ds.fingerprint(), n)
+    )
     if last is not None and last.state == "failed":
         st.error(f"Preparing {n:,} rows failed: {last.error}", icon=":material/error:")
         if st.button("Try again"):
+            job = filtered_jobs.request(db, ds, n)
+    elif estimate is not None and estimate.seconds > recall_view.ASK_ABOVE_SECONDS:
+        st.info(
+            f"**The {n:,}-row tables are not built on this server yet.** {estimate.sentence()}; "
+            "then the rows are loaded, the filtered table and its indexes built and the default "
+            "query sets measured. It runs in the server's shared queue, where everyone asking "
+            "for this size shares it, and goes on if you leave the page. Smaller sizes are "
+            "quicker; `make prepare` builds every size before a class.",
+            icon=":material/schedule:",
+        )
+        if st.button(f"Embed and build {n:,} rows", key=f"filtered_embed_{n}"):
             job = filtered_jobs.request(db, ds, n)
     else:
         job = filtered_jobs.request(db, ds, n)
@@ -79,7 +96,7 @@ with st.expander("How the table is built (once, then kept)", icon=":material/tab
         )
         + f", {PARTIAL.value} ({table.counts.get(PARTIAL.value, 0):,} rows: the twin of "
         f"{TWIN.value}, with a partial HNSW index of its own) and 0 for the rest. **chapter** "
-        "is the manual chapter of the passage behind a real row (NULL for a generated one). "
+        "is the manual and chapter of the passage behind a real row (NULL for a generated one). "
         f"Built {table.built_at:%Y-%m-%d %H:%M} UTC: copy and B-trees "
         f"{table.copy_seconds:.1f} s, HNSW index {table.index_seconds:.1f} s, partial index "
         f"{table.partial_seconds:.1f} s (maintenance_work_mem {table.maintenance_work_mem})."

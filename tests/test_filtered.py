@@ -5,6 +5,7 @@ import io
 import json
 import re
 from contextlib import redirect_stdout
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from psql_util import assert_same_results, psql
 
 from lib import builds, filtered_jobs, filtered_tables, recall
 from lib import filtered_search as fs
+from lib.chunks import TITLES
 from lib.dataset import load_dataset
 from lib.recall.cli import main as recall_cli
 from lib.recall.cli import parse_where
@@ -63,10 +65,14 @@ def test_the_filtered_table_has_categories_of_known_share_and_b_tree_indexes(db,
     assert filtered_tables.build(db, ds, N).built_at == table.built_at
 
 
-def test_chapters_come_from_the_manual_headings(ds):
-    labels = filtered_tables.chapters([*ds.real_passages, *ds.query_passages])
-    assert "Chapter 11. Indexes" in labels and "Reference: SQL commands" in labels
-    assert len(labels) == ds.n_real + len(ds.queries)
+def test_chapters_come_from_the_manual_headings_and_folders(ds):
+    labels = set(ds.corpus.doc_chapters())
+    assert {"PostgreSQL · Chapter 11. Indexes", "PostgreSQL · Reference: SQL commands"} <= labels
+    assert {"Python · library", "Linux kernel · admin-guide", "SQLite", "Git"} <= labels
+    rows = ds.chapters(50)
+    assert rows == [ds.corpus.chapters([int(ds.order[len(ds.queries) + i])])[0] for i in range(50)]
+    for i, label in enumerate(rows, start=1):  # the row's own manual comes first
+        assert label.split(" · ")[0] == TITLES[ds.passage_of(i).source]
 
 
 def test_with_the_iterative_scan_off_a_one_percent_filter_returns_fewer_than_k_rows(db, ds, table):
@@ -283,3 +289,37 @@ def test_the_page_measures_one_query_set_and_runs_nothing_for_closed_boxes(
     assert "EXPLAIN" not in shown  # the plan box is closed: its EXPLAIN did not run
     assert "WHERE category = $3" not in shown  # nor the statement boxes'
     assert "CREATE TABLE filtered_n5000_d384 AS" in shown  # the layout, rendered, not run
+
+
+def test_a_filtered_job_on_a_fresh_cache_embeds_first_and_says_how_far_it_is(db, tmp_path):
+    fresh = load_dataset(cache_path=tmp_path / "embeddings.sqlite")  # only the queries cached
+    n = 300  # not a size on offer: its own job row, no other test's table
+    assert fresh.missing(n) == n
+    filtered_jobs.ensure_table(db)
+    row = db.fetchone(
+        "INSERT INTO filtered_jobs (n, table_name, state, started_at, worker)"
+        " VALUES (%s, %s, 'loading', now(), 'this test')"
+        f" RETURNING {filtered_jobs.COLUMNS}",
+        (n, filtered_tables.table_name(n, fresh.dimension)),
+    )
+    job = filtered_jobs.Job(*row)
+    try:
+        filtered_jobs._embed(db, fresh, job)
+    finally:
+        db.fetchall("UPDATE filtered_jobs SET state = 'done' WHERE id = %s RETURNING 1", (job.id,))
+    done = filtered_jobs.get(db, job.id)
+    assert (done.done, done.total) == (n, n) and fresh.missing(n) == 0
+    midway = replace(done, state="embedding", done=100, finished_at=None)
+    assert "Embedding the passages 300 rows need: 100 of 300 done" in (
+        filtered_jobs.progress(db, midway).text
+    )
+
+
+def test_loading_a_table_embeds_what_the_cache_lacks(db, tmp_path):
+    fresh = load_dataset(cache_path=tmp_path / "embeddings.sqlite")
+    n = 250
+    assert fresh.missing(n) == n
+    builds.load_table(db, fresh, n)
+    assert fresh.missing(n) == 0
+    got = db.fetchall(f"SELECT embedding FROM recall_n{n}_d{fresh.dimension} ORDER BY id")
+    assert np.array_equal(np.array([r[0].to_numpy() for r in got]), np.asarray(fresh.real[:n]))

@@ -16,3 +16,15 @@ def test_a_size_not_prepared_is_offered_and_not_built_on_a_rerun(pg_url, monkeyp
     at.run()  # a rerun does not queue the build either: the learner asks for it
     jobs.ensure_table(db)
     assert db.fetchone("SELECT count(*) FROM recall_jobs WHERE n = 100000")[0] == 0
+
+
+def test_a_link_opens_the_size_it_names_and_ignores_one_not_on_offer(pg_url, monkeypatch):
+    at = app_at(PAGE, pg_url, monkeypatch)
+    at.query_params["rows"] = "200,000"
+    at.run()
+    assert at.select_slider(key="tuning_size").value == 200_000
+    other = app_at(PAGE, pg_url, monkeypatch)
+    other.query_params["rows"] = "123"
+    other.run()
+    assert other.select_slider(key="tuning_size").value == 100_000
+

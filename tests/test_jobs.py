@@ -1,9 +1,14 @@
 """The shared queue of recall-table jobs, against the real PostgreSQL."""
 
+import os
+import subprocess
+import sys
+from dataclasses import replace
+
 import pytest
 
 from lib import builds, jobs, recall_tables, truths
-from lib.dataset import load_dataset
+from lib.dataset import N_QUERIES, load_dataset
 from lib.index_specs import IndexSpec
 from lib.recall import K
 
@@ -79,3 +84,52 @@ def test_a_queued_job_says_how_many_are_ahead_of_it_in_its_lane(db, ds):
             " RETURNING 1",
             ([first.id, second.id, big.id],),
         )
+
+
+def test_a_job_embeds_what_its_size_needs_first_and_says_how_far_it_is(db, tmp_path):
+    fresh = load_dataset(cache_path=tmp_path / "embeddings.sqlite")  # only the queries cached
+    n = 610  # a size no other test builds: its table must not be loaded already
+    assert fresh.to_embed(n) == fresh.missing(n) == n
+    # A job in a lane of its own, run here: any other worker in this process (an AppTest's)
+    # would run a queued job with its own dataset, whose cache is not this one.
+    jobs.ensure_table(db)
+    row = db.fetchone(
+        "INSERT INTO recall_jobs (n, spec, table_name, lane, state, started_at, worker)"
+        " VALUES (%s, %s, %s, 'test', 'loading', now(), 'this test')"
+        f" RETURNING {jobs.COLUMNS}",
+        (n, jobs._spec_json(IndexSpec()), recall_tables.table_name(n, fresh.dimension)),
+    )
+    job = jobs._job(row)
+    try:
+        jobs.run(db, fresh, job)
+    finally:
+        db.fetchall("UPDATE recall_jobs SET state = 'done' WHERE id = %s RETURNING 1", (job.id,))
+    done = jobs.get(db, job.id)
+    assert (done.embed_done, done.embed_total) == (n, n) and done.embed_seconds > 0
+    assert done.loaded and done.indexed and done.truth_computed
+    assert fresh.missing(n) == 0 and fresh.embedded() == n + N_QUERIES
+    assert fresh.cache.rate(fresh.model_name, min_texts=1) is not None  # for the next estimate
+    midway = replace(done, state="embedding", embed_done=200, finished_at=None)
+    text = jobs.progress(db, midway).text
+    assert "Embedding the passages 610 rows need: 200 of 610 done" in text and "left" in text
+    assert jobs.progress(db, midway).fraction == pytest.approx(200 / n)
+
+
+def test_make_prepare_embeds_first_with_an_estimate_then_builds(pg_url, tmp_path):
+    env = {
+        **os.environ,
+        "DATABASE_URL": pg_url,
+        "EMBEDDING_CACHE_PATH": str(tmp_path / "embeddings.sqlite"),
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "lib.prepare", "--sizes", "500", "--check-size", "0"],
+        capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = out.stdout
+    assert "Embedding 500 passages first (all-MiniLM-L6-v2): about" in text
+    assert "500 of its 500 rows are real passages" in text
+    assert "Embedded 500 passages in" in text
+    assert text.index("Embedded") < text.index("Warming each size")
+    row = next(line for line in text.splitlines() if line.strip().startswith("500 "))
+    assert "HNSW m=16 ef_construction=64" in row and "not ready" not in row

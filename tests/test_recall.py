@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 
 from lib import builds, recall, recall_tables, sizing
-from lib.dataset import load_dataset
+from lib.dataset import N_QUERIES, load_dataset
 from lib.index_specs import IndexSpec
 from lib.recall import HarnessError, Target, generated_target, measure
 from lib.recall_tables import table_name
-from lib.synthetic import dataset
 
 pytestmark = pytest.mark.db
 
@@ -40,7 +39,7 @@ def test_recall_is_one_when_ef_search_is_at_least_the_table_size(db, ds, small):
 def test_harness_recall_equals_a_numpy_recomputation_from_the_returned_ids(db, ds, small):
     report = measure(db, small[2000], ds.queries, knobs={"hnsw.ef_search": 4})
     # the exact scan's ids are numpy's brute-force top 10 of the same vectors
-    x = dataset(ds.real, ds.generator, 2000, seed=ds.seed)
+    x = np.concatenate(list(ds.rows(2000)))
     sims = ds.queries @ x.T
     numpy_truth = np.argsort(-sims, axis=1)[:, :10] + 1
     for t, n in zip(report.truth_ids, numpy_truth, strict=True):
@@ -91,10 +90,30 @@ def test_queries_run_under_statement_timeout(db, ds, small):
 
 def test_binary_copy_stores_exactly_the_dataset_rows(db, ds, small):
     rows = db.fetchall("SELECT id, embedding FROM recall_n2000_d384 WHERE id IN (1, 2000)")
-    x = dataset(ds.real, ds.generator, 2000, seed=ds.seed)
+    x = np.concatenate(list(ds.rows(2000)))
     got = {i: v.to_numpy() for i, v in rows}
     assert np.array_equal(got[1], x[0]) and np.array_equal(got[2000], x[1999])
     assert db.fetchone("SELECT count(*) FROM recall_n2000_d384")[0] == 2000
+
+
+def test_a_tables_rows_are_the_cached_vectors_byte_for_byte(db, ds, small):
+    """vector_send gives pgvector's binary form: dimensions, unused, then big-endian float4s;
+    the cache holds each passage's float32s as the model returned them."""
+    rows = db.fetchall("SELECT id, vector_send(embedding) FROM recall_n2000_d384 ORDER BY id")
+    hashes = ds.hashes[N_QUERIES : N_QUERIES + 2000]
+    conn = ds.cache._conn()
+    blobs = dict(
+        conn.execute(
+            "SELECT content_hash, vector FROM embedding WHERE model = ? AND content_hash IN"
+            f" ({','.join('?' * len(hashes))})",
+            [ds.model_name, *hashes],
+        ).fetchall()
+    )
+    assert [i for i, _ in rows] == list(range(1, 2001))
+    for (_, sent), h in zip(rows, hashes, strict=True):
+        sent = bytes(sent)
+        assert sent[:4] == (384).to_bytes(2, "big") + b"\0\0"
+        assert sent[4:] == np.frombuffer(blobs[h], "<f4").astype(">f4").tobytes()
 
 
 def test_ivfflat_recall_comes_back_with_probes_equal_to_lists(db, ds, small):
@@ -160,7 +179,8 @@ def test_the_command_refuses_a_size_too_large(pg_url):
 
 
 def test_a_build_killed_midway_leaves_no_index_behind_and_the_next_one_finishes(db, ds, pg_url):
-    n = 30_000
+    n = 10_000
+    ds.embed(n)  # the command finds the passages' vectors in the cache and goes straight on
     proc = subprocess.Popen(
         [sys.executable, "-m", "lib.recall", "--size", str(n), "--queries", "5",
          "--database-url", pg_url],
@@ -206,3 +226,15 @@ def test_the_graph_notice_is_captured_when_the_graph_outgrows_maintenance_work_m
     assert builds.GRAPH_NOTICE in status.index.notice  # kept with the build, shown on the page
     monkeypatch.undo()
     builds.build_index(db, ds, 2000, IndexSpec())
+
+
+def test_the_command_says_in_one_json_line_that_the_server_is_away():
+    out = subprocess.run(
+        [sys.executable, "-m", "lib.recall", "--size", "500",
+         "--database-url", "postgresql://lab:secret@127.0.0.1:9/nowhere"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 1, out.stderr[-2000:]
+    error = json.loads(out.stdout)["error"]
+    assert "How to fix" in error and "secret" not in error
+    assert "Traceback" not in out.stderr

@@ -51,3 +51,40 @@ def test_a_size_too_large_is_refused_with_an_estimate(app_url, page):
     assert "900,000,000 rows" in text and "TB in memory" in text
     assert page.get_by_role("button", name="Build and measure").count() == 0
     assert exceptions(page) == []
+
+
+def test_a_size_whose_passages_are_not_embedded_says_how_long_and_waits_for_a_click(
+    pg_url, db, page, tmp_path
+):
+    """With an embedding cache that holds nothing (a fresh clone), 500,000 rows need about
+    310,000 passages embedded: the page gives the estimate and queues nothing until asked."""
+    from conftest import serve_app
+
+    from lib import jobs
+
+    with serve_app(
+        tmp_path / "streamlit.log",
+        DATABASE_URL=pg_url,
+        EMBEDDING_CACHE_PATH=str(tmp_path / "embeddings.sqlite"),
+    ) as url:
+        open_page(page, f"{url}/Recall_at_scale")
+        slider = page.get_by_role("slider").first
+        slider.focus()
+        page.keyboard.press("End")  # 500,000 rows
+        notice = page.get_by_text("500,000 rows are not built on this server yet.")
+        notice.wait_for(timeout=120_000)
+        wait_for_run(page)
+        text = page.locator('[data-testid="stMain"]').inner_text()
+        assert "passages to embed first: about" in text
+        assert "Real rows end at row" in text and "come from a seeded generator" in text
+        assert page.get_by_role("button", name="Embed and build 500,000 rows").count() == 1
+        assert jobs.live(db, 500_000) is None, "nothing starts before the click"
+        assert exceptions(page) == []
+
+
+def test_a_link_opens_the_page_at_the_size_it_names(app_url, page):
+    open_page(page, f"{app_url}/Recall_at_scale?rows=1000")
+    page.wait_for_function(f"({RECALL_POINTS})() >= 1", timeout=120_000)
+    main = page.locator('[data-testid="stMain"]').inner_text()
+    assert "1,000 rows" in main and "500 rows" not in main
+    assert exceptions(page) == []

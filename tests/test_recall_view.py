@@ -26,3 +26,15 @@ def test_the_recall_figure_passes_plotly_validation_with_recall_above_latency():
     assert len(latency) == 3  # the exact scan's and one per configuration
     assert validated.layout.xaxis2.range[1] > 5.69  # the axis spans the sizes on offer
     assert "ms" in validated.layout.yaxis2.ticktext[0]
+
+
+def test_a_dashed_line_marks_where_real_rows_end_when_the_axis_reaches_past_them():
+    points = [_point(500, 40, 1.0)]
+    spec = recall_view.figure(points, [500, 500_000], real_end=310_377).to_dict()
+    go.Figure(spec)  # valid plotly
+    (line,) = spec["layout"]["shapes"]
+    assert line["x0"] == line["x1"] == 310_377 and line["line"]["dash"] == "dash"
+    labels = [a["text"] for a in spec["layout"]["annotations"]]
+    assert "real rows end at 310,377 · generated past it →" in labels
+    within = recall_view.figure(points, [500, 200_000], real_end=310_377).to_dict()
+    assert not within["layout"].get("shapes")  # every size on offer is real: no line

@@ -2,7 +2,8 @@
 the rows the page shows (the Embedding space page draws a v2 component, so not AppTest)."""
 
 import pytest
-from browser_util import open_page
+from browser_util import open_page, wait_for_run
+from playwright.sync_api import expect
 from psql_util import psql
 
 pytestmark = pytest.mark.browser
@@ -19,6 +20,10 @@ def test_embedding_space_sql_pasted_into_psql_returns_the_table_the_page_shows(
     code = main(page).locator("code").filter(has_text="SET LOCAL enable_indexscan = off").first
     (result,) = psql(pg_url, code.inner_text())
     rows = page.locator(".st-key-es_true_list tbody tr")
+    # The map component reports its first position once it has drawn, which may rerun the
+    # page after the first run ended: wait for the table, then for that run to end.
+    expect(rows).to_have_count(len(result.rows), timeout=60_000)
+    wait_for_run(page)
     shown = [[c.strip() for c in r.locator("td").all_inner_texts()] for r in rows.all()]
     assert len(shown) == len(result.rows) >= 3
     for cells, (_id, kind, theme, content, distance) in zip(shown, result.rows, strict=True):

@@ -40,7 +40,7 @@ import psycopg
 
 from lib import builds, config_tables, frontier, sizing, truths, tuning_jobs
 from lib import vector_columns as vc
-from lib.database import open_database
+from lib.database import DatabaseUnavailable, open_database
 from lib.dataset import N_QUERIES, load_dataset
 from lib.index_configs import DEFAULT_OVERSAMPLE, Config, parse_values
 from lib.index_specs import IndexSpec
@@ -56,6 +56,7 @@ from lib.recall import (
     measure,
 )
 from lib.recall_tables import table_status
+from lib.vectors import printer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,7 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     def say(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    db = open_database(args.database_url)
+    try:
+        db = open_database(args.database_url)
+        db.check()
+    except DatabaseUnavailable as e:  # one line of JSON that says what failed and the fix
+        print(json.dumps({"error": str(e)}), flush=True)
+        return 1
 
     def with_filter(kind: str) -> dict:
         knobs = knobs_for(kind, ef_search=args.ef_search, probes=args.probes)
@@ -167,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                 db, ds, args.size, spec,
                 progress=lambda done, n: say(f"loaded {done:,}/{n:,} rows") if done == n else None,
                 on_notice=lambda text: say(f"NOTICE: {text}"),
+                on_embed=printer(sys.stderr),
             )  # fmt: skip
             if built.indexed:
                 say(f"built {built.index} in {built.build_seconds:.1f} s")
@@ -191,7 +198,13 @@ def main(argv: list[str] | None = None) -> int:
                 index_build_seconds=status.index.build_seconds if status.index else None,
                 load_seconds=status.load_seconds,
             )
-    except (HarnessError, ValueError, LookupError, psycopg.errors.DataError) as e:
+    except (
+        HarnessError,
+        ValueError,
+        LookupError,
+        psycopg.errors.DataError,
+        DatabaseUnavailable,
+    ) as e:
         print(json.dumps({"error": str(e)}), flush=True)
         return 1
     finally:
