@@ -14,6 +14,8 @@ RUN pip install --no-cache-dir -e .
 COPY . .
 
 ENV HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# lib/memory.py: small objects in glibc's heap, so closed sessions' memory goes back to the OS
+ENV PYTHONMALLOC=malloc
 EXPOSE 8501
 HEALTHCHECK --interval=5s --timeout=3s --retries=24 \
     CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=2)"

@@ -64,9 +64,10 @@ lock:
 	$(PIP_COMPILE) -o $(RUN_LOCK) pyproject.toml
 	$(PIP_COMPILE) --extra test -c $(RUN_LOCK) -o $(TEST_LOCK) pyproject.toml
 
+# PYTHONMALLOC=malloc: what closed sessions held goes back to the OS (lib/memory.py).
 run: install-runtime
 	@$(BIN)/python -m lib.database check
-	$(BIN)/streamlit run serve.py --server.port $(PORT)
+	PYTHONMALLOC=malloc $(BIN)/streamlit run serve.py --server.port $(PORT)
 
 # Before a workshop: build every size's table, index and ground truth, warm them, list them.
 prepare: install-runtime

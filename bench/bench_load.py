@@ -61,6 +61,8 @@ sys.path.insert(0, str(PROJECT_DIR / "tests"))
 from conftest import _wait_healthy, free_port  # noqa: E402
 from st_client import RunResult, StreamlitSession  # noqa: E402
 
+from lib import memory  # noqa: E402
+
 # The targets, on this 2-core machine, in one run.
 BASELINE_P50_S = 0.060
 LOAD_P95_S = 1.0
@@ -494,6 +496,7 @@ def start_app(ttl: int | None, log_path: Path) -> tuple[subprocess.Popen, str]:
         "TRANSFORMERS_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
         "PYTHONUNBUFFERED": "1",
+        **memory.SERVER_ENV,
     }
     args = [sys.executable, "-m", "streamlit", "run", "serve.py"]
     args += ["--server.port", str(port)]

@@ -26,10 +26,12 @@ The Keeper, a thread started once per process, answers both:
   object that later became garbage is collected then. A give-back costs one full collection
   (about 0.3 s on the development machine, the pause Python's own full collections made).
 
-What stays: Python's small-object arenas (1 MB each) go back only when empty, and a few
-objects made during a wave of sessions (cache entries, a pool connection) keep some of them;
-the next wave reuses them. `PYTHONMALLOC=malloc` (set before Python starts) puts small
-objects in glibc's heap, whose free pages `malloc_trim` returns, at some CPU per click.
+What stays: Python's own small-object arenas (1 MB each) go back only when empty, and a few
+objects made during a wave of sessions (cache entries, a pool connection) keep some of them.
+So the app's servers start with `PYTHONMALLOC=malloc` (SERVER_ENV: `make run`, `make
+workshop`, the image, bench/bench_load.py), which puts small objects in glibc's heap, whose
+free pages `malloc_trim` returns; it costs about a tenth more CPU per click (measured by
+bench/bench_load.py, see the README).
 
 What reads the sessions is passed in (lib/ui.py reads Streamlit's session manager); when it
 returns None the Keeper skips that check, and when it raises (Streamlit's internals changed)
@@ -48,6 +50,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
+# Added to the environment of every app server process (it must be set before Python starts).
+SERVER_ENV = {"PYTHONMALLOC": "malloc"}
 MB = 1024 * 1024
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -213,7 +217,16 @@ class Keeper:
 def start_keeper(read: Callable[[], Sessions | None], **kwargs) -> tuple[Keeper, threading.Event]:
     """Limit malloc's arenas and start a Keeper on a daemon thread; returns it and its stop."""
     limit_malloc_arenas()
-    keeper = Keeper(read, report=lambda line: print(line, file=sys.stderr, flush=True), **kwargs)
+
+    def report(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    if os.environ.get("PYTHONMALLOC") != SERVER_ENV["PYTHONMALLOC"]:
+        report(
+            "memory: Python's own allocator keeps its arenas after sessions close; start the "
+            "server with PYTHONMALLOC=malloc (as make run does) to give them back"
+        )
+    keeper = Keeper(read, report=report, **kwargs)
     stop = threading.Event()
     threading.Thread(target=keeper.run, args=(stop,), name="memory-keeper", daemon=True).start()
     return keeper, stop

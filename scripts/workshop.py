@@ -32,6 +32,7 @@ from pathlib import Path
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_DIR))
 
+from lib import memory  # noqa: E402
 from lib.database import open_database  # noqa: E402
 
 RUN_DIR = PROJECT_DIR / ".cache" / "workshop"
@@ -175,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
+        **memory.SERVER_ENV,  # closed sessions' memory goes back to the OS (lib/memory.py)
         # one secret for every process: cookies and upload tokens are valid in each of them
         "STREAMLIT_SERVER_COOKIE_SECRET": secrets.token_hex(32),
     }
