@@ -107,9 +107,12 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> None
 
 @contextmanager
 def serve_app(log: Path, **env: str) -> Iterator[str]:
-    """`streamlit run serve.py` on a free port with `env` added; yields its URL."""
+    """`streamlit run serve.py` on a free port with `env` added, in the environment `make run`
+    gives it (lib.memory.SERVER_ENV); yields its URL."""
+    from lib.memory import SERVER_ENV
+
     port = free_port()
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **SERVER_ENV, **env}
     for name in ("VOYAGE_API_KEY", "VOYAGE_BASE_URL"):
         if name not in env:
             full_env.pop(name, None)  # the app under test never calls the real API
