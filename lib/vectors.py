@@ -14,9 +14,11 @@ next run starts where it stopped.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -155,6 +157,35 @@ def duration(seconds: float) -> str:
     return f"{s // 3600} h {(s % 3600) // 60:02d} min"
 
 
+class Stopped(Exception):
+    """A run ended early because its worker or the whole process is stopping; what it
+    finished is kept, and the job it served is taken up again by the next worker."""
+
+
+# An embedding run on a daemon thread (a job worker) must not be inside torch when the
+# interpreter exits: a thread still in a C++ call then is ended by pthread_exit on its way
+# back to Python, through destructors that may not throw, and the process aborts
+# ("terminate called without an active exception", pytorch/pytorch#38228). So at exit,
+# runs stop after the batch they are in, and exit waits for them.
+_exiting = threading.Event()
+_runs = 0
+_runs_changed = threading.Condition()
+
+
+@atexit.register
+def _end_runs_before_exit(timeout: float = 120) -> None:
+    _exiting.set()
+    with _runs_changed:
+        _runs_changed.wait_for(lambda: _runs == 0, timeout)
+
+
+def _run_started(delta: int) -> None:
+    global _runs
+    with _runs_changed:
+        _runs += delta
+        _runs_changed.notify_all()
+
+
 def embed_missing(
     model: EmbeddingModel,
     hashes: Sequence[str],
@@ -171,7 +202,8 @@ def embed_missing(
     Each batch is written to the cache before the next one is embedded: an interrupted run
     keeps every finished batch, and the next run embeds only the rest. With `guard` (a lock
     shared by every process embedding into this cache), each batch is embedded under it and
-    looked up again first, so two runs over the same passages embed each batch once."""
+    looked up again first, so two runs over the same passages embed each batch once. When
+    the process is exiting, the run raises Stopped before its next batch."""
     name, dim = model.info.name, model.info.dimension
     cache = cache or default_cache()
     have = cache.known(name, dim, hashes)
@@ -185,8 +217,11 @@ def embed_missing(
     t0 = time.perf_counter()
     done = 0
     embedded = 0
+    _run_started(1)
     try:
         for start in range(0, len(todo), batch):
+            if _exiting.is_set():
+                raise Stopped("the process is exiting")
             idx = todo[start : start + batch]
             with guard() if guard else nullcontext():
                 if guard:
@@ -203,6 +238,7 @@ def embed_missing(
         seconds = time.perf_counter() - t0
         if embedded:
             cache.record_run(name, embedded, seconds)
+        _run_started(-1)
     return EmbedReport(len(hashes), cached, embedded, seconds)
 
 

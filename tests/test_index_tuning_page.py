@@ -27,4 +27,3 @@ def test_a_link_opens_the_size_it_names_and_ignores_one_not_on_offer(pg_url, mon
     other.query_params["rows"] = "123"
     other.run()
     assert other.select_slider(key="tuning_size").value == 100_000
-
