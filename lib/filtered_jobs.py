@@ -33,7 +33,6 @@ from lib.database import Database, DatabaseUnavailable
 from lib.dataset import Dataset
 from lib.jobs import lane_of, worker_name
 from lib.recall import HarnessError
-from lib.vectors import Stopped
 
 LOCK = "filtered_jobs"
 POLL_SECONDS = 1.0
@@ -346,6 +345,10 @@ class Worker:
             traceback.print_exc()
         else:
             _set(self.db, job.id, state="done", finished_at="now")
+
+
+class Stopped(Exception):
+    """The worker was stopped while its job waited for its lane."""
 
 
 def wait(db: Database, job: Job, timeout: float = 900) -> Job:

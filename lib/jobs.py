@@ -42,7 +42,7 @@ from lib.database import Database, DatabaseUnavailable
 from lib.dataset import GENERATOR_FIT_ROWS, Dataset
 from lib.index_specs import IndexSpec
 from lib.recall import HarnessError, K, generated_target, ground_truth
-from lib.vectors import Stopped, duration
+from lib.vectors import duration
 
 BIG = 60_000
 LANES = ("small", "big")
@@ -444,8 +444,6 @@ class Worker:
     def _run(self, job: Job) -> None:
         try:
             run(self.db, self.ds, job)
-        except Stopped:
-            return  # the process is exiting; the next worker requeues the job
         except Exception as e:  # shown on the page; the job can be requested again
             error = str(e) if isinstance(e, HarnessError) else f"{type(e).__name__}: {e}"
             try:

@@ -157,16 +157,13 @@ def duration(seconds: float) -> str:
     return f"{s // 3600} h {(s % 3600) // 60:02d} min"
 
 
-class Stopped(Exception):
-    """A run ended early because its worker or the whole process is stopping; what it
-    finished is kept, and the job it served is taken up again by the next worker."""
-
-
 # An embedding run on a daemon thread (a job worker) must not be inside torch when the
 # interpreter exits: a thread still in a C++ call then is ended by pthread_exit on its way
 # back to Python, through destructors that may not throw, and the process aborts
-# ("terminate called without an active exception", pytorch/pytorch#38228). So at exit,
-# runs stop after the batch they are in, and exit waits for them.
+# ("terminate called without an active exception", pytorch/pytorch#38228). So at exit, a
+# run ends the batch it is in and then waits, running no more Python, for the process to end
+# (its job stays marked running, and the next worker takes it up again); exit waits for the
+# runs to get there.
 _exiting = threading.Event()
 _runs = 0
 _runs_changed = threading.Condition()
@@ -203,7 +200,7 @@ def embed_missing(
     keeps every finished batch, and the next run embeds only the rest. With `guard` (a lock
     shared by every process embedding into this cache), each batch is embedded under it and
     looked up again first, so two runs over the same passages embed each batch once. When
-    the process is exiting, the run raises Stopped before its next batch."""
+    the process is exiting, the run stops after its batch and never returns."""
     name, dim = model.info.name, model.info.dimension
     cache = cache or default_cache()
     have = cache.known(name, dim, hashes)
@@ -221,7 +218,7 @@ def embed_missing(
     try:
         for start in range(0, len(todo), batch):
             if _exiting.is_set():
-                raise Stopped("the process is exiting")
+                break
             idx = todo[start : start + batch]
             with guard() if guard else nullcontext():
                 if guard:
@@ -239,6 +236,8 @@ def embed_missing(
         if embedded:
             cache.record_run(name, embedded, seconds)
         _run_started(-1)
+    if _exiting.is_set():
+        threading.Event().wait()  # only a daemon thread gets here: the process is ending
     return EmbedReport(len(hashes), cached, embedded, seconds)
 
 

@@ -34,12 +34,11 @@ SCRIPT = textwrap.dedent(
     def work():
         def progress(p):
             started.set()
-        try:
-            vectors.embed_missing(model, [str(i) for i in range(len(texts))],
-                                  lambda idx: [texts[i] for i in idx], cache=cache,
-                                  batch=int(sys.argv[2]), progress=progress)
-        except vectors.Stopped:
-            print("stopped between batches", flush=True)
+        # nothing printed here: a daemon thread writing to stdout while the interpreter
+        # finalizes is a fatal error of its own
+        vectors.embed_missing(model, [str(i) for i in range(len(texts))],
+                              lambda idx: [texts[i] for i in idx], cache=cache,
+                              batch=int(sys.argv[2]), progress=progress)
 
     threading.Thread(target=work, daemon=True).start()
     started.wait(60)
@@ -62,7 +61,7 @@ def test_exiting_while_a_daemon_thread_embeds_stops_it_between_batches_and_keeps
     )
     assert "terminate called" not in done.stderr
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.splitlines() == ["main thread done", "stopped between batches"]
+    assert done.stdout.splitlines() == ["main thread done"]
     kept = EmbeddingCache(cache_path).known(
         MINILM.name, MINILM.dimension, [str(i) for i in range(20_000)]
     )
