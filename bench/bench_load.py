@@ -429,7 +429,9 @@ def report(run: Run, usual_alerts: set[str]) -> None:
         )
 
 
-def verdicts(baseline: Run | None, main: Run, ttl: dict, stress: Run | None) -> None:
+def verdicts(
+    baseline: Run | None, main: Run, ttl: dict, stress: Run | None, processes: int = 1
+) -> None:
     print()
     print("== targets (issue 8), on this machine, in this run")
 
@@ -474,12 +476,15 @@ def verdicts(baseline: Run | None, main: Run, ttl: dict, stress: Run | None) -> 
                 # kernel's page cache; the process's own memory is the rest.
                 left -= files - files_before
                 what = " of the process's own memory (the RSS less pages of mapped files)"
+            # What a process keeps (its caches, its heap) does not grow with the sessions it
+            # served: the allowance is one session's budget per server process.
             growth = main.rss_peak - main.rss_before
-            allowed = max(0.1 * growth, MB_PER_SESSION * MB)
+            allowed = max(0.1 * growth, MB_PER_SESSION * MB * processes)
             flag = per < MB_PER_SESSION and left <= allowed
+            each = f", {left / MB / processes:+,.1f} MB per process" if processes > 1 else ""
             returned = (
-                f"{left / MB:+,.0f} MB{what} left after the TTL (allowed: 10% of the growth "
-                f"or {MB_PER_SESSION:.0f} MB, whichever is more)"
+                f"{left / MB:+,.0f} MB{what} left after the TTL{each} (allowed: 10% of the "
+                f"growth or {MB_PER_SESSION:.0f} MB per process, whichever is more)"
             )
         print(
             f"  under {MB_PER_SESSION:.0f} MB per session, returned after they close: "
@@ -623,7 +628,7 @@ async def main_async(args: argparse.Namespace) -> None:
                 url, server, stress, ramp=args.ramp, timeout=args.timeout, seed=args.seed + 2
             )
             report(stress, usual)
-        verdicts(baseline, main, ttl_figures, stress)
+        verdicts(baseline, main, ttl_figures, stress, max(1, len(server.procs)))
         print(
             "\nThe machine is shared: other users' work competes for its cores, so the figures "
             "are noisy; compare runs by the machine load printed with each."

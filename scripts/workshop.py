@@ -155,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
         help=f"write {COMPOSE_CFG.relative_to(PROJECT_DIR)} for docker-compose.yml, and stop",
     )  # fmt: skip
     args = ap.parse_args(argv)
+    first = args.first_app_port
+    if first and first <= args.port < first + args.processes:
+        args.first_app_port = args.port + 1  # the proxy's port is not an app's
     if args.write_compose_config:
         COMPOSE_CFG.write_text(haproxy_config(list(COMPOSE_APPS), 8501, compose=True))
         print(f"wrote {COMPOSE_CFG}")
