@@ -139,6 +139,10 @@ def start_apps(n: int, first_port: int, env: dict[str, str]) -> list[tuple[int, 
     return apps
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--processes", type=int, default=os.cpu_count() or 2)
@@ -183,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
         # one secret for every process: cookies and upload tokens are valid in each of them
         "STREAMLIT_SERVER_COOKIE_SECRET": secrets.token_hex(32),
     }
+    # Stopped by a supervisor (SIGTERM) or a closed terminal (SIGHUP) as by Ctrl-C: the app
+    # processes and HAProxy stop too (else they keep the ports, and the next start fails).
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
     apps = start_apps(args.processes, args.first_app_port, env)
     proxy = None
     try:

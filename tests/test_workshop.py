@@ -10,6 +10,7 @@ import time
 import uuid
 from contextlib import ExitStack
 
+import psutil
 import psycopg
 import pytest
 from browser_util import exceptions, open_page, wait_for_run
@@ -193,10 +194,19 @@ def test_behind_haproxy_a_dropped_connection_comes_back_to_its_own_page_state(
         assert _measurements(page) == 3  # not 1: the same session, on the same process
         assert exceptions(page) == []
         page.close()
+
+        # Stopped as a supervisor stops it (SIGTERM), it stops its app processes and HAProxy.
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert len(children) >= 3
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        _, alive = psutil.wait_procs(children, timeout=15)
+        assert alive == []
     finally:
         if relay is not None:
             relay.close()
-        proc.send_signal(signal.SIGINT)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
         try:
             proc.wait(30)
         except subprocess.TimeoutExpired:
