@@ -23,7 +23,7 @@ for file, label, icon, teaches in ui.existing_pages()[1:]:
         st.markdown(teaches)
 
 st.subheader("What this app is talking to")
-db = ui.database()
+db = ui.database(creates_tables=False)  # its sizes table says why, if it cannot
 info = db.info()
 left, right = st.columns(2)
 with left:

@@ -50,7 +50,8 @@ def set_doc_count() -> None:
 
 @st.fragment
 def picture() -> None:
-    ui.database()  # answering now, or one clear message and the fragment stops
+    # answering now, or one clear message and the fragment stops (this part makes no table)
+    ui.database(creates_tables=False)
     controls = st.columns([3, 1], vertical_alignment="bottom")
     metric_key = controls[0].segmented_control(
         "Metric",
@@ -256,8 +257,8 @@ with trap_cols[2], st.container(border=True):
 
 st.subheader("Real data: the corpus under each metric")
 model_name = ui.model_name()
-corpus = ui.corpus(model_name)
 ui.database()  # answering now, or one clear message and the page stops
+corpus = ui.corpus(model_name)
 lesson_queries = [it.text for it in corpus.items if it.lesson and it.kind == "text"]
 
 
