@@ -95,11 +95,14 @@ def haproxy_config(
     )  # fmt: skip
 
 
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+def wait_healthy(
+    url: str, proc: subprocess.Popen, timeout: float = 120, name: str = "an app process"
+) -> None:
+    """Until `url` answers Streamlit's health check (through HAProxy: an app behind it)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"an app process exited with {proc.returncode}; see {RUN_DIR}")
+            raise SystemExit(f"{name} exited with {proc.returncode}; see {RUN_DIR}")
         try:
             with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
                 if r.status == 200:
@@ -200,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg = RUN_DIR / "haproxy.cfg"
         cfg.write_text(haproxy_config([f"127.0.0.1:{p}" for p, _ in apps], args.port, args.bind))
         proxy = subprocess.Popen([haproxy, "-db", "-f", str(cfg)])
+        # Announced once it answers: a browser sent to the address before gets no page.
+        here = "127.0.0.1" if args.bind in ("0.0.0.0", "::", "") else args.bind
+        wait_healthy(f"http://{here}:{args.port}", proxy, timeout=30, name="HAProxy")
         print(
             f"HAProxy on {args.bind}:{args.port} → {len(apps)} app processes; "
             f"open http://localhost:{args.port}. Logs in {RUN_DIR}. Ctrl-C stops everything.",
