@@ -395,3 +395,35 @@ def test_sweep_arguments_are_checked():
         with pytest.raises(ValueError):
             parse_sweep(bad)
     assert parse_values("1_000") == (1000,)
+
+
+def test_a_sweep_reads_the_index_first_at_its_largest_value_uncounted(db, ds, table, monkeypatch):
+    """The whole query set runs once at the largest ef_search before the first value, so no
+    value pays for reading the index from disk (a cold 500k index made ef_search 20 slower
+    than 60); then each value gets its few warm-up queries and its counted run."""
+    status, truth = table
+    s = built(db, ds, N, Config("hnsw", 8, 32))
+    calls = []
+    real = frontier.run_queries
+
+    def spy(db, shape, queries, k, settings):
+        calls.append((len(queries), dict(settings)))
+        return real(db, shape, queries, k, settings)
+
+    monkeypatch.setattr(frontier, "run_queries", spy)
+    frontier.sweep(
+        db, s.place.query(), ds.queries, truth, config=s.config, index=s.place.index,
+        values=(10, 40, 20),
+    )  # fmt: skip
+    n, warm = len(ds.queries), frontier.WARMUP_QUERIES
+    assert calls == [
+        (n, frontier.settings_for("hnsw.ef_search", 40)),
+        *[
+            c
+            for v in (10, 40, 20)
+            for c in [
+                (warm, frontier.settings_for("hnsw.ef_search", v)),
+                (n, frontier.settings_for("hnsw.ef_search", v)),
+            ]
+        ],
+    ]
