@@ -176,7 +176,7 @@ def _end_runs_before_exit(timeout: float = 120) -> None:
         _runs_changed.wait_for(lambda: _runs == 0, timeout)
 
 
-def _run_started(delta: int) -> None:
+def _count_run(delta: int) -> None:
     global _runs
     with _runs_changed:
         _runs += delta
@@ -214,7 +214,7 @@ def embed_missing(
     t0 = time.perf_counter()
     done = 0
     embedded = 0
-    _run_started(1)
+    _count_run(1)
     try:
         for start in range(0, len(todo), batch):
             if _exiting.is_set():
@@ -235,7 +235,7 @@ def embed_missing(
         seconds = time.perf_counter() - t0
         if embedded:
             cache.record_run(name, embedded, seconds)
-        _run_started(-1)
+        _count_run(-1)
     if _exiting.is_set():
         threading.Event().wait()  # only a daemon thread gets here: the process is ending
     return EmbedReport(len(hashes), cached, embedded, seconds)
