@@ -66,7 +66,7 @@ lock:
 
 # PYTHONMALLOC=malloc: what closed sessions held goes back to the OS (lib/memory.py).
 run: install-runtime
-	@$(BIN)/python -m lib.database check
+	@$(BIN)/python -m lib.core.database check
 	PYTHONMALLOC=malloc $(BIN)/streamlit run serve.py --server.port $(PORT)
 
 # Before a workshop: build every size's table, index and ground truth, warm them, list them.
@@ -117,11 +117,11 @@ chunks: install-runtime chunk-sources
 
 # Embed the real corpus into the embedding cache (resumable; `make prepare` does it too).
 embed-chunks: install-runtime
-	$(BIN)/python -m lib.vectors chunks
+	$(BIN)/python -m lib.core.vectors chunks
 
 # Re-embed the shipped corpus with the default model and rewrite data/vectors/.
 vectors: install-runtime
-	$(BIN)/python -m lib.vectors build
+	$(BIN)/python -m lib.core.vectors build
 
 bench: install
 	@for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
@@ -132,23 +132,23 @@ bench-load: install
 
 # Stop the embedded PostgreSQL and delete its data directory (tables are rebuilt on demand).
 clean-db: install-runtime
-	$(BIN)/python -m lib.database stop
+	$(BIN)/python -m lib.core.database stop
 	rm -rf .pgdata
 
 # After an upgrade that brings another PostgreSQL major version: rename .pgdata to
 # .pgdata-pgN-<date>-<time> (nothing is deleted); the next start makes an empty one.
 move-db-aside: install-runtime
-	$(BIN)/python -m lib.database move-aside
+	$(BIN)/python -m lib.core.database move-aside
 
 # The versions this install runs on, as a Markdown table (the app's server: DATABASE_URL or
 # the embedded one).
 versions: install-runtime
-	@$(BIN)/python -m lib.versions
+	@$(BIN)/python -m lib.core.versions
 
 # Rewrite the README's "Tested with" table from the same output, against a fresh embedded
 # server (the one the tests start). `make test` checks the table matches this install.
 tested-with: install-runtime
-	$(BIN)/python -m lib.versions --readme README.md
+	$(BIN)/python -m lib.core.versions --readme README.md
 
 # Needs internet: put CLIP's weights into the Hugging Face cache so the app can offer CLIP.
 clip: install-runtime

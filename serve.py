@@ -16,7 +16,7 @@ from starlette.middleware import Middleware
 from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from lib.nested_paths import page_address
+from lib.core.nested_paths import page_address
 
 ENTRYPOINT = "streamlit_app.py"
 

@@ -2,10 +2,10 @@
 
 import streamlit as st
 
-from lib import ui
+from lib.ui import connection, nav, resources
 
 st.set_page_config(page_title="pgvector lab", page_icon=":material/hub:", layout="wide")
-ui.sidebar()
+nav.sidebar()
 
 st.title("pgvector lab")
 st.markdown(
@@ -17,13 +17,13 @@ st.markdown(
 
 st.subheader("The lesson, one page per picture")
 st.caption('Following the course lesson "The Foundation of Vector Search in Postgres".')
-for file, label, icon, teaches in ui.existing_pages()[1:]:
+for file, label, icon, teaches in nav.existing_pages()[1:]:
     with st.container(border=True):
         st.page_link(file, label=f"**{label}**", icon=icon)
         st.markdown(teaches)
 
 st.subheader("What this app is talking to")
-db = ui.database(creates_tables=False)  # its sizes table says why, if it cannot
+db = connection.database(creates_tables=False)  # its sizes table says why, if it cannot
 info = db.info()
 left, right = st.columns(2)
 with left:
@@ -36,7 +36,7 @@ with left:
         "runs one); without it the app starts its own embedded PostgreSQL."
     )
 with right:
-    choice = ui.model_name()
+    choice = nav.model_name()
     st.markdown(f"**Embedding model:** `{choice}`")
     st.caption(
         "Models run on this machine unless you set `VOYAGE_API_KEY`, which adds the lesson's "
@@ -56,7 +56,7 @@ st.markdown(
     "core behind HAProxy (sticky sessions), all sharing one database: nothing is built twice."
 )
 st.markdown("**Recall at scale: which sizes are ready**")
-overview = ui.sizes_overview()
+overview = resources.sizes_overview()
 if overview is not None:
     st.table(overview)
 st.caption(

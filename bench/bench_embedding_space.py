@@ -32,14 +32,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from conftest import CHROMIUM, CHROMIUM_ARGS, _wait_healthy, free_port  # noqa: E402
 
-from lib.corpus import load_items  # noqa: E402
-from lib.database import open_database  # noqa: E402
-from lib.embeddings.local import MINILM  # noqa: E402
-from lib.embeddings.registry import load_model  # noqa: E402
-from lib.queries import check_text, text_vector  # noqa: E402
-from lib.space import EmbeddingSpace  # noqa: E402
-from lib.store import ensure_corpus_table  # noqa: E402
-from lib.vectors import embeddable, item_vectors  # noqa: E402
+from lib.core.corpus import load_items  # noqa: E402
+from lib.core.database import open_database  # noqa: E402
+from lib.core.embeddings.local import MINILM  # noqa: E402
+from lib.core.embeddings.registry import load_model  # noqa: E402
+from lib.core.queries import check_text, text_vector  # noqa: E402
+from lib.core.store import ensure_corpus_table  # noqa: E402
+from lib.core.vectors import embeddable, item_vectors  # noqa: E402
+from lib.lessons.space.embedding_space import EmbeddingSpace  # noqa: E402
 
 K = 5
 WORDS = "cat dog car rain snow guitar pizza rocket database camera river castle tea".split()

@@ -23,11 +23,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lib import filtered_jobs, filtered_tables  # noqa: E402
-from lib import filtered_search as fs  # noqa: E402
-from lib import filtered_view as fv  # noqa: E402
-from lib.database import open_database  # noqa: E402
-from lib.dataset import load_dataset  # noqa: E402
+from lib.core.database import open_database  # noqa: E402
+from lib.dataset.passages import load_dataset  # noqa: E402
+from lib.lessons.filtered import jobs as filtered_jobs
+from lib.lessons.filtered import search as fs  # noqa: E402
+from lib.lessons.filtered import tables as filtered_tables  # noqa: E402
+from lib.lessons.filtered import view as fv  # noqa: E402
 
 CATEGORIES = (3, 4)  # 1% and 0.1%
 

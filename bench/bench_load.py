@@ -62,7 +62,7 @@ sys.path.insert(0, str(PROJECT_DIR / "tests"))
 from conftest import _wait_healthy, free_port  # noqa: E402
 from st_client import RunResult, StreamlitSession  # noqa: E402
 
-from lib import memory  # noqa: E402
+from lib.core import memory  # noqa: E402
 
 # The targets, on this 2-core machine, in one run.
 BASELINE_P50_S = 0.060

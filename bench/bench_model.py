@@ -17,8 +17,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from lib.corpus import load_passages  # noqa: E402
-from lib.embeddings.registry import load_model  # noqa: E402
+from lib.core.corpus import load_passages  # noqa: E402
+from lib.core.embeddings.registry import load_model  # noqa: E402
 
 
 def main() -> None:

@@ -23,12 +23,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lib import chunks, generator_check, jobs, recall_tables  # noqa: E402
-from lib.database import open_database  # noqa: E402
-from lib.dataset import load_dataset  # noqa: E402
-from lib.embeddings.cache import EmbeddingCache  # noqa: E402
-from lib.embeddings.registry import load_model  # noqa: E402
-from lib.vectors import cache_path, duration, embed_missing  # noqa: E402
+from lib.core import chunks
+from lib.core.database import open_database  # noqa: E402
+from lib.core.embeddings.cache import EmbeddingCache  # noqa: E402
+from lib.core.embeddings.registry import load_model  # noqa: E402
+from lib.core.vectors import cache_path, duration, embed_missing  # noqa: E402
+from lib.dataset import recall_tables  # noqa: E402
+from lib.dataset import size_jobs as jobs
+from lib.dataset.passages import load_dataset  # noqa: E402
+from lib.lessons.recall import generator_check
 
 SIZES = (5_000, 50_000, 200_000, 500_000)
 SAMPLE = 2048

@@ -22,12 +22,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lib import builds, recall_tables  # noqa: E402
-from lib.database import open_database  # noqa: E402
-from lib.dataset import load_dataset  # noqa: E402
-from lib.index_specs import IndexSpec  # noqa: E402
-from lib.recall import generated_target, measure  # noqa: E402
-from lib.recall_tables import table_name  # noqa: E402
+from lib.core.database import open_database  # noqa: E402
+from lib.dataset import (
+    builds,
+    recall_tables,  # noqa: E402
+)
+from lib.dataset.index_specs import IndexSpec  # noqa: E402
+from lib.dataset.passages import load_dataset  # noqa: E402
+from lib.dataset.recall_tables import table_name  # noqa: E402
+from lib.harness.recall import generated_target, measure  # noqa: E402
 
 
 def numpy_scan_ms(x: np.ndarray, queries: np.ndarray, k: int = 10) -> float:

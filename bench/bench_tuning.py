@@ -30,12 +30,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lib import builds, config_tables, frontier, recall, recall_tables, truths  # noqa: E402
-from lib.database import open_database  # noqa: E402
-from lib.dataset import load_dataset  # noqa: E402
-from lib.frontier_view import size_text  # noqa: E402
-from lib.index_configs import Config  # noqa: E402
-from lib.tuning_jobs import run_sweep  # noqa: E402
+from lib.core.database import open_database  # noqa: E402
+from lib.dataset import builds, recall_tables
+from lib.dataset.passages import load_dataset  # noqa: E402
+from lib.harness import (
+    recall,
+    truths,  # noqa: E402
+)
+from lib.lessons.tuning import config_tables, frontier
+from lib.lessons.tuning.index_configs import Config  # noqa: E402
+from lib.lessons.tuning.jobs import run_sweep  # noqa: E402
+from lib.lessons.tuning.view import size_text  # noqa: E402
 
 SWEEP_TARGET_S = 30.0  # the 500k sweep of 10 ef_search values over 100 queries
 ANCHOR = {40: 0.915, 100: 0.957, 200: 0.974}  # Supabase, pgvector 0.6, dbpedia-openai 1M

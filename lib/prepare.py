@@ -5,18 +5,11 @@ arrives, then warmed and listed.
     .venv/bin/python -m lib.prepare --sizes 500,50000
     make prepare
 
-First it embeds the real passages the largest size needs that the embedding cache lacks
-(about 310,000 on a fresh clone: minutes on an idle machine, much longer on a busy one; a
-progress bar says how long), in batches: interrupt it any time, the next run goes on from
-there. Then it queues one job per size that is not ready (lib/jobs.py) and runs them here,
-with a progress bar, then the Filtered search page's tables for the sizes it offers
-(lib/filtered_jobs.py); an app already running against the same database takes its share of the
-queue, and nothing is built twice. Then it warms each size (the query set through its index
-and one exact scan, so that the first measurement in class does not read from disk) and prints
-what is ready, with the recall@10 it measured and how many of its rows are real. Last, if no
-check is stored for this corpus, it compares real and generated rows at 50,000 rows
-(lib/generator_check.py, a few minutes), for the Recall page. Run it again any time: ready
-sizes are skipped.
+It embeds the passages the largest size needs that the cache lacks (resumable), queues a size
+job for each size that is not ready and the Filtered search tables of the sizes that page
+offers, runs them here with a progress bar (an app on the same database takes its share of
+the queue; nothing is built twice), warms each size and prints its recall@10, and compares
+real and generated rows once per corpus. Ready sizes are skipped.
 """
 
 from __future__ import annotations
@@ -26,21 +19,17 @@ import re
 import sys
 import time
 
-from lib import (
-    builds,
-    filtered_jobs,
-    filtered_tables,
-    generator_check,
-    jobs,
-    recall,
-    recall_tables,
-    sizing,
-    truths,
-)
-from lib.database import open_database
-from lib.dataset import load_dataset
-from lib.index_specs import IndexSpec
-from lib.vectors import bar, duration, embedding_rate, printer
+from lib.core import jobs as queue
+from lib.core.database import open_database
+from lib.core.vectors import bar, duration, embedding_rate, printer
+from lib.dataset import builds, recall_tables, sizing
+from lib.dataset import size_jobs as jobs
+from lib.dataset.index_specs import IndexSpec
+from lib.dataset.passages import load_dataset
+from lib.harness import recall, truths
+from lib.lessons.filtered import jobs as filtered_jobs
+from lib.lessons.filtered import tables as filtered_tables
+from lib.lessons.recall import generator_check
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     if waiting:
         print(f"Preparing {len(waiting)} size(s): {', '.join(f'{j.n:,}' for j in waiting)}")
-        worker = jobs.Worker(db, ds)
+        worker = queue.Worker(db, ds)
         try:
             _follow(db, waiting, args.timeout)
         finally:
@@ -96,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     filtered = [filtered_jobs.request(db, ds, n) for n in sizes if n in filtered_tables.SIZES]
     if filtered:
         print(f"Filtered tables for {', '.join(f'{j.n:,}' for j in filtered)} rows:")
-        worker = filtered_jobs.Worker(db, ds)
+        worker = queue.Worker(db, ds)
         try:
             _follow(db, filtered, args.timeout, filtered_jobs.get, filtered_jobs.progress)
         finally:

@@ -2,12 +2,10 @@
 
 import streamlit as st
 
-from lib import ui
-from lib.components.embedding_map import embedding_map, released, thumbnail_url
-from lib.corpus import themes as corpus_themes
-from lib.embeddings.base import EmbeddingError
-from lib.embeddings.registry import model_choices
-from lib.queries import (
+from lib.core.corpus import themes as corpus_themes
+from lib.core.embeddings.base import EmbeddingError
+from lib.core.embeddings.registry import model_choices
+from lib.core.queries import (
     QueryError,
     check_text,
     embeds_images,
@@ -15,11 +13,13 @@ from lib.queries import (
     image_vector,
     text_only_message,
 )
-from lib.space import TOY_VECTOR, EmbeddingSpace, Query, cross_model_attempt
-from lib.uploads import EXTENSIONS
+from lib.core.uploads import EXTENSIONS
+from lib.lessons.space.embedding_map import embedding_map, released, thumbnail_url
+from lib.lessons.space.embedding_space import TOY_VECTOR, EmbeddingSpace, Query, cross_model_attempt
+from lib.ui import connection, nav, resources, text
 
 st.set_page_config(page_title="Embedding space", layout="wide")
-ui.sidebar()
+nav.sidebar()
 
 QUERY = "es_query"  # what the learner asked for last: a point, a text or the upload
 GOOD = "es_good"  # the last request that worked, kept when a new one fails
@@ -30,19 +30,20 @@ THEMES = "es_themes"
 @st.cache_resource(show_spinner="Projecting the items to 2-D…", max_entries=24)
 def space_of(model_name: str, themes: tuple[str, ...]) -> EmbeddingSpace:
     """The map of the lesson's items and `themes` (shared by every session showing it)."""
-    normalized = ui.model(model_name).info.normalized
-    return EmbeddingSpace.from_corpus(ui.corpus(model_name), normalized=normalized, themes=themes)
+    normalized = resources.model(model_name).info.normalized
+    corpus = resources.corpus(model_name)
+    return EmbeddingSpace.from_corpus(corpus, normalized=normalized, themes=themes)
 
 
 def themes_shown(model_name: str) -> tuple[str, ...]:
     """The themes this session added to the map, in corpus order (one cache key per set)."""
     picked = set(st.session_state.get(THEMES) or ())
-    return tuple(t for t in corpus_themes(ui.corpus(model_name).items) if t in picked)
+    return tuple(t for t in corpus_themes(resources.corpus(model_name).items) if t in picked)
 
 
 @st.cache_data(max_entries=16, show_spinner="Embedding the image…")
 def cached_image_vector(model_name: str, data: bytes, file_name: str):
-    model = ui.model(model_name)
+    model = resources.model(model_name)
     return image_vector(model, image_input(model, data, file_name))
 
 
@@ -80,7 +81,7 @@ def default_request(space: EmbeddingSpace) -> dict:
 
 def resolve(request: dict, space: EmbeddingSpace) -> tuple[Query, list[str]]:
     """The query for a request; notes for the learner (a truncated text). Raises QueryError."""
-    model = ui.model(space.model_name)
+    model = resources.model(space.model_name)
     if request["source"] == "point":
         if request.get("model") != space.model_name:
             raise QueryError("")  # a position on another model's map means nothing here
@@ -94,7 +95,7 @@ def resolve(request: dict, space: EmbeddingSpace) -> tuple[Query, list[str]]:
     if request["source"] == "text":
         checked = check_text(model, request.get("text"))
         notes = [checked.note(model.info)] if checked.truncated else []
-        vector = ui.query_vector(space.model_name, checked.text)
+        vector = resources.query_vector(space.model_name, checked.text)
         return space.vector_query(vector, "text", f"“{_short(checked.text)}”"), notes
     upload = st.session_state.get("es_image")
     if upload is None:
@@ -120,13 +121,13 @@ st.markdown(
     "flattening is part of the lesson."
 )
 
-db = ui.database()
-name = ui.model_name()
-model = ui.model(name)
+db = connection.database()
+name = nav.model_name()
+model = resources.model(name)
 try:
     space = space_of(name, themes_shown(name))
 except EmbeddingError as e:
-    ui.embedding_error(e)
+    text.embedding_error(e)
     st.stop()
 
 left, middle, right = st.columns([5, 4, 2], vertical_alignment="bottom")
@@ -181,7 +182,7 @@ except (QueryError, EmbeddingError) as e:
     except (QueryError, EmbeddingError):
         query, _ = resolve(default_request(space), space)
 for note in notes:
-    notices.info(ui.plain(note), icon=":material/content_cut:")
+    notices.info(text.plain(note), icon=":material/content_cut:")
 
 answer = space.answer(db, query, k)
 
@@ -280,7 +281,7 @@ else:
     )
 
 st.subheader("The SQL that ran")
-ui.show_sql(answer.script)
+text.show_sql(answer.script)
 if blend is not None:
     st.text(
         f"$1 is the unit vector along {blend.describe()} (each item's vector from "
@@ -340,10 +341,10 @@ if st.button("Compare this table with another model's vector, in SQL"):
     if others:
         other_name = others[0]
         try:
-            other = ui.query_vector(other_name, "a small cat")
+            other = resources.query_vector(other_name, "a small cat")
             whose = f"{other_name}'s vector of “a small cat” ({len(other)} dimensions)"
         except EmbeddingError as e:
-            ui.embedding_error(e)
+            text.embedding_error(e)
             st.stop()
     else:
         other = TOY_VECTOR
@@ -352,7 +353,7 @@ if st.button("Compare this table with another model's vector, in SQL"):
             "(no second model is usable on this machine)"
         )
     attempt = cross_model_attempt(db, space.table, other)
-    ui.show_sql(attempt.script)
+    text.show_sql(attempt.script)
     st.caption(f"`other` is {whose}; the table holds {name}'s {space.dimension}-d vectors.")
     if attempt.error:
         st.error(

@@ -2,14 +2,15 @@
 
 import streamlit as st
 
-from lib import metric_tables as tables
-from lib import metrics, ui
-from lib.components.vector_arrows import picture_data, vector_arrows
-from lib.embeddings.base import EmbeddingError
-from lib.queries import QueryError, check_text
+from lib.core.embeddings.base import EmbeddingError
+from lib.core.queries import QueryError, check_text
+from lib.lessons.metrics import cached, rankings
+from lib.lessons.metrics import view as tables
+from lib.lessons.metrics.vector_arrows import picture_data, vector_arrows
+from lib.ui import connection, nav, resources, text
 
 st.set_page_config(page_title="Distance metrics", layout="wide")
-ui.sidebar()
+nav.sidebar()
 
 POINTS = "dm_points"
 METRIC = "dm_metric"
@@ -22,7 +23,7 @@ SCALED = "dm_scaled"
 FACTOR = "dm_factor"
 
 if POINTS not in st.session_state:
-    st.session_state[POINTS] = metrics.example("lesson")
+    st.session_state[POINTS] = rankings.example("lesson")
 
 st.title("Distance metrics")
 st.markdown(
@@ -39,11 +40,11 @@ def move(name: str, x: float, y: float) -> None:
 
 
 def load_example(preset: str) -> None:
-    st.session_state[POINTS] = metrics.example(preset, st.session_state.get(DOC_COUNT, 4))
+    st.session_state[POINTS] = rankings.example(preset, st.session_state.get(DOC_COUNT, 4))
 
 
 def set_doc_count() -> None:
-    st.session_state[POINTS] = metrics.with_doc_count(
+    st.session_state[POINTS] = rankings.with_doc_count(
         st.session_state[POINTS], st.session_state[DOC_COUNT]
     )
 
@@ -51,28 +52,28 @@ def set_doc_count() -> None:
 @st.fragment
 def picture() -> None:
     # answering now, or one clear message and the fragment stops (this part makes no table)
-    ui.database(creates_tables=False)
+    connection.database(creates_tables=False)
     controls = st.columns([3, 1], vertical_alignment="bottom")
     metric_key = controls[0].segmented_control(
         "Metric",
-        [m.key for m in metrics.METRICS],
-        format_func=lambda k: f"{metrics.BY_KEY[k].label}  `{metrics.BY_KEY[k].operator}`",
+        [m.key for m in rankings.METRICS],
+        format_func=lambda k: f"{rankings.BY_KEY[k].label}  `{rankings.BY_KEY[k].operator}`",
         default="cosine",
         key=METRIC,
         required=True,
     )
-    metric = metrics.BY_KEY[metric_key or "cosine"]
+    metric = rankings.BY_KEY[metric_key or "cosine"]
     normalise = controls[1].toggle(
         "Normalise vectors",
         key=NORMALISE,
         help="Scale every arrow to length 1 (pgvector: `l2_normalize`).",
     )
 
-    names, docs, query = metrics.split(st.session_state[POINTS])
-    used_docs = metrics.normalised(docs) if normalise else docs
-    used_query = metrics.normalised(query[None, :])[0] if normalise else query
-    ours = metrics.numpy_rankings(names, used_docs, used_query)
-    agreement = metrics.agreement(ours)
+    names, docs, query = rankings.split(st.session_state[POINTS])
+    used_docs = rankings.normalised(docs) if normalise else docs
+    used_query = rankings.normalised(query[None, :])[0] if normalise else query
+    ours = rankings.numpy_rankings(names, used_docs, used_query)
+    agreement = rankings.agreement(ours)
 
     left, right = st.columns([1.3, 1], gap="large")
     with left:
@@ -102,7 +103,7 @@ def picture() -> None:
             st.number_input(
                 "Documents",
                 min_value=2,
-                max_value=metrics.MAX_DOCS,
+                max_value=rankings.MAX_DOCS,
                 value=4,
                 key=DOC_COUNT,
                 on_change=set_doc_count,
@@ -119,7 +120,7 @@ def picture() -> None:
         st.info(metric.lesson, icon=":material/lightbulb:")
         st.markdown(
             "First under each metric: "
-            + " · ".join(f"{m.short} **{ours[m.key][0].name}**" for m in metrics.METRICS)
+            + " · ".join(f"{m.short} **{ours[m.key][0].name}**" for m in rankings.METRICS)
         )
         st.dataframe(
             tables.rankings_table(ours)
@@ -165,18 +166,18 @@ def picture() -> None:
         "database. Below: numpy's ranking and Postgres's, side by side, then the script "
         "exactly as it ran — paste it into `psql` to get the same rows."
     )
-    pg = ui.postgres_rankings(tuple(names), docs, query, normalise)
+    pg = cached.postgres_rankings(tuple(names), docs, query, normalise)
     table_col, verdict_col = st.columns([2, 1], gap="large")
     with table_col:
         st.dataframe(tables.engines_table(ours, pg.rankings), width="stretch")
     with verdict_col:
-        same = metrics.orders_match(used_docs, used_query, ours, pg.rankings)
-        gap = metrics.largest_difference(ours, pg.rankings)
+        same = rankings.orders_match(used_docs, used_query, ours, pg.rankings)
+        gap = rankings.largest_difference(ours, pg.rankings)
         st.markdown(
             "\n".join(
                 f"- `{m.operator}` {m.returns}: "
                 + ("✓ the same order as numpy" if same[m.key] else "✗ **a different order**")
-                for m in metrics.METRICS
+                for m in rankings.METRICS
             )
         )
         st.caption(
@@ -193,7 +194,7 @@ def highlight_differ(value: str) -> str:
 
 
 def bad_input_notes(names, docs, query, normalise: bool) -> None:
-    if metrics.zero_vectors(["q"], query[None, :]):
+    if rankings.zero_vectors(["q"], query[None, :]):
         st.error(
             "**The query is the zero vector, so every cosine is undefined.** Each `<=>` is "
             "0 / 0 and Postgres returns NaN for all of them; with nothing to sort by, "
@@ -203,7 +204,7 @@ def bad_input_notes(names, docs, query, normalise: bool) -> None:
             icon=":material/block:",
         )
         return
-    zeros = metrics.zero_vectors(names, docs)
+    zeros = rankings.zero_vectors(names, docs)
     if zeros:
         z = zeros[0]
         st.error(
@@ -217,7 +218,7 @@ def bad_input_notes(names, docs, query, normalise: bool) -> None:
             "so an index scan never returns them.",
             icon=":material/block:",
         )
-    for group in metrics.identical_groups(names, docs):
+    for group in rankings.identical_groups(names, docs):
         listed = " and ".join(group)
         st.info(
             f"**{listed} are identical**, so every metric gives them exactly the same score: "
@@ -250,15 +251,15 @@ with trap_cols[2], st.container(border=True):
     st.markdown(
         "**An index serves one operator.** Build it with the operator class of the operator "
         "you query with:\n\n"
-        + "\n".join(f"- `{m.operator}` needs `{m.opclass}`" for m in metrics.METRICS)
+        + "\n".join(f"- `{m.operator}` needs `{m.opclass}`" for m in rankings.METRICS)
         + "\n\nFor a table `items`: `CREATE INDEX ON items USING hnsw (embedding "
         "vector_cosine_ops);`"
     )
 
 st.subheader("Real data: the corpus under each metric")
-model_name = ui.model_name()
-ui.database()  # answering now, or one clear message and the page stops
-corpus = ui.corpus(model_name)
+model_name = nav.model_name()
+connection.database()  # answering now, or one clear message and the page stops
+corpus = resources.corpus(model_name)
 lesson_queries = [it.text for it in corpus.items if it.lesson and it.kind == "text"]
 
 
@@ -282,28 +283,29 @@ typed = st.text_input(
 )
 st.pills("…or pick one of the lesson's", lesson_queries, key=PICK, on_change=pick_query)
 try:
-    checked = check_text(ui.model(model_name), typed)
+    checked = check_text(resources.model(model_name), typed)
 except QueryError as e:
     st.error(
-        f"{e} Showing the last query that worked: “{ui.plain(st.session_state[GOOD_QUERY])}”."
+        f"{e} Showing the last query that worked: “{text.plain(st.session_state[GOOD_QUERY])}”."
         if st.session_state.get(GOOD_QUERY)
         else str(e),
         icon=":material/error:",
     )
     checked = check_text(
-        ui.model(model_name), st.session_state.get(GOOD_QUERY) or lesson_queries[0]
+        resources.model(model_name), st.session_state.get(GOOD_QUERY) or lesson_queries[0]
     )
 if checked.truncated:
-    st.info(ui.plain(checked.note(ui.model(model_name).info)), icon=":material/content_cut:")
+    note = checked.note(resources.model(model_name).info)
+    st.info(text.plain(note), icon=":material/content_cut:")
 try:
-    query_vector = ui.query_vector(model_name, checked.text)
+    query_vector = resources.query_vector(model_name, checked.text)
 except EmbeddingError as e:
-    ui.embedding_error(e)
+    text.embedding_error(e)
     st.stop()
 st.session_state[GOOD_QUERY] = checked.text
 
-low, high = ui.norm_range(corpus.table)
-info = ui.model(model_name).info
+low, high = cached.norm_range(corpus.table)
+info = resources.model(model_name).info
 if high - low < 1e-3:
     st.markdown(
         f"`{model_name}` returns **unit-length vectors**: measured in Postgres, "
@@ -318,7 +320,7 @@ else:
         "before any scaling."
     )
 
-baseline = ui.corpus_rankings(corpus.table, query_vector, 13)
+baseline = cached.corpus_rankings(corpus.table, query_vector, 13)
 just_outside = [h.id for h in baseline.rankings["cosine"][10:13]]
 content = {it.id: it.text for it in corpus.items}
 scale_cols = st.columns([3, 1.2])
@@ -334,8 +336,8 @@ scaled = scale_cols[0].multiselect(
 factor = scale_cols[1].select_slider(
     "by a factor of", [0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0], value=1.0, key=FACTOR
 )
-real = ui.corpus_rankings(corpus.table, query_vector, 10, tuple(scaled), factor)
-agree, differing = metrics.lists_agree(real.rankings)
+real = cached.corpus_rankings(corpus.table, query_vector, 10, tuple(scaled), factor)
+agree, differing = rankings.lists_agree(real.rankings)
 st.dataframe(
     tables.corpus_table(real.rankings, scaled, factor).style.map(
         highlight_differ, subset=[tables.AGREE_COLUMN]
@@ -358,18 +360,18 @@ else:
         icon=":material/compare_arrows:",
     )
 with st.expander("The SQL that ran"):
-    ui.show_sql(real.script)
+    text.show_sql(real.script)
 
 st.subheader("An index built for one operator does not serve another")
-opclasses = ui.index_opclasses(corpus.table)
+opclasses = cached.index_opclasses(corpus.table)
 described = ", ".join(f"`{name}` ({opclass})" for name, opclass in opclasses) or "none"
 st.markdown(
     f"`{corpus.table}` has one vector index: {described}. Ask for the top 10 with each "
     "operator under `SET LOCAL enable_seqscan = off`, which makes the planner take any "
     "index that can serve the `ORDER BY`. These are the plans that ran (`EXPLAIN ANALYZE`):"
 )
-plans = ui.operator_plans(corpus.table, query_vector)
-ui.show_sql(plans.script)
+plans = cached.operator_plans(corpus.table, query_vector)
+text.show_sql(plans.script)
 for plan in plans.plans:
     verdict_col, plan_col = st.columns([1, 2], gap="medium")
     with verdict_col:

@@ -4,21 +4,15 @@ from datetime import UTC, datetime
 
 import streamlit as st
 
-from lib import (
-    builds,
-    index_specs,
-    jobs,
-    recall,
-    recall_tables,
-    recall_view,
-    sizing,
-    ui,
-    vector_columns,
-)
-from lib.index_specs import IndexSpec
+from lib.core.view import when
+from lib.dataset import builds, index_specs, passages, recall_tables, size_jobs, sizing
+from lib.dataset.index_specs import IndexSpec
+from lib.harness import recall
+from lib.lessons.recall import cached, vector_columns, view
+from lib.ui import connection, nav, resources, text
 
 st.set_page_config(page_title="Recall at scale", page_icon=":material/query_stats:", layout="wide")
-ui.sidebar(model_picker=False)
+nav.sidebar(model_picker=False)
 
 st.title("Recall at scale")
 st.markdown(
@@ -30,9 +24,9 @@ st.markdown(
     "**recall@10**. Move the size and watch it, measured live in PostgreSQL."
 )
 
-db = ui.database()
-ds = ui.recall_dataset()
-ui.recall_worker()  # this process takes its part in preparing tables
+db = connection.database()
+ds = resources.recall_dataset()
+resources.worker()  # this process takes its part in the job queue
 state = st.session_state
 state.setdefault("recall_points", [])
 state.setdefault("recall_sizes", list(recall_tables.SIZES))
@@ -81,7 +75,7 @@ with controls:
             try:
                 rows_wanted = sizing.parse_rows(custom)
             except ValueError as e:
-                st.error(ui.plain(str(e)), icon=":material/error:")
+                st.error(text.plain(str(e)), icon=":material/error:")
             else:
                 plan = sizing.plan_size(
                     rows_wanted, ds.dimension,
@@ -90,14 +84,14 @@ with controls:
                 if plan.ok:
                     seconds = sizing.seconds_estimate(db, rows_wanted)
                     st.caption(sizing.describe_plan(plan, seconds))
-                    embedding = ui.embedding_estimate(ds.fingerprint(), rows_wanted)
+                    embedding = resources.embedding_estimate(ds.fingerprint(), rows_wanted)
                     if embedding is not None:
                         st.caption(f"Before that: {embedding.sentence()}.")
                     st.button(f"Build and measure {rows_wanted:,} rows", on_click=_use_custom_size)
                 else:
                     st.error(f"**Refused.** {plan.reason}", icon=":material/block:")
     if state.get("recall_refusal"):
-        st.error(f"**Not built:** {ui.plain(state['recall_refusal'])}", icon=":material/block:")
+        st.error(f"**Not built:** {text.plain(state['recall_refusal'])}", icon=":material/block:")
 
 status = recall_tables.table_status(db, ds, n)
 index = status.index
@@ -131,17 +125,17 @@ with knob_col:
     )
 
 # ---- preparation: a queue in PostgreSQL, shared by every session and every process ------
-truth = ui.recall_truth(status) if status.loaded else None
-last = jobs.last(db, n)  # jobs of one size run in order, so the newest is the live one
+truth = resources.recall_truth(status) if status.loaded else None
+last = size_jobs.last(db, n)  # jobs of one size run in order, so the newest is the live one
 job = last if last is not None and last.running else None
 if job is None and not (status.ready() and truth is not None):
     # A size whose passages are not embedded yet says how long that takes before it starts.
-    estimate = None if status.loaded else ui.embedding_estimate(ds.fingerprint(), n)
+    estimate = None if status.loaded else resources.embedding_estimate(ds.fingerprint(), n)
     if last is not None and last.state == "failed":
         st.error(f"Preparing {n:,} rows failed: {last.error}", icon=":material/error:")
         if st.button("Try again"):
-            job = jobs.request(db, ds, n, index.spec() if index else None)
-    elif estimate is not None and estimate.seconds > recall_view.ASK_ABOVE_SECONDS:
+            job = size_jobs.request(db, ds, n, index.spec() if index else None)
+    elif estimate is not None and estimate.seconds > passages.ASK_ABOVE_SECONDS:
         st.info(
             f"**{n:,} rows are not built on this server yet.** {estimate.sentence()}; then "
             "the table is loaded and indexed. It runs in the server's shared queue, where "
@@ -149,21 +143,21 @@ if job is None and not (status.ready() and truth is not None):
             icon=":material/schedule:",
         )
         if st.button(f"Embed and build {n:,} rows", key=f"recall_embed_{n}"):
-            job = jobs.request(db, ds, n, index.spec() if index else None)
+            job = size_jobs.request(db, ds, n, index.spec() if index else None)
     else:
-        job = jobs.request(db, ds, n, index.spec() if index else None)
+        job = size_jobs.request(db, ds, n, index.spec() if index else None)
 
 
 @st.fragment(run_every=1.0)
 def build_progress(job_id: int) -> None:
-    running = jobs.get(db, job_id)
+    running = size_jobs.get(db, job_id)
     if running is None or not running.running:
         st.rerun(scope="app")
-    p = jobs.progress(db, running)
+    p = size_jobs.progress(db, running)
     st.progress(p.fraction or 0.0, text=p.text)
-    for text in running.notices:
-        if builds.GRAPH_NOTICE in text:
-            st.warning(f"PostgreSQL: “{text}” — the build goes on, more slowly, on disk.")
+    for notice in running.notices:
+        if builds.GRAPH_NOTICE in notice:
+            st.warning(f"PostgreSQL: “{notice}” — the build goes on, more slowly, on disk.")
     st.caption(
         "This goes on if you leave the page; everyone asking for this size shares it "
         f"(job {running.id}, requested {running.requested_at:%H:%M:%S})."
@@ -187,17 +181,17 @@ if status.ready() and truth is not None:
     target = recall.generated_target(status.table)
     measured = (status.table, status.loaded_at, index.name, index.built_at, tuple(knobs.items()))
     try:
-        report = ui.recall_report(*measured, n)
+        report = cached.recall_report(*measured, n)
     except recall.HarnessError as e:
         st.error(str(e), icon=":material/timer_off:")
     if report is not None:
-        new = recall_view.point(report, n, index, knobs, ds)
-        state["recall_points"] = recall_view.add_point(state["recall_points"], new)
+        new = view.point(report, n, index, knobs, ds)
+        state["recall_points"] = view.add_point(state["recall_points"], new)
 
 points = state["recall_points"]
 if points:
     st.plotly_chart(
-        recall_view.figure(points, state["recall_sizes"], ds.n_real),
+        view.figure(points, state["recall_sizes"], ds.n_real),
         width="stretch",
         key="recall_plot",
     )
@@ -216,14 +210,15 @@ if n > ds.n_real:
         "approximate index as real rows would be? Compared at equal sizes, with the same "
         "queries and the same index:"
     )
-    checks = ui.generator_checks(ds.fingerprint())
+    checks = cached.generator_checks(ds.fingerprint())
     if checks:
-        st.dataframe(recall_view.check_frame(checks), hide_index=True, width="stretch")
-        st.caption(recall_view.check_caption(checks, len(ds.queries)))
+        st.dataframe(view.check_frame(checks), hide_index=True, width="stretch")
+        st.caption(view.check_caption(checks, len(ds.queries)))
     else:
         st.info(
             "Not measured on this server yet: `make prepare` (or `python -m "
-            "lib.generator_check`) compares real and generated rows in a few minutes.",
+            "lib.lessons.recall.generator_check`) compares real and generated rows in a few "
+            "minutes.",
             icon=":material/pending:",
         )
 
@@ -231,7 +226,7 @@ if report is not None:
     mean, worst = report.recall["mean"], report.recall["min"]
     sentence = (
         f"{report.lesson()} Recall@10 {mean:.3f} on average, {worst:.1f} for the worst query "
-        f"(index {index.label()}, {recall_view.knob_label(knobs)})."
+        f"(index {index.label()}, {view.knob_label(knobs)})."
     )
     if report.queries_missing:
         st.warning(sentence, icon=":material/visibility_off:")
@@ -244,10 +239,10 @@ if report is not None:
     )
     st.caption(
         f"Ground truth: {report.queries} exact scans run at "
-        f"{recall_view.when(report.exact_ran_at)} "
+        f"{when(report.exact_ran_at)} "
         f"(median {report.exact_latency_ms['p50']:.1f} ms each), whose plan "
         f"({' → '.join(report.exact_plan)}) reads no index. Index queries ran at "
-        f"{recall_view.when(report.index_ran_at)} "
+        f"{when(report.index_ran_at)} "
         f"(median {report.index_latency_ms['p50']:.2f} ms). {built}"
     )
     if st.button(
@@ -255,7 +250,7 @@ if report is not None:
         help="Runs the query set through the index again; "
         "results are otherwise shared by everyone for ten minutes.",
     ):
-        ui.recall_report.clear(*measured, n)
+        cached.recall_report.clear(*measured, n)
         st.rerun()
     if index.notice:
         st.warning(f"During this index's build PostgreSQL said: “{index.notice}”.")
@@ -266,22 +261,22 @@ if report is not None:
     chosen = st.selectbox(
         "Query (the worst first)",
         order,
-        format_func=lambda i: recall_view.query_label(ds, i, report.per_query_recall[i]),
+        format_func=lambda i: view.query_label(ds, i, report.per_query_recall[i]),
         key=f"recall_query_{n}",
     )
     passage = ds.query_passages[chosen]
     st.caption(f"Query text: “{' '.join(passage.text.split())[:300]}” ({passage.where()})")
-    exact_run, index_run = ui.recall_side_by_side(*measured, chosen)
-    truth_df, got_df = recall_view.side_by_side(ds, exact_run.rows, index_run.rows)
+    exact_run, index_run = cached.recall_side_by_side(*measured, chosen)
+    truth_df, got_df = view.side_by_side(ds, exact_run.rows, index_run.rows)
     a, b = st.columns(2)
     a.markdown("**True top 10** (exact scan)")
     a.dataframe(truth_df, hide_index=True, width="stretch")
-    b.markdown(f"**What the index returned** ({recall_view.knob_label(knobs)})")
+    b.markdown(f"**What the index returned** ({view.knob_label(knobs)})")
     b.dataframe(got_df, hide_index=True, width="stretch")
     with a:
-        ui.show_sql(exact_run)
+        text.show_sql(exact_run)
     with b:
-        ui.show_sql(index_run)
+        text.show_sql(index_run)
     st.caption(
         "The harness runs these two statements, without the distance column, for each of the "
         f"{report.queries} query vectors; here `$1` is this query's."
@@ -320,7 +315,7 @@ with st.form("recall_rebuild"):
     spec = IndexSpec(new_kind, int(m), int(efc), int(lists)).resolved(n)
     st.caption(
         f"Replaces the index of the {n:,}-row table for everyone using this server. "
-        + recall_view.rebuild_estimate(index, n, spec)
+        + view.rebuild_estimate(index, n, spec)
     )
     submitted = st.form_submit_button(f"Rebuild the {n:,}-row index")
 if submitted:
@@ -329,7 +324,7 @@ if submitted:
     except ValueError as e:
         st.error(str(e))
     else:
-        jobs.request(db, ds, n, spec)
+        size_jobs.request(db, ds, n, spec)
         st.rerun()
 if index is not None:
     st.caption("Current index, as it was built:")
@@ -342,7 +337,7 @@ st.markdown(
     "and the index on 100 of its own rows as queries, in read-only transactions, at the "
     "`ef_search` / `probes` set above."
 )
-columns = ui.vector_columns()
+columns = cached.vector_columns()
 if not columns:
     st.info("This server has no readable table with a vector column.")
 else:
@@ -365,7 +360,7 @@ else:
             for w in facts.warnings:
                 st.info(w)
             st.metric(
-                f"recall@10 of {own.index} ({recall_view.knob_label(own_knobs)})",
+                f"recall@10 of {own.index} ({view.knob_label(own_knobs)})",
                 f"{own.recall['mean']:.3f}",
                 help=f"worst query {own.recall['min']:.1f}; {own.rows:,} rows with a vector",
             )
@@ -375,7 +370,7 @@ else:
                 f"itself first). Exact median {own.exact_latency_ms['p50']:.1f} ms, index "
                 f"median {own.index_latency_ms['p50']:.2f} ms; ran at {own.index_ran_at}."
             )
-            ui.show_sql(
+            text.show_sql(
                 recall.answer_script(db, facts.target, queries[0], recall.index_settings(own_knobs))
             )
             st.caption(

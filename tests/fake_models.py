@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from lib.embeddings.base import ModelInfo, checked_vectors, modality_of, require_modalities
+from lib.core.embeddings.base import ModelInfo, checked_vectors, modality_of, require_modalities
 
 WORDS = {"red": 0, "green": 1, "blue": 2}
 

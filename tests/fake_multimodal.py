@@ -22,9 +22,9 @@ import numpy as np
 from PIL import Image
 from voyage_fake import decode_data_url, fake_vector
 
-from lib.corpus import CorpusItem
-from lib.embeddings.local import MINILM
-from lib.embeddings.registry import load_model
+from lib.core.corpus import CorpusItem
+from lib.core.embeddings.local import MINILM
+from lib.core.embeddings.registry import load_model
 
 MATCH = 0.95  # correlation of two 16×16 grey thumbnails above which they are the same photo
 NOISE = 0.25  # size of the pixel-seeded noise added to a photo's caption vector

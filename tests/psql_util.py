@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lib.psql import Script
+from lib.core.psql import Script
 
 SEP = "\x1f"
 NULL = "\x1e"

@@ -6,7 +6,7 @@ import pytest
 from browser_util import exceptions, open_page
 from streamlit.testing.v1 import AppTest
 
-from lib.ui import PAGES
+from lib.ui.nav import PAGES
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PAGE_FILES = sorted(str(p.relative_to(PROJECT_DIR)) for p in (PROJECT_DIR / "pages").glob("*.py"))

@@ -6,10 +6,11 @@ import re
 import pytest
 from apptest_util import app_at
 
-from lib import metrics, sizing
-from lib.nested_paths import page_address
-from lib.queries import MAX_CHARS, QueryError, check_text
-from lib.ui import WORD_JOINER, plain
+from lib.core.nested_paths import page_address
+from lib.core.queries import MAX_CHARS, QueryError, check_text
+from lib.dataset import sizing
+from lib.lessons.metrics import rankings as metrics
+from lib.ui.text import WORD_JOINER, plain
 
 HTML = "text/html,application/xhtml+xml,*/*;q=0.8"
 

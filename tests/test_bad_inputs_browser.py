@@ -6,10 +6,10 @@ import pytest
 from browser_util import exceptions, open_page, wait_for_run
 from playwright.sync_api import expect
 
-from lib.embeddings.local import MINILM
-from lib.embeddings.registry import load_model
-from lib.psql import vector_literal
-from lib.queries import text_vector
+from lib.core.embeddings.local import MINILM
+from lib.core.embeddings.registry import load_model
+from lib.core.psql import vector_literal
+from lib.core.queries import text_vector
 
 pytestmark = pytest.mark.browser
 

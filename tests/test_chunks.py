@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lib import chunks
-from lib.embeddings.base import ModelInfo, checked_vectors
-from lib.embeddings.cache import EmbeddingCache
-from lib.vectors import EmbedProgress, cached_vectors, embed_missing
+from lib.core import chunks
+from lib.core.embeddings.base import ModelInfo, checked_vectors
+from lib.core.embeddings.cache import EmbeddingCache
+from lib.core.vectors import EmbedProgress, cached_vectors, embed_missing
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_DIR / "scripts"))

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lib import corpus
-from lib.corpus import DATA_DIR, CorpusError, CorpusItem, content_hash, load_items, themes
+from lib.core import corpus
+from lib.core.corpus import DATA_DIR, CorpusError, CorpusItem, content_hash, load_items, themes
 
 LESSON_TEXTS = {
     "a small cat",

@@ -16,8 +16,8 @@ import psycopg
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from lib import data_directory
-from lib.database import DataDirectoryMismatch, open_database, start_embedded, stop_embedded
+from lib.core import data_directory
+from lib.core.database import DataDirectoryMismatch, open_database, start_embedded, stop_embedded
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 BUNDLED = data_directory.bundled_major()
@@ -70,7 +70,7 @@ def test_the_command_line_check_says_the_same_and_fails(root):
     fake_old_directory(pgdata)
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     run = subprocess.run(
-        [sys.executable, "-m", "lib.database", "check"],
+        [sys.executable, "-m", "lib.core.database", "check"],
         cwd=PROJECT_DIR,
         env={**env, "PGVECTOR_LAB_PGDATA": str(pgdata)},
         capture_output=True,
@@ -82,7 +82,7 @@ def test_the_command_line_check_says_the_same_and_fails(root):
 
 
 def test_the_check_passes_a_directory_of_the_bundled_version_or_none(root):
-    from lib.database import check_data_directory
+    from lib.core.database import check_data_directory
 
     check_data_directory(root / "missing")
     (root / "current").mkdir()
@@ -93,7 +93,9 @@ def test_the_check_passes_a_directory_of_the_bundled_version_or_none(root):
 def test_moving_aside_stops_the_old_server_keeps_every_file_and_the_next_start_is_fresh(root):
     pgdata = root / "pgdata"
     # A server left running on the directory by an earlier process, as the app leaves it...
-    start = f"import lib.database as d, pathlib; d.start_embedded(pathlib.Path({str(pgdata)!r}))"
+    start = (
+        f"import lib.core.database as d, pathlib; d.start_embedded(pathlib.Path({str(pgdata)!r}))"
+    )
     subprocess.run([sys.executable, "-c", start], cwd=PROJECT_DIR, check=True)
     server = data_directory.running_postmaster(pgdata)
     assert server is not None
@@ -128,7 +130,7 @@ def test_moving_aside_stops_the_old_server_keeps_every_file_and_the_next_start_i
 
 
 def test_the_page_shows_the_message_and_moves_the_directory_only_when_asked(root, monkeypatch):
-    from lib import ui
+    from lib.ui import connection as ui
 
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.delenv("VOYAGE_API_KEY", raising=False)

@@ -6,7 +6,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from lib.database import Database, DatabaseUnavailable, mask_password
+from lib.core.database import Database, DatabaseUnavailable, mask_password
 
 
 def test_extension_and_versions_are_reported(db):

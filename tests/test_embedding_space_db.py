@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 from fake_models import ColourModel, solid
 
-from lib.corpus import CorpusItem, load_items
-from lib.embeddings.local import MINILM
-from lib.embeddings.registry import load_model
-from lib.queries import image_input, image_vector, text_vector
-from lib.space import (
+from lib.core.corpus import CorpusItem, load_items
+from lib.core.embeddings.local import MINILM
+from lib.core.embeddings.registry import load_model
+from lib.core.queries import image_input, image_vector, text_vector
+from lib.core.store import ensure_corpus_table
+from lib.core.vectors import embeddable, item_vectors
+from lib.lessons.space.embedding_space import (
     LIFT_ITEMS,
     TOY_VECTOR,
     EmbeddingSpace,
@@ -19,8 +21,6 @@ from lib.space import (
     Query,
     cross_model_attempt,
 )
-from lib.store import ensure_corpus_table
-from lib.vectors import embeddable, item_vectors
 
 pytestmark = pytest.mark.db
 

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from lib.embeddings.base import InvalidVector, checked_vectors
-from lib.embeddings.cache import EmbeddingCache
-from lib.embeddings.local import MINILM
-from lib.embeddings.registry import default_model_name, load_model, model_choices
+from lib.core.embeddings.base import InvalidVector, checked_vectors
+from lib.core.embeddings.cache import EmbeddingCache
+from lib.core.embeddings.local import MINILM
+from lib.core.embeddings.registry import default_model_name, load_model, model_choices
 
 
 @pytest.fixture(scope="module")

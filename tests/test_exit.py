@@ -10,8 +10,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from lib.embeddings.cache import EmbeddingCache
-from lib.embeddings.local import MINILM
+from lib.core.embeddings.cache import EmbeddingCache
+from lib.core.embeddings.local import MINILM
 
 PROJECT = Path(__file__).resolve().parent.parent
 BATCH = 32
@@ -20,10 +20,10 @@ SCRIPT = textwrap.dedent(
     """
     import sys, threading, time
     from pathlib import Path
-    from lib import vectors
-    from lib.embeddings.cache import EmbeddingCache
-    from lib.embeddings.local import MINILM
-    from lib.embeddings.registry import load_model
+    from lib.core import vectors
+    from lib.core.embeddings.cache import EmbeddingCache
+    from lib.core.embeddings.local import MINILM
+    from lib.core.embeddings.registry import load_model
 
     model = load_model(MINILM.name)
     model.embed(["the model loads before the worker starts"], input_type="document")

@@ -12,7 +12,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from streamlit.testing.v1 import AppTest
 
-from lib.database import Database, extension_advice
+from lib.core.database import Database, extension_advice
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DBNAME = "pglab_old_vector"
@@ -114,7 +114,7 @@ def test_the_sidebar_shows_both_versions_and_the_warning(old_vector, monkeypatch
     assert f"pgvector {older} in this database, {current} on the server" in caption
     warning = " ".join(w.value for w in at.sidebar.warning)
     assert "ALTER EXTENSION vector UPDATE" in warning
-    from lib import ui
+    from lib.ui import connection as ui
 
     learner_url = make_conninfo(url, user=LEARNER)
     ui._open_database(learner_url).close()  # the cached one: its database is dropped next

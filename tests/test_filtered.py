@@ -11,12 +11,16 @@ import numpy as np
 import pytest
 from psql_util import assert_same_results, psql
 
-from lib import builds, filtered_jobs, filtered_tables, recall
-from lib import filtered_search as fs
-from lib.chunks import TITLES
-from lib.dataset import load_dataset
-from lib.recall.cli import main as recall_cli
-from lib.recall.cli import parse_where
+from lib.core import jobs as queue
+from lib.core.chunks import TITLES
+from lib.dataset import builds
+from lib.dataset.passages import load_dataset
+from lib.harness import recall
+from lib.lessons.filtered import jobs as filtered_jobs
+from lib.lessons.filtered import search as fs
+from lib.lessons.filtered import tables as filtered_tables
+from lib.recall import main as recall_cli
+from lib.recall import parse_where
 
 pytestmark = pytest.mark.db
 
@@ -221,7 +225,7 @@ def test_two_requests_share_one_job_that_builds_truths_and_default_runs(db, ds):
     a = filtered_jobs.request(db, ds, n)
     b = filtered_jobs.request(db, ds, n)
     assert a.id == b.id and a.state == "queued"
-    worker = filtered_jobs.Worker(db, ds)
+    worker = queue.Worker(db, ds)
     try:
         done = filtered_jobs.wait(db, a, timeout=600)
     finally:
@@ -260,7 +264,7 @@ def test_where_takes_a_column_and_a_value_only():
 
 
 def test_the_lesson_sentence_carries_the_measured_numbers(db, ds, table):
-    from lib import filtered_view
+    from lib.lessons.filtered import view as filtered_view
 
     run = fs.measure(db, ds, table, cell("off"))
     text = filtered_view.rows_sentence(run, table)
@@ -295,21 +299,15 @@ def test_a_filtered_job_on_a_fresh_cache_embeds_first_and_says_how_far_it_is(db,
     fresh = load_dataset(cache_path=tmp_path / "embeddings.sqlite")  # only the queries cached
     n = 300  # not a size on offer: its own job row, no other test's table
     assert fresh.missing(n) == n
-    filtered_jobs.ensure_table(db)
-    row = db.fetchone(
-        "INSERT INTO filtered_jobs (n, table_name, state, started_at, worker)"
-        " VALUES (%s, %s, 'loading', now(), 'this test')"
-        f" RETURNING {filtered_jobs.COLUMNS}",
-        (n, filtered_tables.table_name(n, fresh.dimension)),
-    )
-    job = filtered_jobs.Job(*row)
+    table = filtered_tables.table_name(n, fresh.dimension)
+    job = queue.request(db, filtered_jobs.KIND, {"n": n}, "test", table)
     try:
-        filtered_jobs._embed(db, fresh, job)
+        filtered_jobs.embed(queue.Context(db, job, fresh), fresh, n)
     finally:
-        db.fetchall("UPDATE filtered_jobs SET state = 'done' WHERE id = %s RETURNING 1", (job.id,))
+        db.fetchall("UPDATE lab_jobs SET state = 'done' WHERE id = %s RETURNING 1", (job.id,))
     done = filtered_jobs.get(db, job.id)
     assert (done.done, done.total) == (n, n) and fresh.missing(n) == 0
-    midway = replace(done, state="embedding", done=100, finished_at=None)
+    midway = filtered_jobs.Job(replace(done.job, state="embedding", done=100, finished_at=None))
     assert "Embedding the passages 300 rows need: 100 of 300 done" in (
         filtered_jobs.progress(db, midway).text
     )

@@ -4,8 +4,9 @@ import pytest
 from browser_util import exceptions, open_page, wait_for_run
 from playwright.sync_api import expect
 
-from lib import builds, filtered_tables
-from lib.dataset import load_dataset
+from lib.dataset import builds
+from lib.dataset.passages import load_dataset
+from lib.lessons.filtered import tables as filtered_tables
 
 pytestmark = pytest.mark.browser
 

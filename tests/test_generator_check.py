@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from lib import generator_check
-from lib.dataset import load_dataset
+from lib.dataset.passages import load_dataset
+from lib.lessons.recall import generator_check
 
 pytestmark = pytest.mark.db
 

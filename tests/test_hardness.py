@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lib.hardness import hardness, lid, query_distances, relative_contrast
+from lib.lessons.recall.hardness import hardness, lid, query_distances, relative_contrast
 
 
 def sphere(n: int, intrinsic: int, seed: int, dim: int = 384) -> np.ndarray:

@@ -15,7 +15,7 @@ import pytest
 from browser_util import exceptions, open_page, wait_for_run
 from playwright.sync_api import expect
 
-from lib.corpus import load_items
+from lib.core.corpus import load_items
 
 pytestmark = pytest.mark.browser
 

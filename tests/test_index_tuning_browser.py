@@ -6,8 +6,8 @@ import pytest
 from browser_util import exceptions, open_page, wait_for_run
 from test_tuning import prepared
 
-from lib.dataset import load_dataset
-from lib.frontier_view import CHEAPEST_NAME
+from lib.dataset.passages import load_dataset
+from lib.lessons.tuning.view import CHEAPEST_NAME
 
 pytestmark = pytest.mark.browser
 

@@ -2,7 +2,7 @@
 
 from apptest_util import app_at
 
-from lib import jobs
+from lib.dataset import size_jobs as jobs
 
 PAGE = "pages/4_Index_tuning.py"
 
@@ -14,8 +14,7 @@ def test_a_size_not_prepared_is_offered_and_not_built_on_a_rerun(pg_url, monkeyp
     assert at.select_slider(key="tuning_size").value == 100_000  # the default
     assert [b.label for b in at.button] == ["Prepare 100,000 rows"]
     at.run()  # a rerun does not queue the build either: the learner asks for it
-    jobs.ensure_table(db)
-    assert db.fetchone("SELECT count(*) FROM recall_jobs WHERE n = 100000")[0] == 0
+    assert jobs.live(db, 100_000) is None and jobs.last(db, 100_000) is None
 
 
 def test_a_link_opens_the_size_it_names_and_ignores_one_not_on_offer(pg_url, monkeypatch):

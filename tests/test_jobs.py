@@ -1,4 +1,5 @@
-"""The shared queue of recall-table jobs, against the real PostgreSQL."""
+"""Size jobs (a recall table, its index and ground truth) in the one queue, against the real
+PostgreSQL."""
 
 import os
 import subprocess
@@ -7,10 +8,13 @@ from dataclasses import replace
 
 import pytest
 
-from lib import builds, jobs, recall_tables, truths
-from lib.dataset import N_QUERIES, load_dataset
-from lib.index_specs import IndexSpec
-from lib.recall import K
+from lib.core import jobs as queue
+from lib.dataset import builds, recall_tables
+from lib.dataset import size_jobs as jobs
+from lib.dataset.index_specs import IndexSpec
+from lib.dataset.passages import N_QUERIES, load_dataset
+from lib.harness import truths
+from lib.harness.recall import K
 
 pytestmark = pytest.mark.db
 
@@ -24,7 +28,7 @@ def test_two_requests_for_the_same_size_share_one_job_and_store_the_truth(db, ds
     a = jobs.request(db, ds, 1000)
     b = jobs.request(db, ds, 1000)
     assert a.id == b.id and a.state == "queued"
-    worker = jobs.Worker(db, ds)
+    worker = queue.Worker(db, ds)
     try:
         done = jobs.wait(db, a, timeout=180)
     finally:
@@ -39,7 +43,7 @@ def test_two_requests_for_the_same_size_share_one_job_and_store_the_truth(db, ds
     # asked again once ready: a new job that finds everything done and does nothing
     again = jobs.request(db, ds, 1000)
     assert again.id != a.id
-    worker = jobs.Worker(db, ds)
+    worker = queue.Worker(db, ds)
     try:
         again = jobs.wait(db, again, timeout=60)
     finally:
@@ -53,17 +57,17 @@ def test_a_job_whose_worker_died_is_queued_again_and_finished(db, ds):
     job = jobs.request(db, ds, 500, spec)
     # as a worker that was killed mid-build leaves it: running, with nobody holding the lane
     db.fetchall(
-        "UPDATE recall_jobs SET state = 'indexing', attempts = 1, worker = 'gone:1'"
+        "UPDATE lab_jobs SET state = 'indexing', attempts = 1, worker = 'gone:1'"
         " WHERE id = %s RETURNING 1",
         (job.id,),
     )
-    worker = jobs.Worker(db, ds, lanes=("small",))
+    worker = queue.Worker(db, ds, lanes=("small",))
     try:
         done = jobs.wait(db, job, timeout=120)
     finally:
         worker.stop()
     assert done.state == "done", done.error
-    assert done.attempts == 2 and done.worker == jobs.worker_name()
+    assert done.attempts == 2 and done.worker == queue.worker_name()
     assert recall_tables.table_status(db, ds, 500).ready(spec)
     builds.build_index(db, ds, 500, IndexSpec())  # back to the default for other tests
 
@@ -76,12 +80,11 @@ def test_a_queued_job_says_how_many_are_ahead_of_it_in_its_lane(db, ds):
         ahead = jobs.position(db, second)
         assert ahead == jobs.position(db, first) + 1
         text = jobs.progress(db, second).text
-        assert f"{ahead} build{'s' if ahead > 1 else ''} ahead of it" in text
+        assert f"{ahead} job{'s' if ahead > 1 else ''} ahead of it in the small-table queue" in text
         assert jobs.position(db, big) == 0  # the large-table lane has its own queue
     finally:
         db.fetchall(
-            "UPDATE recall_jobs SET state = 'failed', error = 'test' WHERE id = ANY(%s)"
-            " RETURNING 1",
+            "UPDATE lab_jobs SET state = 'failed', error = 'test' WHERE id = ANY(%s) RETURNING 1",
             ([first.id, second.id, big.id],),
         )
 
@@ -92,24 +95,24 @@ def test_a_job_embeds_what_its_size_needs_first_and_says_how_far_it_is(db, tmp_p
     assert fresh.to_embed(n) == fresh.missing(n) == n
     # A job in a lane of its own, run here: any other worker in this process (an AppTest's)
     # would run a queued job with its own dataset, whose cache is not this one.
-    jobs.ensure_table(db)
-    row = db.fetchone(
-        "INSERT INTO recall_jobs (n, spec, table_name, lane, state, started_at, worker)"
-        " VALUES (%s, %s, %s, 'test', 'loading', now(), 'this test')"
-        f" RETURNING {jobs.COLUMNS}",
-        (n, jobs._spec_json(IndexSpec()), recall_tables.table_name(n, fresh.dimension)),
+    key = jobs._key(IndexSpec().resolved(n), n)
+    table = recall_tables.table_name(n, fresh.dimension)
+    job = queue.request(db, jobs.KIND, key, "test", table)
+    db.fetchall(
+        "UPDATE lab_jobs SET state = 'starting', started_at = now(), worker = 'this test'"
+        " WHERE id = %s RETURNING 1",
+        (job.id,),
     )
-    job = jobs._job(row)
     try:
-        jobs.run(db, fresh, job)
+        jobs.run(queue.Context(db, queue.get(db, job.id), fresh))
     finally:
-        db.fetchall("UPDATE recall_jobs SET state = 'done' WHERE id = %s RETURNING 1", (job.id,))
+        db.fetchall("UPDATE lab_jobs SET state = 'done' WHERE id = %s RETURNING 1", (job.id,))
     done = jobs.get(db, job.id)
     assert (done.embed_done, done.embed_total) == (n, n) and done.embed_seconds > 0
     assert done.loaded and done.indexed and done.truth_computed
     assert fresh.missing(n) == 0 and fresh.embedded() == n + N_QUERIES
     assert fresh.cache.rate(fresh.model_name, min_texts=1) is not None  # for the next estimate
-    midway = replace(done, state="embedding", embed_done=200, finished_at=None)
+    midway = jobs.Job(replace(done.job, state="embedding", done=200, total=n, finished_at=None))
     text = jobs.progress(db, midway).text
     assert "Embedding the passages 610 rows need: 200 of 610 done" in text and "left" in text
     assert jobs.progress(db, midway).fraction == pytest.approx(200 / n)

@@ -14,7 +14,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from lib import versions
+from lib.core import versions
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 RUNTIME = PROJECT_DIR / "requirements" / "runtime.txt"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from lib.memory import Keeper, Returned, Sessions, give_back
+from lib.core.memory import Keeper, Returned, Sessions, give_back
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from st_client import StreamlitSession  # noqa: E402

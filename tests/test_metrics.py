@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
-from lib import metrics
-from lib.components.vector_arrows import picture_data
-from lib.metrics import METRICS
+from lib.lessons.metrics import rankings as metrics
+from lib.lessons.metrics.rankings import METRICS
+from lib.lessons.metrics.vector_arrows import picture_data
 
 pytestmark = pytest.mark.db
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from lib import vector_columns as vc
-from lib.recall import measure
+from lib.harness.recall import measure
+from lib.lessons.recall import vector_columns as vc
 
 pytestmark = pytest.mark.db
 

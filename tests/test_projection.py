@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from lib.embeddings.base import InvalidVector
-from lib.projection import fit_projection
+from lib.core.embeddings.base import InvalidVector
+from lib.lessons.space.projection import fit_projection
 
 
 def clustered_unit_vectors(n_per: int = 20, dim: int = 64, seed: int = 0) -> np.ndarray:

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from fake_models import ColourModel, solid
 
-from lib.embeddings.local import MINILM
-from lib.embeddings.registry import load_model
-from lib.queries import (
+from lib.core.embeddings.local import MINILM
+from lib.core.embeddings.registry import load_model
+from lib.core.queries import (
     MAX_CHARS,
     QueryError,
     check_text,

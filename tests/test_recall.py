@@ -8,11 +8,12 @@ import time
 import numpy as np
 import pytest
 
-from lib import builds, recall, recall_tables, sizing
-from lib.dataset import N_QUERIES, load_dataset
-from lib.index_specs import IndexSpec
-from lib.recall import HarnessError, Target, generated_target, measure
-from lib.recall_tables import table_name
+from lib.dataset import builds, recall_tables, sizing
+from lib.dataset.index_specs import IndexSpec
+from lib.dataset.passages import N_QUERIES, load_dataset
+from lib.dataset.recall_tables import table_name
+from lib.harness import recall
+from lib.harness.recall import HarnessError, Target, generated_target, measure
 
 pytestmark = pytest.mark.db
 

@@ -2,7 +2,7 @@
 
 import plotly.graph_objects as go
 
-from lib import recall_view
+from lib.lessons.recall import view as recall_view
 
 
 def _point(rows: int, ef: int, recall: float) -> dict:

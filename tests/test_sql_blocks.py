@@ -11,12 +11,15 @@ import pytest
 from apptest_util import app_at
 from psql_util import PsqlFailed, assert_same_results, psql
 
-from lib import builds, dataset, index_specs, metrics, recall, recall_tables
-from lib import metric_tables as tables
-from lib.metrics import Hit
-from lib.psql import Statement, run
-from lib.queries import text_vector
-from lib.space import TOY_VECTOR, cross_model_attempt
+from lib.core.psql import Statement, run
+from lib.core.queries import text_vector
+from lib.dataset import builds, index_specs, recall_tables
+from lib.dataset import passages as dataset
+from lib.harness import recall
+from lib.lessons.metrics import rankings as metrics
+from lib.lessons.metrics import view as tables
+from lib.lessons.metrics.rankings import Hit
+from lib.lessons.space.embedding_space import TOY_VECTOR, cross_model_attempt
 
 pytestmark = pytest.mark.db
 

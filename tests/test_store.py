@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from lib.corpus import load_items
-from lib.embeddings.base import UnsupportedInput
-from lib.embeddings.registry import load_model
-from lib.store import corpus_table, ensure_corpus_table, nearest
-from lib.vectors import embeddable, item_vectors
+from lib.core.corpus import load_items
+from lib.core.embeddings.base import UnsupportedInput
+from lib.core.embeddings.registry import load_model
+from lib.core.store import corpus_table, ensure_corpus_table, nearest
+from lib.core.vectors import embeddable, item_vectors
 
 
 @pytest.fixture(scope="module")

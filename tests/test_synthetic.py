@@ -6,8 +6,8 @@ On small slices: CI embeds a few thousand passages, never the whole corpus."""
 import numpy as np
 import pytest
 
-from lib import synthetic
-from lib.dataset import N_QUERIES, load_dataset
+from lib.dataset import synthetic
+from lib.dataset.passages import N_QUERIES, load_dataset
 
 FIT = 2000
 
@@ -48,7 +48,7 @@ def test_real_rows_come_first_and_every_size_is_a_prefix_of_a_larger_one(ds):
 
 
 def test_real_rows_are_the_cached_vectors_of_their_passages_in_table_order(ds):
-    from lib.embeddings.registry import load_model
+    from lib.core.embeddings.registry import load_model
 
     texts = [ds.passage_of(i).text for i in (1, 2, ds.n_real)]
     fresh = load_model(ds.model_name).embed(texts)

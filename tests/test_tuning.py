@@ -13,20 +13,22 @@ import numpy as np
 import pytest
 from psql_util import assert_same_results, psql
 
-from lib import (
-    builds,
-    config_tables,
-    frontier,
-    index_gallery,
-    recall,
-    recall_tables,
-    truths,
-    tuning_jobs,
+from lib.core import jobs as queue
+from lib.dataset import builds, recall_tables
+from lib.dataset.index_specs import IndexSpec
+from lib.dataset.passages import load_dataset
+from lib.harness import recall, truths
+from lib.lessons.tuning import config_tables, frontier
+from lib.lessons.tuning import gallery as index_gallery
+from lib.lessons.tuning import jobs as tuning_jobs
+from lib.lessons.tuning.index_configs import (
+    EF_SEARCH_VALUES,
+    Config,
+    ConfigQuery,
+    parse_values,
+    probes_values,
 )
-from lib.dataset import load_dataset
-from lib.index_configs import EF_SEARCH_VALUES, Config, ConfigQuery, parse_values, probes_values
-from lib.index_specs import IndexSpec
-from lib.recall.cli import parse_sweep
+from lib.recall import parse_sweep
 
 N = 5000
 SMALL = 500
@@ -177,7 +179,7 @@ def test_configurations_live_on_copies_of_the_same_rows_and_are_built_once(db, d
 
 
 def test_a_build_script_pasted_into_psql_builds_the_same_index(db, ds, table, pg_url):
-    from lib.index_configs import Placement
+    from lib.lessons.tuning.index_configs import Placement
 
     status, _ = table
     scratch = "tune_scratch_paste"
@@ -247,8 +249,8 @@ def test_binary_rerank_returns_exactly_the_exact_scan_rows_when_oversampling_cov
 
 
 def test_binary_query_says_which_rows_the_index_answers(db, ds, table):
-    from lib.frontier_view import index_and_rerank_rows
-    from lib.psql import run
+    from lib.core.psql import run
+    from lib.lessons.tuning.view import index_and_rerank_rows
 
     s = built(db, ds, N, Config("binary"))
     shape = s.place.query(oversample=4)
@@ -263,7 +265,7 @@ def test_binary_query_says_which_rows_the_index_answers(db, ds, table):
 
 
 def test_config_queries_paste_into_psql_with_the_same_rows(db, ds, table, pg_url):
-    from lib.psql import run
+    from lib.core.psql import run
 
     for config in (Config("halfvec"), Config("binary"), Config()):
         s = built(db, ds, N, config)
@@ -324,7 +326,7 @@ def test_jobs_build_and_sweep_once_for_everyone(db, ds, table):
     one = tuning_jobs.request_build(db, ds, N, config)
     two = tuning_jobs.request_build(db, ds, N, config)
     assert one.id == two.id
-    worker = tuning_jobs.Worker(db, ds)
+    worker = queue.Worker(db, ds)
     try:
         done = tuning_jobs.wait(db, one, timeout=300)
         assert done.state == "done", done.error

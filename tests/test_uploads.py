@@ -7,7 +7,7 @@ import zlib
 import pytest
 from PIL import Image
 
-from lib.uploads import MAX_BYTES, UploadError, load_upload
+from lib.core.uploads import MAX_BYTES, UploadError, load_upload
 
 
 def encode(im: Image.Image, fmt: str, **kw) -> bytes:

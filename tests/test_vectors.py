@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from lib.corpus import load_items, load_passages
-from lib.embeddings.registry import load_model
-from lib.vectors import check, item_vectors
+from lib.core.corpus import load_items, load_passages
+from lib.core.embeddings.registry import load_model
+from lib.core.vectors import check, item_vectors
 
 
 def test_committed_vectors_cover_the_whole_corpus_for_the_default_model():
@@ -12,7 +12,7 @@ def test_committed_vectors_cover_the_whole_corpus_for_the_default_model():
 
 
 def test_committed_item_vectors_equal_a_fresh_embedding(tmp_path):
-    from lib.embeddings.cache import EmbeddingCache
+    from lib.core.embeddings.cache import EmbeddingCache
 
     model = load_model("all-MiniLM-L6-v2")
     items = [it for it in load_items() if it.kind == "text"][:12]

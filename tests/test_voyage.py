@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from PIL import Image
 from voyage_fake import FakeVoyage, Reply, decode_data_url, fake_vector
 
-from lib.embeddings import voyage
-from lib.embeddings.base import (
+from lib.core.embeddings import voyage
+from lib.core.embeddings.base import (
     BadRequest,
     EmbeddingError,
     EmbeddingModel,
@@ -25,7 +25,7 @@ from lib.embeddings.base import (
     RateLimited,
     UnsupportedInput,
 )
-from lib.embeddings.voyage import VoyageModel, available, image_data_url, plan_batches
+from lib.core.embeddings.voyage import VoyageModel, available, image_data_url, plan_batches
 
 KEY = "test-key"
 

@@ -58,9 +58,10 @@ def test_two_app_processes_asking_for_the_same_new_size_run_one_build(
 
     with psycopg.connect(fresh_database) as conn:
         ran = conn.execute(
-            "SELECT count(*) FILTER (WHERE loaded), count(*) FILTER (WHERE indexed),"
-            " count(*) FILTER (WHERE truth_computed), count(DISTINCT worker)"
-            " FROM recall_jobs WHERE n = 500"
+            "SELECT count(*) FILTER (WHERE (facts ->> 'loaded')::boolean),"
+            " count(*) FILTER (WHERE (facts ->> 'indexed')::boolean),"
+            " count(*) FILTER (WHERE (facts ->> 'truth_computed')::boolean),"
+            " count(DISTINCT worker) FROM lab_jobs WHERE kind = 'size' AND key ->> 'n' = '500'"
         ).fetchone()
         truths = conn.execute("SELECT ran_at FROM recall_truths").fetchall()
     assert ran[:3] == (1, 1, 1)  # one load, one index build, one ground truth: by one worker
@@ -131,7 +132,7 @@ def test_the_app_starts_its_killed_embedded_server_again_by_itself(browser, tmp_
         restarted = int((pgdata / "postmaster.pid").read_text().split()[0])
         assert restarted != killed
         page.close()
-    from lib.database import stop_embedded
+    from lib.core.database import stop_embedded
 
     stop_embedded(pgdata)
 

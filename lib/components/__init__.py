@@ -1,1 +1,0 @@
-"""Custom components (Streamlit components v2) and the assets they share."""

@@ -1,0 +1,1 @@
+"""Lesson: filtered search (WHERE with an approximate index, iterative scans, partial indexes)."""

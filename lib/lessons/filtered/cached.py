@@ -1,0 +1,64 @@
+"""The Filtered search page's entry points, cached by their parameters and shared by every
+session: stored or measured query sets, one query as it ran, the trap's proof."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from lib.harness.recall import HarnessError
+from lib.lessons.filtered import search as filtered_search
+from lib.lessons.filtered import tables as filtered_tables
+from lib.ui.connection import database
+from lib.ui.resources import recall_dataset
+
+
+def _filtered_table(n: int, built_at: Any):
+    table = filtered_tables.status(database(), recall_dataset(), n)
+    if table is None or table.built_at != built_at:
+        raise HarnessError(f"the filtered table of {n:,} rows was rebuilt; reload the page")
+    return table
+
+
+@st.cache_data(max_entries=256, ttl=600, show_spinner="Running the query set…")
+def filtered_run(n: int, built_at: Any, cell):
+    """One filtered query set on size `n`'s filtered table as built: the stored run, or one
+    measured now and stored (for every process). Cached here for ten minutes."""
+    table = _filtered_table(n, built_at)
+    return filtered_search.stored_or_measured(database(), recall_dataset(), table, cell)
+
+
+@st.cache_data(max_entries=64, ttl=15, show_spinner=False)
+def filtered_stored(n: int, built_at: Any, cells: tuple):
+    """The runs of `cells` stored so far (read again at most every 15 s)."""
+    return filtered_search.stored(database(), _filtered_table(n, built_at), cells)
+
+
+def filtered_measure(n: int, built_at: Any, cells, *, again: bool = False) -> None:
+    """Measure `cells` now (those not stored yet, or all of them `again`), with a progress
+    bar, and forget the cached reads that did not have them."""
+    table = _filtered_table(n, built_at)
+    bar = st.progress(0.0)
+    for i, cell in enumerate(cells):
+        bar.progress(i / len(cells), text=f"{cell.filter.label()}, {cell.path}, {cell.mode}…")
+        filtered_search.stored_or_measured(database(), recall_dataset(), table, cell, again=again)
+        filtered_run.clear(n, built_at, cell)
+    bar.empty()
+    filtered_stored.clear()
+
+
+@st.cache_data(max_entries=128, ttl=600, show_spinner=False)
+def filtered_script(n: int, built_at: Any, cell, query: int, explain: bool = False):
+    """One query of `cell` run now (or EXPLAIN ANALYZE'd), as the Script a learner pastes."""
+    table = _filtered_table(n, built_at)
+    q = recall_dataset().queries[query]
+    return filtered_search.script(database(), table.name, cell, q, explain=explain)
+
+
+@st.cache_data(max_entries=32, ttl=600, show_spinner=False)
+def filtered_proof(n: int, built_at: Any, cell, query: int):
+    """The exact count of rows closer than the trap's threshold, as the Script that ran."""
+    table = _filtered_table(n, built_at)
+    q = recall_dataset().queries[query]
+    return filtered_search.exact_count_script(database(), table.name, cell, q)

@@ -1,0 +1,1 @@
+"""Lesson: index tuning (the recall-latency frontier, quantization, why an index is not used)."""

@@ -1,0 +1,104 @@
+"""The shared database for every page, and the check each page makes before it uses it: the
+server answers, and this user may create the lab's tables (else one clear message with the
+fix, and the page stops)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import streamlit as st
+from psycopg import sql
+
+from lib.core import data_directory
+from lib.core.database import Database, DatabaseUnavailable, DataDirectoryMismatch, open_database
+
+
+@st.cache_resource(show_spinner="Starting PostgreSQL…")
+def _open_database(url: str | None) -> Database:
+    return open_database(url)
+
+
+def shared_database() -> Database:
+    """The shared Database of this process (its pool), unchecked."""
+    return _open_database(os.environ.get("DATABASE_URL") or None)
+
+
+def database(*, creates_tables: bool = True) -> Database:
+    """The shared Database, answering now (one pooled round trip); otherwise one clear message
+    with the fix, and the page stops. The app reconnects by itself when the server is back.
+    A page that `creates_tables` (every page but the home page) also stops, with the GRANT
+    that fixes it, when this user may not create tables where the lab keeps them."""
+    try:
+        db = shared_database()
+        db.check()
+        if creates_tables:
+            _require_create(db)
+        return db
+    except DatabaseUnavailable as e:
+        st.error(f"**PostgreSQL is not available.** {e.problem}", icon=":material/error:")
+        st.info(f"**How to fix:** {e.fix}")
+        if isinstance(e, DataDirectoryMismatch):
+            st.button(
+                f"Move {e.pgdata.name} aside and start an empty PostgreSQL {e.bundled}",
+                on_click=_move_data_directory_aside,
+                args=(e.pgdata, e.bundled),
+                icon=":material/drive_file_move:",
+                help="Renames the directory (nothing is deleted); the lab rebuilds its tables.",
+            )
+        st.stop()
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def _create_denied(conninfo: str) -> tuple[str, str] | None:
+    """None when this user may create tables in the schema the lab's tables go to (the first
+    of its search_path that exists); else the problem and the statement that fixes it. Asked
+    again after ten seconds, so a grant made meanwhile is seen at the next click."""
+    db = shared_database()
+    with db.connection() as conn:
+        user, schema, database_name, allowed = conn.execute(
+            "SELECT current_user, current_schema(), current_database(),"
+            " coalesce(has_schema_privilege(current_schema(), 'CREATE'), false)"
+        ).fetchone()
+        if allowed:
+            return None
+        if schema is None:
+            problem = (
+                f"User {user} has no schema to create the lab's tables in: no schema of its "
+                "search_path exists in this database."
+            )
+            fix = sql.SQL("CREATE SCHEMA {} AUTHORIZATION {};").format(
+                sql.Identifier(user), sql.Identifier(user)
+            )
+        else:
+            problem = (
+                f"User {user} may not create tables in schema {schema} of database "
+                f"{database_name}, and the lab keeps its tables there (each model's corpus, "
+                "the recall tables, their jobs)."
+            )
+            fix = sql.SQL("GRANT CREATE ON SCHEMA {} TO {};").format(
+                sql.Identifier(schema), sql.Identifier(user)
+            )
+        return problem, fix.as_string(conn)
+
+
+def _require_create(db: Database) -> None:
+    denied = _create_denied(db.conninfo)
+    if denied is None:
+        return
+    problem, fix = denied
+    st.error("**This database user may not create tables.**", icon=":material/lock:")
+    st.text(problem)  # names from the server, shown as text
+    st.info(
+        "**How to fix:** run this as the database's owner (or a superuser), then click again; "
+        "or point `DATABASE_URL` at a database this user owns; or unset `DATABASE_URL` to use "
+        "the embedded server."
+    )
+    st.code(fix, language="sql")
+    st.stop()
+
+
+def _move_data_directory_aside(pgdata: Path, bundled: int) -> None:
+    moved = data_directory.move_aside(pgdata, expected=bundled)
+    if moved is not None:
+        st.toast(f"Moved to {moved}", icon=":material/drive_file_move:")
