@@ -27,7 +27,7 @@ export TOKENIZERS_PARALLELISM := false
 
 .PHONY: install install-runtime lock run test lint format chromium haproxy vectors bench bench-load \
 	prepare workshop clean-db move-db-aside versions tested-with clip chunk-sources chunks \
-	embed-chunks
+	embed-chunks labels glossaries
 
 # Installs come from the locks in requirements/, hashes checked, nothing resolved on the day:
 # runtime.txt is what the app needs, test.txt adds the test tools (same pins for the rest).
@@ -114,6 +114,14 @@ chunk-sources:
 # Rewrite data/chunks/ from those packages (scripts/extract_chunks.py; deterministic).
 chunks: install-runtime chunk-sources
 	$(BIN)/python scripts/extract_chunks.py
+
+# Rewrite data/labels/ (the evals' labelled queries) from data/chunks/ (deterministic).
+labels: install-runtime
+	$(BIN)/python -m lib.harness.labels build
+
+# Rewrite data/labels/glossaries.jsonl (glossary terms) from the packages data/chunks/ came from.
+glossaries: install-runtime chunk-sources
+	$(BIN)/python scripts/extract_glossaries.py
 
 # Embed the real corpus into the embedding cache (resumable; `make prepare` does it too).
 embed-chunks: install-runtime
