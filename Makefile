@@ -26,7 +26,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
 .PHONY: install install-runtime lock run test lint format chromium haproxy vectors bench bench-load \
-	prepare workshop clean-db move-db-aside versions tested-with clip chunk-sources chunks \
+	prepare workshop clean-db move-db-aside layout versions tested-with clip chunk-sources chunks \
 	embed-chunks labels glossaries
 
 # Installs come from the locks in requirements/, hashes checked, nothing resolved on the day:
@@ -147,6 +147,10 @@ clean-db: install-runtime
 # .pgdata-pgN-<date>-<time> (nothing is deleted); the next start makes an empty one.
 move-db-aside: install-runtime
 	$(BIN)/python -m lib.core.database move-aside
+
+# Rewrite the README's layout section from the code (scripts/layout.py).
+layout: install-runtime
+	$(BIN)/python scripts/layout.py --readme README.md
 
 # The versions this install runs on, as a Markdown table (the app's server: DATABASE_URL or
 # the embedded one).

@@ -5,8 +5,8 @@
     .venv/bin/python bench/bench_filtered.py --sizes 20000       # other sizes on offer
 
 Runs against DATABASE_URL or the project's embedded server. Each size's filtered table is
-prepared through the shared job queue (lib/filtered_jobs.py: the recall table's rows, the
-filtered table, its exact filtered truths), built once and kept; the first run at 500,000
+prepared through the shared job queue (lib/lessons/filtered/jobs.py: the recall table's rows,
+the filtered table, its exact filtered truths), built once and kept; the first run at 500,000
 rows takes several minutes. Every query set is then measured again now (the lab's 100
 held-out queries, each statement under statement_timeout), after one warm-up pass over the
 table, and printed: queries short of LIMIT 10, mean rows returned, recall@10 against the exact

@@ -29,7 +29,7 @@ CPU per interaction and its RSS before, at peak and after the sessions close (wi
 that is pages of files mapped in: libraries, the model's weights); after the main run it waits
 out Streamlit's `server.disconnectedSessionTTL` (--ttl; 120 s is Streamlit's default) and
 --settle seconds more, in which the app drops the expired sessions and gives their memory
-back (lib/memory.py), and reads the RSS again. Then the verdict against the targets of
+back (lib/core/memory.py), and reads the RSS again. Then the verdict against the targets of
 issue 8.
 
 Server figures come from psutil on the Streamlit process (with --url: the process
@@ -563,7 +563,7 @@ def embedded_postgres_pid() -> int | None:
 
 async def wait_out_ttl(server: Server, ttl: int, settle: int) -> dict:
     """RSS once Streamlit's TTL for closed sessions has passed and the app has given their
-    memory back (lib/memory.py drops the expired sessions and collects within seconds)."""
+    memory back (lib/ui/st_internals.py drops the expired sessions, lib/core/memory.py collects)."""
     print(
         f"  … waiting {ttl + settle} s: server.disconnectedSessionTTL ({ttl} s), then "
         f"{settle} s for the app to give the memory back",

@@ -6,8 +6,9 @@
 Prints (1) the corpus: passages and compressed size per source; (2) the embedding: the rate
 of a fresh run of 2,048 passages now, and the runs this machine's cache recorded (how long
 the whole corpus took); (3) real against generated rows at the same sizes
-(lib/generator_check.py): LID and relative contrast of the held-out real queries, and
-recall@10 of HNSW (m = 16, ef_construction = 64) at ef_search 10, 20 and the default 40;
+(lib/lessons/recall/generator_check.py): LID and relative contrast of the held-out real
+queries, and recall@10 of HNSW (m = 16, ef_construction = 64) at ef_search 10, 20 and the
+default 40;
 (4) each size's preparation as recorded (its load, its index build, the embedding its job
 did). Builds what is missing (the generated tables take minutes at 500k rows); results are
 stored for the Recall page.
@@ -29,8 +30,8 @@ from lib.core.embeddings.cache import EmbeddingCache  # noqa: E402
 from lib.core.embeddings.registry import load_model  # noqa: E402
 from lib.core.vectors import cache_path, duration, embed_missing  # noqa: E402
 from lib.dataset import recall_tables  # noqa: E402
-from lib.dataset import size_jobs as jobs
 from lib.dataset.passages import load_dataset  # noqa: E402
+from lib.harness import size_jobs as jobs
 from lib.lessons.recall import generator_check
 
 SIZES = (5_000, 50_000, 200_000, 500_000)

@@ -23,10 +23,10 @@ from lib.core import jobs as queue
 from lib.core.database import open_database
 from lib.core.vectors import bar, duration, embedding_rate, printer
 from lib.dataset import builds, recall_tables, sizing
-from lib.dataset import size_jobs as jobs
 from lib.dataset.index_specs import IndexSpec
 from lib.dataset.passages import load_dataset
 from lib.harness import recall, truths
+from lib.harness import size_jobs as jobs
 from lib.lessons.filtered import jobs as filtered_jobs
 from lib.lessons.filtered import tables as filtered_tables
 from lib.lessons.recall import generator_check

@@ -11,22 +11,15 @@
     python -m lib.recall --size 20000 --where category=3 --iterative-scan strict_order
     python -m lib.recall --table public.items --where tenant_id=7 --iterative-scan relaxed_order
 
-The lab's sizes are built if missing (lib/builds.py) and their ground truth is the stored one
-(lib/truths.py); your own table is only read (lib/vector_columns.py). A sweep (`--sweep`)
-measures recall@k, latency p50/p95 and queries per second at each value of the knob, checks
-at each that the plan reads the index being measured, prints the frontier and the cheapest
-value reaching `--target`, and, on the lab's tables, stores it for the Index tuning page
-(lib/frontier.py). With `--sweep`, `--index`/`--m`/`--ef-construction`/`--lists`/`--quantize`
-name the configuration to sweep: the table's own index when they match it, else a copy of its
-rows with that index (lib/index_configs.py), built if missing; the table's index is not
-replaced.
-
-`--where column=value` filters both paths (`WHERE column = $3`, the value sent as a parameter,
-never as SQL text): the ground truth becomes the exact filtered truth (still proved by its plan),
-and the index path runs with `enable_sort = off` so that the vector index answers rather than a
-B-tree and an exact sort (`--planner` lets the planner choose). With `--size`, the filter runs on
-the lab's filtered table of that size (lib/filtered_tables.py: `category` 1 to 5 match 50%, 10%,
-1%, 0.1% and 1% of the rows, `chapter` the manual chapter), built if missing.
+The lab's sizes are built if missing (lib/dataset/builds.py), with their stored ground truth
+(lib/harness/truths.py); your own table is only read (lib/lessons/recall/vector_columns.py).
+`--sweep` measures each value of the knob (checking that the plan reads the measured index),
+prints the frontier and the cheapest value reaching `--target`, and on the lab's tables stores
+it for the Index tuning page (lib/lessons/tuning/frontier.py); the index options then name the
+configuration swept, on a copy of the rows unless it is the table's own index
+(lib/lessons/tuning/index_configs.py). `--where column=value` filters both paths (the value is
+a parameter, never SQL text), the index path with `enable_sort = off` unless `--planner`; with
+`--size` it runs on the lab's filtered table of that size (lib/lessons/filtered/tables.py).
 """
 
 from __future__ import annotations
@@ -299,7 +292,8 @@ def _own_frontier(db, facts, queries, sweep_knob, args, say) -> dict:
 
 
 def _stored_truth(db, ds, status, target: Target, k: int, timeout_ms: int) -> Answers:
-    """The lab table's ground truth as stored (lib/truths.py), computed and stored if missing."""
+    """The lab table's ground truth as stored (lib/harness/truths.py), computed and stored if
+    missing."""
     truth = truths.of_table(db, ds, status, k)
     if truth is None:
         truth = ground_truth(db, target, ds.queries, k, timeout_ms=timeout_ms)

@@ -5,9 +5,9 @@ from datetime import UTC, datetime
 import streamlit as st
 
 from lib.core.view import when
-from lib.dataset import builds, index_specs, passages, recall_tables, size_jobs, sizing
+from lib.dataset import builds, index_specs, passages, recall_tables, sizing
 from lib.dataset.index_specs import IndexSpec
-from lib.harness import recall
+from lib.harness import recall, size_jobs
 from lib.lessons.recall import cached, vector_columns, view
 from lib.ui import connection, nav, resources, text
 

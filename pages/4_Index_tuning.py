@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from lib.dataset import recall_tables, size_jobs
+from lib.dataset import recall_tables
+from lib.harness import size_jobs
 from lib.lessons.tuning import cached, config_tables, frontier, gallery, index_configs, jobs, view
 from lib.lessons.tuning.index_configs import Config
 from lib.ui import connection, nav, resources, text

@@ -20,7 +20,7 @@ MAX_CHARS characters unless one sentence is longer). A passage is kept when it r
 at least MIN_WORDS words, mostly letters, ending with a full stop, question or exclamation
 mark (or, for a list item or a table cell, at least MIN_WORDS_FRAGMENT words). Within a
 source, exact duplicates (after folding case and spaces) are dropped, the first one kept; each
-source's file is made from its own package alone (lib/chunks.py drops a passage that an
+source's file is made from its own package alone (lib/core/chunks.py drops a passage that an
 earlier source already has).
 
 Output, in --out-dir: one ``<source>.jsonl.xz`` per source, one JSON line per page

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import extract_chunks as ec  # noqa: E402
 
-from lib.chunks import chunk_id, read_chunks  # noqa: E402
+from lib.core.chunks import chunk_id, read_chunks  # noqa: E402
 
 OUT = ec.ROOT / "data" / "labels" / "glossaries.jsonl"
 # (source, glossary page under the source's HTML directory)

@@ -10,7 +10,7 @@ browser to one process with a cookie (a session's page state lives in that proce
 the websocket there too, checks every process's /_stcore/health and moves the browsers of a
 process that died to another. Every process talks to the same PostgreSQL (the embedded
 server, started once here, or DATABASE_URL), where tables, index builds and ground truths
-are shared (lib/jobs.py), so nothing is built twice.
+are shared (lib/core/jobs.py), so nothing is built twice.
 
 Stops everything on Ctrl-C. Needs Debian's haproxy (`make haproxy` installs it).
 """
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
-        **memory.SERVER_ENV,  # closed sessions' memory goes back to the OS (lib/memory.py)
+        **memory.SERVER_ENV,  # closed sessions' memory goes back to the OS (lib/core/memory.py)
         # one secret for every process: cookies and upload tokens are valid in each of them
         "STREAMLIT_SERVER_COOKIE_SECRET": secrets.token_hex(32),
     }

@@ -2,7 +2,7 @@
 
 from apptest_util import app_at
 
-from lib.dataset import size_jobs as jobs
+from lib.harness import size_jobs as jobs
 
 PAGE = "pages/4_Index_tuning.py"
 

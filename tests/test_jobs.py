@@ -10,9 +10,9 @@ import pytest
 
 from lib.core import jobs as queue
 from lib.dataset import builds, recall_tables
-from lib.dataset import size_jobs as jobs
 from lib.dataset.index_specs import IndexSpec
 from lib.dataset.passages import N_QUERIES, load_dataset
+from lib.harness import size_jobs as jobs
 from lib.harness import truths
 from lib.harness.recall import K
 

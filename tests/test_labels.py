@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lib import chunks
-from lib.dataset import N_QUERIES, Dataset, table_order
+from lib.core import chunks
+from lib.dataset.passages import N_QUERIES, Dataset, table_order
 from lib.harness import labels as L
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent

@@ -1,4 +1,4 @@
-"""lib/memory.py: the Keeper gives memory back when sessions are dropped for good or the last
+"""lib/core/memory.py: the Keeper gives memory back when sessions are dropped for good or the last
 tab closes, once the count has settled, and not while tabs are open more often than its gap;
 a give-back collects reference cycles and freezes what is left; and on the real app, a closed
 session whose TTL passed is dropped and shut down by the app itself, then given back."""

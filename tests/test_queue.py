@@ -8,9 +8,10 @@ import pytest
 from psycopg import sql
 
 from lib.core import jobs
-from lib.dataset import recall_tables, size_jobs
+from lib.dataset import recall_tables
 from lib.dataset.index_specs import IndexSpec
 from lib.dataset.passages import load_dataset
+from lib.harness import size_jobs
 
 pytestmark = pytest.mark.db
 

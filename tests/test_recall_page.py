@@ -60,7 +60,7 @@ def test_a_size_whose_passages_are_not_embedded_says_how_long_and_waits_for_a_cl
     310,000 passages embedded: the page gives the estimate and queues nothing until asked."""
     from conftest import serve_app
 
-    from lib.dataset import size_jobs as jobs
+    from lib.harness import size_jobs as jobs
 
     with serve_app(
         tmp_path / "streamlit.log",

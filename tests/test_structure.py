@@ -1,6 +1,6 @@
 """The shape of the code, as rules (the README's Layout section draws them):
 
-    core  <  harness  <  dataset  <  ui  <  lessons  <  command lines, pages
+    core  <  dataset  <  harness  <  ui  <  lessons  <  command lines, pages
 
 A module imports only from its own layer or the layers to its left; the core imports no
 lesson; a lesson never imports another; a page imports its own lesson, the UI and the shared
@@ -16,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LIB = ROOT / "lib"
-LAYERS = ("core", "harness", "dataset", "ui", "lessons", "commands")
+LAYERS = ("core", "dataset", "harness", "ui", "lessons", "commands")
 COMPONENTS = {"lib.lessons.space.embedding_map", "lib.lessons.metrics.vector_arrows"}
 PAGE_LESSON = {
     "1_Embedding_space.py": "space",
@@ -124,7 +124,7 @@ def test_the_rule_finds_an_upward_import_and_one_between_lessons():
     graph = {
         "lib.core.database": {"lib.lessons.recall.view"},
         "lib.lessons.tuning.gallery": {"lib.lessons.metrics.rankings", "lib.core.psql"},
-        "lib.dataset.builds": {"lib.harness.truths"},
+        "lib.harness.truths": {"lib.dataset.builds"},
     }
     assert upward(graph) == [
         ("lib.core.database", "lib.lessons.recall.view"),
@@ -156,9 +156,7 @@ def test_streamlit_is_imported_only_where_the_rule_says():
         if not any(m == "streamlit" or m.startswith("streamlit.") for m in imports_of(path)):
             continue
         ok = (
-            layer(name) == "ui"
-            or (lesson(name) and name.endswith(".cached"))
-            or name in COMPONENTS
+            layer(name) == "ui" or (lesson(name) and name.endswith(".cached")) or name in COMPONENTS
         )
         assert ok, f"{name} imports Streamlit"
         allowed.append(name)
@@ -214,3 +212,15 @@ def test_every_file_a_docstring_names_exists():
             if not (ROOT / ref).exists():
                 missing.append((str(p.relative_to(ROOT)), ref))
     assert missing == []
+
+
+def test_the_readme_layout_section_matches_the_tree():
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "scripts/layout.py"], capture_output=True, text=True, cwd=ROOT, check=True
+    ).stdout
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("<!-- layout:start -->", 1)[1].split("<!-- layout:end -->", 1)[0]
+    assert section.strip() == out.strip(), "run `make layout`"

@@ -8,7 +8,7 @@ embedding cache: it depends on the text alone, so it does not move when pages ar
 removed or reordered. `dataset_order` is the order rows take in the recall tables: by id,
 which is a fixed shuffle of every source.
 
-    >>> from lib.chunks import load_chunks
+    >>> from lib.core.chunks import load_chunks
     >>> corpus = load_chunks(["sqlite"])
     >>> corpus.sources[corpus.source_of(0)], corpus.text(0)[:40]
 """
@@ -43,7 +43,7 @@ TITLES = {
 def content_hash(text: str) -> str:
     """sha256 hex of an embedded documentation text: the embedding cache's key for it.
 
-    The same key as `lib.vectors.passage_hash` gives a manual passage, so the same text is
+    The same key as `lib.core.vectors.passage_hash` gives a manual passage, so the same text is
     embedded once whichever corpus it comes from."""
     return hashlib.sha256(f"passage\0{text}".encode()).hexdigest()
 

@@ -2,7 +2,7 @@
 
 Everything here reads files under ``data/`` and nothing else; no Streamlit, no database.
 
-    >>> from lib.corpus import load_items, themes, load_passages
+    >>> from lib.core.corpus import load_items, themes, load_passages
     >>> items = load_items()
     >>> [i.text for i in items if i.lesson][:3]
     ['a small cat', 'tabby cat', 'a puppy']

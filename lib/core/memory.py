@@ -1,41 +1,14 @@
 """Giving the memory of closed sessions back to the operating system.
 
-A closed session is kept for Streamlit's `server.disconnectedSessionTTL` so that a tab whose
-connection dropped comes back to its page state. Then Streamlit forgets it (at the next
-disconnect of any tab, without shutting it down), and by default little of its memory goes
-back to the OS:
+The Keeper, a thread started once per process, limits glibc to one malloc arena
+(`limit_malloc_arenas`); when sessions have been dropped for good or the last tab has closed,
+and the count has settled, it gives memory back once: `gc.unfreeze`, `gc.collect`, `gc.freeze`
+of what is left (so Python's own collections skip the model and caches while tabs are open),
+then `malloc_trim(0)`. The app's servers start with `SERVER_ENV` (`PYTHONMALLOC=malloc`) so
+that small objects live in glibc's heap, whose free pages `malloc_trim` returns.
 
-- Each rerun leaves reference cycles (a page's functions and its globals, Streamlit's
-  element trees). With `runner.postScriptGC` off (a full collection after every run cost
-  most of a core), they wait for Python's oldest-generation collection, which walks every
-  object of the process (torch, transformers, the dataset: over half a million) and so runs
-  rarely: tens of MB of garbage pile up, in arenas that then stay half-used.
-- glibc gives every thread that allocates concurrently an arena of its own (up to 8 per
-  core); what is freed there stays in the process.
-
-The Keeper, a thread started once per process, answers both:
-
-- It limits glibc to one malloc arena from then on (`limit_malloc_arenas`), so freed blocks
-  are reused by every thread and `malloc_trim` can return them.
-- When sessions have been dropped for good (lib/ui.py drops those whose TTL passed, and
-  shuts them down) or the last tab has closed, and the count has settled, it gives memory
-  back once: every object is collected (`gc.unfreeze`, `gc.collect`), what is left is frozen
-  (`gc.freeze`: the model, the dataset, caches, live sessions), and `malloc_trim(0)` returns
-  free pages. Frozen objects are skipped by Python's own collections, so that those stay
-  cheap and run often while tabs are open. The next give-back unfreezes first, so a frozen
-  object that later became garbage is collected then. A give-back costs one full collection
-  (about 0.3 s on the development machine, the pause Python's own full collections made).
-
-What stays: Python's own small-object arenas (1 MB each) go back only when empty, and a few
-objects made during a wave of sessions (cache entries, a pool connection) keep some of them.
-So the app's servers start with `PYTHONMALLOC=malloc` (SERVER_ENV: `make run`, `make
-workshop`, the image, bench/bench_load.py), which puts small objects in glibc's heap, whose
-free pages `malloc_trim` returns; it costs about a tenth more CPU per click (measured by
-bench/bench_load.py, see the README).
-
-What reads the sessions is passed in (lib/ui.py reads Streamlit's session manager); when it
-returns None the Keeper skips that check, and when it raises (Streamlit's internals changed)
-the Keeper says so once and stops.
+What reads the sessions is passed in (lib/ui/st_internals.py); when it returns None the Keeper
+skips that check, and when it raises (Streamlit's internals changed) it says so once and stops.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ python -m lib.core.vectors check     # confirm the committed vectors match the c
 python -m lib.core.vectors chunks    # embed the recall tables' real corpus (data/chunks/) into the
                                 # cache, in table order, with a progress bar; resumable
 
-The real corpus of the recall tables (lib/chunks.py, about 300,000 passages) is never
+The real corpus of the recall tables (lib/core/chunks.py, about 300,000 passages) is never
 committed as vectors: `embed_missing` embeds what the on-disk cache lacks, in batches, each
 batch stored before the next starts, so an interrupted run loses at most one batch and the
 next run starts where it stopped.

@@ -91,7 +91,7 @@ def copy_table(
 
 def embedding_guard(db: Database):
     """A lock, taken per batch, that every process embedding into the cache shares: two jobs
-    needing the same passages embed each batch once (lib.vectors.embed_missing)."""
+    needing the same passages embed each batch once (lib.core.vectors.embed_missing)."""
     conn = psycopg.connect(db.conninfo, autocommit=True, connect_timeout=10)
 
     @contextmanager
@@ -285,7 +285,7 @@ def prepare(
 ) -> BuildReport:
     """Embed what size `n` needs (`on_embed` follows it), load it if needed, then give it the
     index `spec` (default HNSW) if needed. A job does the same with its progress in its row
-    (lib/jobs.py)."""
+    (lib/dataset/size_jobs.py)."""
     spec = spec or IndexSpec()
     if not table_status(db, ds, n).loaded and ds.missing(n):
         conn, guard = embedding_guard(db)

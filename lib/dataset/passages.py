@@ -1,14 +1,12 @@
-"""The recall tables' data: real passage vectors of the documentation corpus, a held-out query
-set, and the seeded generator that extends the rows past the real ones.
+"""The recall tables' data: real passage vectors of the documentation corpus
+(lib/core/chunks.py), a held-out query set, and the seeded generator that extends the rows
+past the real ones (lib/dataset/synthetic.py).
 
-The corpus is lib/chunks.py's: about 310,000 one-to-three-sentence passages of five manuals.
 In table order (by chunk id, a fixed shuffle of every source) the first 100 passages are the
 query set, never in a table, the same at every size; the next ones are rows 1..n_real of
-every table. Their vectors are the corpus model's, embedded once into the on-disk embedding
-cache (keyed by model and content) and read from it in blocks when a table is loaded: a table
-of n rows needs the first min(n, n_real) of them, embedded by `embed` when missing (its job
-says how long that takes). Rows past n_real come from lib/synthetic.py's generator, fitted to
-the first GENERATOR_FIT_ROWS real rows; the page says where real rows end.
+every table. Their vectors are the corpus model's, read from the on-disk embedding cache in
+blocks when a table is loaded (`embed` fills in what is missing). Rows past n_real come from
+the generator, fitted to the first GENERATOR_FIT_ROWS real rows.
 """
 
 from __future__ import annotations
@@ -103,7 +101,7 @@ class Dataset:
 
     model_name: str
     dimension: int
-    corpus_digest: str  # lib.chunks.digest() of the files the rows come from
+    corpus_digest: str  # lib.core.chunks.digest() of the files the rows come from
     order: np.ndarray  # corpus positions in table order: N_QUERIES queries, then the rows
     hashes: tuple[str, ...]  # their content hashes (the embedding cache's keys), same order
     queries: np.ndarray  # (N_QUERIES, d) real passages, never in a table
@@ -162,7 +160,8 @@ class Dataset:
         return None
 
     def chapters(self, n: int) -> list[str]:
-        """The manual and chapter of rows 1..n (real rows only; lib.chunks.Chunks.chapters)."""
+        """The manual and chapter of rows 1..n (real rows only;
+        lib.core.chunks.Chunks.chapters)."""
         return self.corpus.chapters(int(i) for i in self.order[N_QUERIES : N_QUERIES + n])
 
     def sliced(self, n_real: int) -> Dataset:
@@ -223,7 +222,7 @@ class Dataset:
         guard: Callable[[], AbstractContextManager] | None = None,
     ) -> EmbedReport:
         """Embed what a table of `n` rows needs and the cache lacks, in table order
-        (lib.vectors.embed_missing: batches, resumable, each batch under `guard`)."""
+        (lib.core.vectors.embed_missing: batches, resumable, each batch under `guard`)."""
         from lib.core.embeddings.registry import load_model
 
         hashes = self.hashes[: self.needed(n)]

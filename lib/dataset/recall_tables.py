@@ -1,22 +1,12 @@
-"""The recall tables on the server: one table per size, loaded once (lib/builds.py), kept,
-and the bookkeeping that says what each holds and how its index was built.
+"""The recall tables on the server: one table per size, `recall_n{N}_d{d}`, loaded once
+(lib/dataset/builds.py) with lib/dataset/passages.py's rows and kept, and the bookkeeping that
+says what each holds and how its index was built.
 
-The rows come from lib/dataset.py (real passage vectors, then generated ones). Size N lives in
-table `recall_n{N}_d{d}`:
-
-    CREATE TABLE recall_n50000_d384 (id integer NOT NULL, embedding vector(384) NOT NULL);
-    COPY recall_n50000_d384 (id, embedding) FROM STDIN WITH (FORMAT BINARY, FREEZE);
-    CREATE INDEX recall_n50000_d384_hnsw_m16_efc64 ON recall_n50000_d384
-        USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64);
-
-Each table has one vector index at a time (the planner would otherwise choose between two
-on its own); a rebuild with other parameters replaces it in one transaction, so readers keep
-using the old one until the new one is ready. The Index tuning page's other configurations
-live on copies of a table's rows, one index each (lib/index_configs.py says why). Loads and
-builds run in transactions that abort when the client goes away
-(`client_connection_check_interval`), so a killed app leaves no half-built table or index
-behind; an INVALID index (from someone's failed CREATE INDEX CONCURRENTLY) is dropped and
-rebuilt.
+Each table has one vector index at a time, so the planner never chooses between two: a
+rebuild with other parameters replaces it in one transaction, and readers keep using the old
+one until the new one is ready. An INVALID index (from someone's failed CREATE INDEX
+CONCURRENTLY) is dropped and rebuilt. The Index tuning page's other configurations live on
+copies of a table's rows (lib/lessons/tuning/index_configs.py).
 """
 
 from __future__ import annotations

@@ -1,21 +1,11 @@
 """Vectors with the structure of real embeddings, at any size, from a seeded generator.
 
-The recall tables hold real passage vectors as far as the corpus goes (lib/dataset.py, about
-310,000 rows); past them, rows come from here. `fit_generator` learns the shape of real
-vectors and `Generator.sample` draws as many more as needed:
-
-- **clusters**: k-means with about one centroid per 8 real vectors (topics, pages of the
-  manuals); a generated vector picks a cluster with probability proportional to its size;
-- **within a cluster**: the cluster's own top `rank` principal directions with their
-  variances (how that topic spreads), plus a residual drawn from the covariance of every
-  cluster's residuals (its top 128 directions and an isotropic tail), rescaled to the
-  cluster's own residual size;
-- **normalised** to unit length, as the model's own vectors are.
-
-No number is tuned to make a statistic come out right: everything comes from the fit. How
-generated rows compare with real ones is measured, not assumed: lib/generator_check.py puts
-them side by side at equal sizes (local intrinsic dimensionality, relative contrast, HNSW
-recall at low ef_search), and the Recall page shows the result where generated rows appear.
+The recall tables hold real passage vectors as far as the corpus goes
+(lib/dataset/passages.py); past them, rows come from here. `fit_generator` learns the shape of
+real vectors (k-means clusters, each with its own principal directions and variances, plus a
+residual shared by every cluster) and `Generator.sample` draws as many more as needed,
+normalised to unit length. Every number comes from the fit; how generated rows compare with
+real ones is measured by lib/lessons/recall/generator_check.py.
 
 Row `i` of a dataset is always the same vector whatever the dataset's size (chunks are
 seeded by their index), so the 5,000-row table is the first 5,000 rows of the 50,000-row one.

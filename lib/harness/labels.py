@@ -34,8 +34,8 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lib.chunks import CHUNKS_DIR, TITLES, chunk_id, read_chunks, read_sources
-from lib.corpus import DATA_DIR
+from lib.core.chunks import CHUNKS_DIR, TITLES, chunk_id, read_chunks, read_sources
+from lib.core.corpus import DATA_DIR
 
 LABELS_DIR: Path = DATA_DIR / "labels"
 GLOSSARIES_FILE = "glossaries.jsonl"
@@ -439,7 +439,7 @@ def table_doc_ids(n: int, order_ids: Sequence[str]) -> frozenset[str]:
     passages in table order are held out, rows 1..n are the next ones, rows past the real
     passages are generated and have none). `order_ids`: `table_order_ids()`, or the ids of a
     `Dataset` (`[h[:16] for h in ds.hashes]`)."""
-    from lib.dataset import N_QUERIES
+    from lib.dataset.passages import N_QUERIES
 
     return frozenset(order_ids[N_QUERIES : N_QUERIES + max(0, n)])
 
@@ -609,7 +609,7 @@ def build_files(
     out_dir: Path, directory: Path = CHUNKS_DIR, glossaries: Path | None = None
 ) -> Labels:
     """Build the labels of the corpus in `directory` and write them into `out_dir`."""
-    from lib.recall_tables import SIZES
+    from lib.dataset.recall_tables import SIZES
 
     labels = build(directory, glossaries)
     write(labels, out_dir, table_order_ids(directory), SIZES)

@@ -1,6 +1,6 @@
 """The recall harness: exact scan = ground truth, the index's answers diffed against it.
 
-    python -m lib.recall --size 50000 --ef-search 100    # the command line: lib/recall/cli.py
+    python -m lib.recall --size 50000 --ef-search 100    # the command line: lib/recall.py
 
 The exact path runs with index scans off (`SET LOCAL`), and its plan is checked to contain no
 index scan at all: the ground truth is proved exact, not assumed. The index path runs with

@@ -1,16 +1,10 @@
 """Ground truths kept in PostgreSQL: an exact scan's answers, computed once, read by everyone.
 
-The recall harness's ground truth for the lab's query set on one size's table costs 100
-exact scans (about 25 s at 500,000 rows). It is stored in `recall_truths`, keyed by the
-table, the moment that table was loaded, the query set and k, so that every app process,
-`make prepare` and the command line share one computation, and a restart keeps it:
-
-    CREATE TABLE recall_truths (table_name text, loaded_at timestamptz, queries text,
-        k integer, ids jsonb, latencies_ms float8[], plan jsonb, settings jsonb,
-        ran_at timestamptz, seconds float8, PRIMARY KEY (table_name, loaded_at, queries, k));
-
-A truth is immutable once stored (a reloaded table has another `loaded_at`), so each
-process also keeps the ones it has read.
+The recall harness's ground truth for the lab's query set on one table is stored in
+`recall_truths`, keyed by the table, the moment that table was loaded, the query set and k,
+so that every app process, `make prepare` and the command line share one computation, and a
+restart keeps it. A truth is immutable once stored (a reloaded table has another
+`loaded_at`), so each process also keeps the ones it has read.
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ from lib.core.jobs import Worker
 from lib.core.queries import text_vector
 from lib.core.store import ensure_corpus_table
 from lib.core.vectors import embeddable, item_vectors
-from lib.dataset import size_jobs as jobs
 from lib.dataset.passages import load_dataset
+from lib.harness import size_jobs as jobs
 from lib.harness import truths
 from lib.harness.recall import K
 from lib.ui.connection import _open_database, database, shared_database

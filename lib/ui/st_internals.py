@@ -18,7 +18,7 @@ from lib.core.memory import Sessions
 
 @st.cache_resource(show_spinner=False)
 def memory_keeper():
-    """This process's lib.memory.Keeper (started once, by the first page drawn; not under
+    """This process's lib.core.memory.Keeper (started once, by the first page drawn; not under
     AppTest, which has no server)."""
     if not runtime.exists():
         return None

@@ -17,8 +17,8 @@ from lib.core.database import Database
 from lib.core.jobs import Progress
 from lib.dataset import builds, recall_tables
 from lib.dataset.passages import Dataset
-from lib.dataset.size_jobs import lane_of
 from lib.harness import truths
+from lib.harness.size_jobs import lane_of
 from lib.lessons.filtered import search, tables
 
 KIND = "filtered"

@@ -1,35 +1,23 @@
 """Filtered vector search, measured: a WHERE clause on an HNSW query, pgvector 0.8's iterative
-scans, and the fixes, on the filtered tables (lib/filtered_tables.py).
+scans, and the fixes, on the filtered tables (lib/lessons/filtered/tables.py).
 
-A `Cell` is one query set: a filter (`category = 3`), a way of asking (`path`), and the knobs
+A `Cell` is one query set: a filter (`category = 3`), a way of asking (`path`) and the knobs
 (`LIMIT k`, `hnsw.ef_search`, `hnsw.iterative_scan`, `hnsw.max_scan_tuples`). Measuring it
-runs the lab's 100 held-out queries, each as one statement, in one transaction under
-`SET LOCAL` settings, and compares every answer with the exact filtered ground truth:
+runs the lab's held-out queries in one transaction under `SET LOCAL` settings and compares
+each answer with the exact filtered ground truth (proved exact by its plan, stored with
+lib/harness/truths.py): rows returned, recall@k, latency, rows out of distance order, and
+tuples visited and buffers from `EXPLAIN (ANALYZE, BUFFERS)`. The paths (`PATHS`):
 
-- rows returned against what the truth holds (LIMIT k, or fewer when fewer rows match);
-- recall@k against the exact filtered truth, an exact scan proved exact by its plan (no index
-  node at all, lib/recall.py's proof), computed once and stored (lib/truths.py);
-- latency of each statement, and rows out of distance order;
-- tuples visited and buffers, from `EXPLAIN (ANALYZE, BUFFERS)` of the first queries: the
-  scan node's rows plus the rows its filter removed.
-
-Paths (how the statement is written and which settings apply):
-
-- `hnsw`: the HNSW index answers; `enable_sort = off` rules out every plan that must sort
-  the rows by distance (the B-tree's, the sequential scan's), so the planner cannot swap in
-  an exact plan behind the learner's back;
+- `hnsw`: the HNSW index answers; `enable_sort = off` rules out every plan that must sort by
+  distance, so the planner cannot swap in an exact plan behind the learner's back;
 - `cte_plain`, `cte`: relaxed_order inside a materialized CTE, re-sorted outside it by
-  `ORDER BY distance` and by `ORDER BY distance + 0` (PostgreSQL 17 and later know that a
-  CTE's rows come out in the order its ORDER BY asked for, and skip the first re-sort);
-- `planner`: no setting forces anything; the planner picks the B-tree and an exact sort when
-  the filter is selective enough, and the plan says so;
-- `threshold`: the trap, a distance threshold inside the WHERE clause that no row meets: an
-  iterative scan then reads on until `hnsw.max_scan_tuples`;
-- `threshold_cte`: the same threshold outside a materialized CTE.
+  `ORDER BY distance` and by `ORDER BY distance + 0`;
+- `planner`: nothing forced; the planner may pick the B-tree and an exact sort;
+- `threshold`, `threshold_cte`: the trap, a distance threshold no row meets, inside the WHERE
+  clause (an iterative scan reads on until `hnsw.max_scan_tuples`) or outside a CTE.
 
-Measurements are stored in `filtered_runs`, keyed by the table as built and the cell, so every
-process and every learner reads one run; a run can be measured again on request. Every
-statement runs under `statement_timeout`, so no setting can keep a shared server busy.
+Runs are stored in `filtered_runs`, keyed by the table as built and the cell. Every statement
+runs under `statement_timeout`, so no setting can keep a shared server busy.
 """
 
 from __future__ import annotations

@@ -1,43 +1,18 @@
-"""The Filtered search page's tables: a recall table's rows with filter columns of known
-selectivity, built once beside the recall table and kept.
-
-Size N's rows (lib/recall_tables.py's `recall_n{N}_d{d}`, real passages first) are copied
-into `filtered_n{N}_d{d}` with two filter columns, each with a B-tree index, and two HNSW
-indexes (for 20,000 rows of 384 dimensions):
-
-    CREATE TABLE filtered_n20000_d384 AS
-    WITH shuffled AS (
-        SELECT id, row_number() OVER (ORDER BY hashint4(id), id) AS r FROM recall_n20000_d384
-    )
-    SELECT t.id, t.embedding,
-           CASE WHEN r <= 10000 THEN 1 WHEN r <= 12000 THEN 2 WHEN r <= 12200 THEN 3
-                WHEN r <= 12220 THEN 4 WHEN r <= 12420 THEN 5 ELSE 0 END AS category,
-           c.chapter
-    FROM recall_n20000_d384 t
-    JOIN shuffled s USING (id)
-    LEFT JOIN passage_chapters c USING (id);
-    ALTER TABLE filtered_n20000_d384 ADD PRIMARY KEY (id);
-    CREATE INDEX filtered_n20000_d384_category ON filtered_n20000_d384 (category);
-    CREATE INDEX filtered_n20000_d384_chapter ON filtered_n20000_d384 (chapter);
-    CREATE INDEX filtered_n20000_d384_hnsw_m16_efc64 ON filtered_n20000_d384
-        USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64);
-    CREATE INDEX filtered_n20000_d384_category5_hnsw ON filtered_n20000_d384
-        USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)
-        WHERE category = 5;
+"""The Filtered search page's tables: a recall table's rows (lib/dataset/recall_tables.py) with
+filter columns of known selectivity, `filtered_n{N}_d{d}`, built once beside the recall table
+and kept, with a B-tree index on each filter column, an HNSW index, and a partial HNSW index
+`WHERE category = 5`.
 
 - `category` puts each row, in an order shuffled by a hash of its id (so it has nothing to do
   with the vector), into 1 (50% of the rows), 2 (10%), 3 (1%), 4 (0.1%), 5 (1%: the twin of 3,
-  the one category with a partial HNSW index of its own) or 0 (the rest). Each share is an
-  exact count of rows (rounded), recorded in `filtered_tables.counts`.
-- `chapter` is the manual and chapter of the passage behind a real row ("PostgreSQL ·
-  Chapter 11. Indexes", "Python · library": `lib.chunks.Chunks.doc_chapters`;
-  `passage_chapters` is a temporary table of the dataset's real rows, loaded with COPY during
-  the build); NULL for a generated row. A filter correlated with the vectors, where
-  `category` is not.
+  with the partial index) or 0 (the rest), each share an exact count of rows.
+- `chapter` is the manual and chapter of a real row's passage
+  (`lib.core.chunks.Chunks.doc_chapters`), NULL for a generated row: a filter correlated with
+  the vectors, where `category` is not.
 
-The build runs in one transaction under an advisory lock on the table's name (a killed app
-leaves nothing half-built: `client_connection_check_interval`), and is recorded in
-`filtered_tables` with the dataset's fingerprint: a table built from other rows is rebuilt.
+A build runs in one transaction under an advisory lock on the table's name, and is recorded
+in `filtered_tables` with the dataset's fingerprint (and each category's count): a table built
+from other rows is rebuilt.
 """
 
 from __future__ import annotations

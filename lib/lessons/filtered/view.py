@@ -1,4 +1,4 @@
-"""What the Filtered search page draws, shaped from measured runs (lib/filtered_search.py):
+"""What the Filtered search page draws, shaped from measured runs (lib/lessons/filtered/search.py):
 the lesson's sentences, the fixes side by side, the plot. No database access, no Streamlit."""
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
 //
 // Streamlit calls the default export again whenever `data` changes, on the same element;
 // the view lives on the root element. Python computes every overlay (segments, labels);
-// this file only draws and drags. PLOTLY_LOADER_JS (lib/components/assets.py) is prepended.
+// this file only draws and drags. PLOTLY_LOADER_JS (lib/ui/assets.py) is prepended.
 
 const HIT_RADIUS_PX = 22;
 

@@ -16,7 +16,7 @@ from lib.ui.resources import recall_dataset
 
 @st.cache_data(max_entries=4, ttl=60, show_spinner=False)
 def generator_checks(fingerprint: str):
-    """Real against generated rows as stored for this dataset (lib/generator_check.py)."""
+    """Real against generated rows as stored for this dataset (generator_check.py)."""
     return generator_check.stored(database(), recall_dataset())
 
 

@@ -6,12 +6,10 @@ the ANN literature uses for hardness, and on HNSW recall at low `ef_search`.
 
 For a size n the real side is the recall table of n rows (real passages up to n_real); the
 generated side is a table of n rows drawn from the generator alone, `recall_gen_n{n}_d{d}`,
-with the same HNSW index (m = 16, ef_construction = 64). Against each, with the held-out real
-queries: the local intrinsic dimensionality and relative contrast of every query
-(lib/hardness.py, computed exactly in numpy), the median similarity of its nearest row, and
-recall@10 at ef_search 10, 20 and 40 from the harness (exact scan proved by its plan against
-the index). Results are stored in `recall_generator_checks`, keyed by the dataset's
-fingerprint, so the Recall page shows them with the time they ran.
+with the same HNSW index. Against each, with the held-out real queries: the local intrinsic
+dimensionality and relative contrast of every query (lib/lessons/recall/hardness.py), the
+median similarity of its nearest row, and recall@10 at ef_search 10, 20 and 40 from the
+harness. Results are stored in `recall_generator_checks`, keyed by the dataset's fingerprint.
 """
 
 from __future__ import annotations

@@ -1,18 +1,15 @@
-"""How hard a set of rows is for nearest-neighbour search, by the measures of the ANN literature.
-
-Aumüller and Ceccarello ("The role of local intrinsic dimensionality in benchmarking nearest
-neighbor search", SISAP 2019) characterise each query of a data set by
+"""How hard a set of rows is for nearest-neighbour search, by the measures of the ANN literature
+(Aumüller and Ceccarello, "The role of local intrinsic dimensionality in benchmarking nearest
+neighbor search", SISAP 2019), for each query:
 
 - its **local intrinsic dimensionality** (LID): how fast the number of rows grows with the
   distance around it, estimated from its k = 100 nearest distances (the maximum-likelihood
-  "Hill" estimator, as in ELKI and their scripts); a higher LID means the neighbours are
-  crowded at similar distances, which is hard for an approximate index;
+  "Hill" estimator); higher means the neighbours are crowded at similar distances;
 - its **relative contrast** (RC): the mean distance to every row over the distance to its
-  k-th nearest (k = 10); an RC near 1 means the nearest rows barely stand out, also hard.
+  k-th nearest (k = 10); near 1 means the nearest rows barely stand out.
 
-Distances are Euclidean between unit vectors (the cosine ranking, sqrt(2 - 2 cos)). Both are
-computed exactly here with numpy, in blocks, so 100 queries against 500,000 rows need no more
-than a few hundred megabytes.
+Distances are Euclidean between unit vectors (the cosine ranking, sqrt(2 - 2 cos)), computed
+exactly with numpy, in blocks.
 """
 
 from __future__ import annotations

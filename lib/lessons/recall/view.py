@@ -285,7 +285,7 @@ def rebuild_estimate(current: VectorIndex | None, n: int, spec: IndexSpec) -> st
 
 
 def check_frame(checks: Sequence[Check]) -> pd.DataFrame:
-    """Real against generated rows, one line per side and size, as lib/generator_check.py
+    """Real against generated rows, one line per side and size, as generator_check.py
     measured them."""
     lines = []
     for c in checks:

@@ -2,7 +2,7 @@
 // query point the learner drags. While dragging, everything runs here, every animation
 // frame: the k items nearest on the map light up and get labels, and the live line says
 // which item is nearest in the model's full space to the query the point would make (the
-// blend of lib/space.py's EmbeddingSpace.lift, from the items' cosine similarities `gram`).
+// blend of embedding_space.py's EmbeddingSpace.lift, from the items' cosine similarities `gram`).
 // On release the position goes to Python (setTriggerValue("released", {x, y})), which asks
 // Postgres for the true neighbours and sends back their ids (dashed rings) and the first.
 //

@@ -1,16 +1,13 @@
 """One model's embedding space: the items a map shows, their 2-D map, queries, true neighbours.
 
 A map shows the lesson's items and the themes the learner adds, through a PCA projection
-(lib.projection) fitted on exactly those items. A query is a d-dimensional vector and its
-place on that map: a map position the learner dropped, made into a vector by blending the
-real vectors of the items nearest it on the map (`EmbeddingSpace.lift`), or a typed text or
-uploaded image embedded by the model, placed on the map by the same projection. Its
-neighbours come twice, among the items the map shows: nearest on the map (2-D distance, what
-the eye sees) and nearest in d dimensions (cosine distance, an exact scan in Postgres).
-
-Why a blend and not the inverse projection: two axes keep a few percent of the variance, so
-the inverse of a 2-D position is mostly the corpus mean, and its cosine neighbours are the
-items furthest out on the rim rather than the item under the point.
+(lib/lessons/space/projection.py) fitted on exactly those items. A query is a d-dimensional
+vector and its place on that map: a map position the learner dropped, made into a vector by
+blending the real vectors of the items nearest it on the map (`EmbeddingSpace.lift`, not the
+inverse projection), or a typed text or uploaded image embedded by the model, placed on the
+map by the same projection. Its neighbours come twice, among the items the map shows: nearest
+on the map (2-D distance, what the eye sees) and nearest in d dimensions (cosine distance, an
+exact scan in Postgres).
 """
 
 from __future__ import annotations
@@ -192,7 +189,7 @@ class EmbeddingSpace:
     def from_corpus(
         cls, corpus: Any, *, normalized: bool, themes: Iterable[str] | None = None
     ) -> EmbeddingSpace:
-        """Build from a `lib.ui.Corpus` (items, skipped, vectors, table)."""
+        """Build from a `lib.ui.resources.Corpus` (items, skipped, vectors, table)."""
         return cls(
             corpus.model_name,
             corpus.table,

@@ -1,17 +1,12 @@
-"""The Index tuning page's copies and indexes: built once, recorded with what they cost, read
-back with their size on disk. Where each configuration lives, and why: lib/index_configs.py.
-
-    CREATE TABLE tuning_copies (table_name text PRIMARY KEY, source text, source_loaded_at
-        timestamptz, copied_at timestamptz, copy_seconds float8);
-    CREATE TABLE tuning_indexes (index_name text PRIMARY KEY, table_name text, n integer,
-        config jsonb, built_at timestamptz, build_seconds float8, maintenance_work_mem text,
-        workers integer, notice text);
+"""The Index tuning page's copies and indexes (`tuning_copies`, `tuning_indexes`): built once,
+recorded with what they cost, read back with their size on disk. Where each configuration
+lives, and why: lib/lessons/tuning/index_configs.py.
 
 A build (`build_config`) runs in one transaction under an advisory lock on its table's name:
 the copy when it is missing or was made from an older load of its recall table, then the
 index, each step recorded. Two processes asking for the same configuration get one build;
 an app that dies mid-way leaves nothing behind (`client_connection_check_interval`). The
-statements are `lib.psql.Statement`s: the page shows the script that ran.
+statements are `lib.core.psql.Statement`s: the page shows the script that ran.
 """
 
 from __future__ import annotations
@@ -113,7 +108,7 @@ def build_config(
     place = base_placement(status, ds, n, config)
     result = BuildResult(place)
     if not place.is_copy:
-        return result  # the recall table's own index: built by lib/jobs.py
+        return result  # the recall table's own index: lib/dataset/size_jobs.py builds it
     settings = index_build_settings(n, ds.dimension, config.m)
     result.settings = settings
     handler = NoticeCollector(on_notice)

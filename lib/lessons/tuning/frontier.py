@@ -1,29 +1,14 @@
 """The recall–latency frontier: one configuration's query-time knob (`hnsw.ef_search`,
 `ivfflat.probes`) swept over about ten values; at each, the query set runs through the index
-(lib/recall.py's harness: `SET LOCAL`, sequential scans off, the plan's index checked), and
+(lib/harness/recall.py: `SET LOCAL`, sequential scans off, the plan's index checked), and
 recall@k against the stored exact truth, latency p50 / p95 and the queries per second of one
 client are kept.
 
-At each value a few queries run first to warm the caches and are not counted. Before the first,
-the whole query set runs once at the largest value, which reads every part of the index a
-smaller one reads (IVFFlat's nearest lists; most of HNSW's graph that a narrower search
-visits), so that no value pays for reading the index from disk: on a 976 MB index at
-500,000 rows, warmed at the first value only, ef_search 20 read 17 ms a query and 60 read 9.
-With `runs` above 1 the query set runs that many times and the fastest run is kept (recall is
-the same in every run: an index answers a query the same way each time), as ann-benchmarks
-does.
-
-Sweeps are stored in PostgreSQL with their time and parameters, because one costs tens of
-seconds at 500,000 rows, and everyone may read them:
-
-    CREATE TABLE tuning_sweeps (id bigserial PRIMARY KEY, n integer, config jsonb,
-        table_name text, index_name text, index_built_at timestamptz,
-        source_loaded_at timestamptz, knob text, knob_values integer[], k integer,
-        queries integer, oversample integer, settings jsonb, points jsonb,
-        ran_at timestamptz, seconds float8, truth_ran_at timestamptz, source text);
-
-A stored sweep is read back only for the index as it was built (`index_built_at`) on the
-rows as they were loaded (`source_loaded_at`): a rebuilt index or a reloaded table has none.
+Before the first value, the whole query set runs once at the largest value, so that no value
+pays for reading the index from disk; at each value a few warm-up queries are not counted;
+with `runs` above 1 the fastest run is kept. Sweeps are stored in `tuning_sweeps`, and read
+back only for the index as it was built (`index_built_at`) on the rows as they were loaded
+(`source_loaded_at`): a rebuilt index or a reloaded table has none.
 """
 
 from __future__ import annotations
@@ -143,8 +128,9 @@ def sweep(
     warmup: int = WARMUP_QUERIES,
     progress: Progress | None = None,
 ) -> Sweep:
-    """Sweep `config`'s knob over `values` on `shape` (a lib.recall Target or a
-    lib.index_configs ConfigQuery), checking at every value that the plan reads `index`."""
+    """Sweep `config`'s knob over `values` on `shape` (a lib.harness.recall Target or a
+    lib.lessons.tuning.index_configs ConfigQuery), checking at every value that the plan reads
+    `index`."""
     queries = np.asarray(queries, dtype=np.float32)
     if queries.ndim != 2 or not len(queries) or not np.isfinite(queries).all():
         raise HarnessError("queries must be a non-empty 2-D array of finite numbers")

@@ -6,11 +6,11 @@ Each case names the table it runs on:
 
 - `table`: the chosen size's recall table, whose index is HNSW or IVFFlat with
   `vector_cosine_ops` on `embedding`;
-- `quantized`: that size's copy holding the halfvec expression index (lib/index_configs.py);
+- `quantized`: that size's copy holding the halfvec expression index (index_configs.py);
 - `small`: the 500-row recall table, where a scan is cheaper than any index.
 
-The statements are `lib.psql.Statement`s with the query vector bound to `$1`: the page shows
-each as it ran, and pasted into psql it gives the same plan shape.
+The statements are `lib.core.psql.Statement`s with the query vector bound to `$1`: the page
+shows each as it ran, and pasted into psql it gives the same plan shape.
 """
 
 from __future__ import annotations

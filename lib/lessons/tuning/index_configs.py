@@ -1,31 +1,17 @@
 """The configurations the Index tuning page compares, where each lives, and the query each runs.
 
-Four kinds, all cosine, on the recall tables' `embedding vector(d)` (d = 384 here):
+Four kinds, all cosine, on the recall tables' `embedding vector(d)`: `hnsw` (m,
+ef_construction), `ivfflat` (lists), `halfvec` (HNSW on `embedding::halfvec(d)`) and `binary`
+(HNSW on `binary_quantize(embedding)::bit(d)` with `bit_hamming_ops`, queried for
+k × oversample candidates that the full vectors then re-rank by cosine distance).
 
-    hnsw     CREATE INDEX … USING hnsw (embedding vector_cosine_ops) WITH (m, ef_construction)
-    ivfflat  CREATE INDEX … USING ivfflat (embedding vector_cosine_ops) WITH (lists)
-    halfvec  CREATE INDEX … USING hnsw ((embedding::halfvec(d)) halfvec_cosine_ops) WITH (…)
-    binary   CREATE INDEX … USING hnsw ((binary_quantize(embedding)::bit(d)) bit_hamming_ops)
-             WITH (…), queried for k × oversample candidates by Hamming distance, which the
-             full vectors then re-rank by cosine distance
-
-**Where each lives.** A measured query must be answered by the index it is labelled with, and
-the planner, given two indexes on the same expression with the same operator class, picks one
-by its own cost estimate: there is no per-index switch to steer it. So the configurations are
-kept apart by table, and every measurement checks the index its plan names:
-
-- the size's own recall table (`recall_n{N}_d{d}`, lib/recall_tables.py) with whatever plain
-  index it has now (the Recall page may rebuild it): the page's first curve;
-- every other plain configuration on a copy of that table's rows, `tune_n{N}_d{d}_{key}`,
-  with that one index (a copy costs the table's size on disk, about 1.7 kB a row);
-- both quantized configurations on one copy, `tune_n{N}_d{d}_quantized`, side by side: their
-  index expressions differ (`embedding::halfvec(d)`, `binary_quantize(embedding)::bit(d)`),
-  so a query can only be answered by the one whose expression it orders by, and a plain
-  `ORDER BY embedding <=> q` on that table can use neither (the gallery's expression case).
-
-Copies hold the same ids and vectors as the recall table they were made from (one
-`INSERT … SELECT`), so its stored ground truth (lib/truths.py) is theirs too; a copy records
-the `loaded_at` of its source and is made again when the source is reloaded.
+The rule: given two indexes on the same expression and operator class, the planner picks one
+by its own estimate, so configurations are kept apart by table and every measurement checks
+the index its plan names. A size's recall table (lib/dataset/recall_tables.py) keeps the index
+it has; every other plain configuration has a copy of its rows, `tune_n{N}_d{d}_{key}`, with
+that one index; both quantized ones share `tune_n{N}_d{d}_quantized`, as their expressions
+differ. A copy holds the same ids and vectors (so the recall table's stored ground truth,
+lib/harness/truths.py, is its too) and is made again when its source is reloaded.
 """
 
 from __future__ import annotations

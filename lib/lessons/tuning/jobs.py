@@ -17,9 +17,9 @@ from lib.core.jobs import Progress
 from lib.dataset import builds
 from lib.dataset.passages import Dataset
 from lib.dataset.recall_tables import table_status
-from lib.dataset.size_jobs import lane_of
 from lib.harness import truths
 from lib.harness.recall import HarnessError, K
+from lib.harness.size_jobs import lane_of
 from lib.lessons.tuning import config_tables, frontier
 from lib.lessons.tuning.index_configs import DEFAULT_OVERSAMPLE, Config, copy_table
 
