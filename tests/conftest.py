@@ -2,7 +2,7 @@
 
 - `pg_url`: a real embedded PostgreSQL with pgvector, started once per test run in a
   temporary directory (or TEST_DATABASE_URL, if set). Never a mock.
-- `db`: a `lib.database.Database` on that server.
+- `db`: a `lib.core.database.Database` on that server.
 - `app_url`: `streamlit run serve.py` (the app as `make run` serves it) on a free port,
   pointed at that server.
 - `voyage_app`: the same with voyage-multimodal-3.5 served by a local fake of its API.
@@ -108,7 +108,7 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> None
 @contextmanager
 def serve_app(log: Path, **env: str) -> Iterator[str]:
     """`streamlit run serve.py` on a free port with `env` added, in the environment `make run`
-    gives it (lib.memory.SERVER_ENV); yields its URL."""
+    gives it (lib.core.memory.SERVER_ENV); yields its URL."""
     from lib.core.memory import SERVER_ENV
 
     port = free_port()

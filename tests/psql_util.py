@@ -2,7 +2,7 @@
 
 `psql` runs a text through the psql binary of the embedded PostgreSQL package (psql 18,
 which knows `\\bind`), or a psql 16+ on PATH, and returns every result it printed.
-`assert_same_results` compares those with the rows a `lib.psql.Script` got when it ran.
+`assert_same_results` compares those with the rows a `lib.core.psql.Script` got when it ran.
 """
 
 from __future__ import annotations

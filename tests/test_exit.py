@@ -2,8 +2,8 @@
 
 A daemon thread still inside torch when the interpreter finalizes is ended by pthread_exit
 on its way back to Python, and the process aborts ("terminate called without an active
-exception"; it ended a CI run). lib.vectors stops embedding runs between batches at exit and
-waits for them."""
+exception"; it ended a CI run). lib.core.vectors stops embedding runs between batches at exit
+and waits for them."""
 
 import subprocess
 import sys

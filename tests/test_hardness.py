@@ -1,4 +1,4 @@
-"""LID and relative contrast (lib/hardness.py) on data whose dimension is known."""
+"""LID and relative contrast (lib/lessons/recall/hardness.py) on data whose dimension is known."""
 
 import numpy as np
 import pytest

@@ -1,6 +1,6 @@
 """Every SQL block the pages show, pasted into the real psql, returns the rows the page got.
 
-Each lib function that runs SQL for a page returns a `lib.psql.Script`: the statements with
+Each lib function that runs SQL for a page returns a `lib.core.psql.Script`: the statements with
 their parameters, the settings, and each statement's rows. The page shows `Script.text()`;
 here that text goes through psql (stdin, as a paste, `\\bind` for the parameters) against
 the same PostgreSQL, and every value that comes back is compared with what the page got.

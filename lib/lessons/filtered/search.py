@@ -286,7 +286,7 @@ def exact_count_script(db: Database, table: str, cell: Cell, query: np.ndarray) 
 
 def truth(db: Database, ds: Dataset, table: FilteredTable, f: Filter) -> Answers:
     """The exact top TRUTH_K of every held-out query among the rows `f` matches: stored, or
-    computed now by exact scans whose plan reads no index (lib/recall.py), and stored."""
+    computed now by exact scans whose plan reads no index (lib/harness/recall.py), and stored."""
     key = f.truth_key(ds)
     stored = truths.load(db, table.name, table.built_at, key, TRUTH_K)
     if stored is not None:

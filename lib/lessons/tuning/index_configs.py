@@ -238,7 +238,7 @@ def index_statement(place: Placement) -> Statement:
 
 @dataclass(frozen=True)
 class ConfigQuery:
-    """The k-nearest query a configuration answers, in the harness's shape (lib/recall.py's
+    """The k-nearest query a configuration answers, in the harness's shape (lib/harness/recall.py's
     `Target`: `query()` with $1 the query vector and $2 k, `bind`, `statement`)."""
 
     table: str
