@@ -6,15 +6,19 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends make gcc \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /lab
-# torch's CPU build from PyTorch's own index: the default one on PyPI is a multi-GB CUDA build.
-RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+# Exactly the runtime lock, every file checked against its hash (as `make run` installs it):
+# torch's CPU build (2.13.0+cpu) comes from PyTorch's own index, the rest from PyPI.
+COPY requirements/runtime.txt requirements/runtime.txt
+RUN pip install --no-cache-dir --require-hashes --no-deps -r requirements/runtime.txt \
+        --extra-index-url https://download.pytorch.org/whl/cpu \
+    && pip check
 COPY pyproject.toml README.md ./
 COPY lib ./lib
-RUN pip install --no-cache-dir -e .
+RUN pip install --no-cache-dir --no-deps --no-build-isolation -e .
 COPY . .
 
 ENV HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-# lib/memory.py: small objects in glibc's heap, so closed sessions' memory goes back to the OS
+# lib/core/memory.py: small objects in glibc's heap, so closed sessions' memory goes back to the OS
 ENV PYTHONMALLOC=malloc
 EXPOSE 8501
 HEALTHCHECK --interval=5s --timeout=3s --retries=24 \

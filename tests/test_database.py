@@ -63,10 +63,16 @@ def test_unreachable_server_gives_one_clear_message_with_a_fix():
         ("postgresql://u:pw@h:5432/db", "postgresql://u:***@h:5432/db"),
         ("postgresql://u@h/db", "postgresql://u@h/db"),
         ("host=h user=u password=pw dbname=d", "host=h user=u password=*** dbname=d"),
+        ("postgresql://u@h/db?password=pw&sslmode=require",
+         "postgresql://u@h/db?password=***&sslmode=require"),
+        ("postgresql://h/db?sslmode=require&password=p%20w", "postgresql://h/db?sslmode=require&password=***"),
+        ("postgresql://u:pw@h/db?password=pw2", "postgresql://u:***@h/db?password=***"),
+        ("host=h password='p w\\' x' dbname=d", "host=h password=*** dbname=d"),
     ],
-)
+)  # fmt: skip
 def test_mask_password(url, masked):
     assert mask_password(url) == masked
+    assert "pw" not in mask_password(url)
 
 
 def test_repeated_queries_are_never_prepared_so_plans_follow_settings(db):

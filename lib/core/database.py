@@ -111,17 +111,20 @@ def extension_advice(installed: str, available: str) -> str | None:
 
 
 def mask_password(url: str) -> str:
-    """Return a connection URL (or key=value conninfo) with its password replaced by ***."""
+    """A connection URL (or key=value conninfo) with every password in it replaced by ***: in
+    the user part, in a `?password=` parameter, or as `password=` (quoted or not)."""
     if "://" in url:
         parts = urlsplit(url)
-        if parts.password:
-            host = parts.hostname or ""
-            if parts.port:
-                host = f"{host}:{parts.port}"
+        netloc = parts.netloc
+        if parts.password is not None:
+            host = netloc.rsplit("@", 1)[1]
             netloc = f"{parts.username or ''}:***@{host}"
-            return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-        return url
-    return re.sub(r"(password\s*=\s*)(\S+)", r"\1***", url)
+        query = "&".join(
+            "password=***" if piece.split("=", 1)[0] == "password" else piece
+            for piece in parts.query.split("&")
+        )
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", url)
 
 
 def _configure_embedded(pgdata: Path) -> None:
