@@ -138,10 +138,15 @@ bench: install
 bench-load: install
 	$(BIN)/python bench/bench_load.py $(ARGS)
 
-# Stop the embedded PostgreSQL and delete its data directory (tables are rebuilt on demand).
+# Stop the embedded PostgreSQL and delete its data directory (tables are rebuilt on demand;
+# `make prepare` builds them again). Asks first, unless FORCE=1; deletes nothing if the server
+# did not stop.
+PGDATA_DIR ?= .pgdata
 clean-db: install-runtime
-	$(BIN)/python -m lib.core.database stop
-	rm -rf .pgdata
+	@[ "$(FORCE)" = 1 ] || { printf 'Delete $(PGDATA_DIR) (every table the lab built)? [y/N] '; \
+		read answer; [ "$$answer" = y ] || [ "$$answer" = Y ] || { echo "Nothing deleted."; exit 1; }; }
+	PGVECTOR_LAB_PGDATA=$(PGDATA_DIR) $(BIN)/python -m lib.core.database stop
+	rm -rf $(PGDATA_DIR)
 
 # After an upgrade that brings another PostgreSQL major version: rename .pgdata to
 # .pgdata-pgN-<date>-<time> (nothing is deleted); the next start makes an empty one.

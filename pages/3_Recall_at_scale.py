@@ -132,7 +132,9 @@ if job is None and not (status.ready() and truth is not None):
     # A size whose passages are not embedded yet says how long that takes before it starts.
     estimate = None if status.loaded else resources.embedding_estimate(ds.fingerprint(), n)
     if last is not None and last.state == "failed":
-        st.error(f"Preparing {n:,} rows failed: {last.error}", icon=":material/error:")
+        st.error(
+            f"Preparing {n:,} rows failed: {text.plain(last.error or '')}", icon=":material/error:"
+        )
         if st.button("Try again"):
             job = size_jobs.request(db, ds, n, index.spec() if index else None)
     elif estimate is not None and estimate.seconds > passages.ASK_ABOVE_SECONDS:
@@ -157,7 +159,9 @@ def build_progress(job_id: int) -> None:
     st.progress(p.fraction or 0.0, text=p.text)
     for notice in running.notices:
         if builds.GRAPH_NOTICE in notice:
-            st.warning(f"PostgreSQL: “{notice}” — the build goes on, more slowly, on disk.")
+            st.warning(
+                f"PostgreSQL: “{text.plain(notice)}” — the build goes on, more slowly, on disk."
+            )
     st.caption(
         "This goes on if you leave the page; everyone asking for this size shares it "
         f"(job {running.id}, requested {running.requested_at:%H:%M:%S})."
@@ -253,7 +257,7 @@ if report is not None:
         cached.recall_report.clear(*measured, n)
         st.rerun()
     if index.notice:
-        st.warning(f"During this index's build PostgreSQL said: “{index.notice}”.")
+        st.warning(f"During this index's build PostgreSQL said: “{text.plain(index.notice)}”.")
 
     # ---- missed answers for one query ----------------------------------------------------
     st.subheader("What the index missed")
@@ -265,7 +269,8 @@ if report is not None:
         key=f"recall_query_{n}",
     )
     passage = ds.query_passages[chosen]
-    st.caption(f"Query text: “{' '.join(passage.text.split())[:300]}” ({passage.where()})")
+    shown = text.plain(" ".join(passage.text.split())[:300])
+    st.caption(f"Query text: “{shown}” ({text.plain(passage.where())})")
     exact_run, index_run = cached.recall_side_by_side(*measured, chosen)
     truth_df, got_df = view.side_by_side(ds, exact_run.rows, index_run.rows)
     a, b = st.columns(2)

@@ -52,7 +52,9 @@ if job is None and table is None:
         else resources.embedding_estimate(ds.fingerprint(), n)
     )
     if last is not None and last.state == "failed":
-        st.error(f"Preparing {n:,} rows failed: {last.error}", icon=":material/error:")
+        st.error(
+            f"Preparing {n:,} rows failed: {text.plain(last.error or '')}", icon=":material/error:"
+        )
         if st.button("Try again"):
             job = jobs.request(db, ds, n)
     elif estimate is not None and estimate.seconds > passages.ASK_ABOVE_SECONDS:

@@ -159,3 +159,22 @@ def test_the_page_shows_the_message_and_moves_the_directory_only_when_asked(root
             ui._open_database(None).close()  # the cached one, on the server stopped next
             ui._open_database.clear(None)
             stop_embedded(pgdata)
+
+
+def test_make_clean_db_asks_first_and_deletes_only_when_told(tmp_path):
+    pgdata = tmp_path / "pgdata"
+    pgdata.mkdir()
+    (pgdata / "PG_VERSION").write_text("18\n")
+
+    def clean(answer: str, *extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["make", "-s", "clean-db", f"PGDATA_DIR={pgdata}", *extra],
+            input=answer, capture_output=True, text=True, cwd=PROJECT_DIR, timeout=120,
+        )  # fmt: skip
+
+    refused = clean("n\n")
+    assert refused.returncode != 0 and "Nothing deleted." in refused.stdout
+    assert pgdata.exists()
+    forced = clean("", "FORCE=1")
+    assert forced.returncode == 0, forced.stderr
+    assert "not running" in forced.stdout and not pgdata.exists()

@@ -525,7 +525,10 @@ if __name__ == "__main__":
     command = sys.argv[1:]
     pgdata = Path(os.environ.get("PGVECTOR_LAB_PGDATA", DEFAULT_PGDATA))
     if command == ["stop"]:
-        print("stopped" if stop_embedded() else "not running")
+        stopped = stop_embedded(pgdata)
+        if (pgdata / "postmaster.pid").exists():  # make clean-db deletes nothing then
+            sys.exit(f"The embedded PostgreSQL in {pgdata} did not stop; nothing was deleted.")
+        print("stopped" if stopped else "not running")
     elif command == ["check"]:
         # make run: the embedded server's data directory, before the app starts
         if not os.environ.get("DATABASE_URL"):

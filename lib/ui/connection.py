@@ -12,6 +12,7 @@ from psycopg import sql
 
 from lib.core import data_directory
 from lib.core.database import Database, DatabaseUnavailable, DataDirectoryMismatch, open_database
+from lib.ui.text import plain
 
 
 @st.cache_resource(show_spinner="Starting PostgreSQL…")
@@ -36,7 +37,7 @@ def database(*, creates_tables: bool = True) -> Database:
             _require_create(db)
         return db
     except DatabaseUnavailable as e:
-        st.error(f"**PostgreSQL is not available.** {e.problem}", icon=":material/error:")
+        st.error(f"**PostgreSQL is not available.** {plain(e.problem)}", icon=":material/error:")
         st.info(f"**How to fix:** {e.fix}")
         if isinstance(e, DataDirectoryMismatch):
             st.button(

@@ -11,7 +11,7 @@ import streamlit as st
 from lib.core.database import DatabaseUnavailable
 from lib.core.embeddings import voyage
 from lib.core.embeddings.registry import default_model_name
-from lib.ui import resources, st_internals
+from lib.ui import resources, st_internals, text
 from lib.ui.connection import shared_database
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -121,10 +121,10 @@ def _server_facts() -> None:
     try:
         info = shared_database().info()
     except DatabaseUnavailable as e:
-        st.error(f"PostgreSQL unavailable: {e.problem}")
+        st.error(f"PostgreSQL unavailable: {text.plain(e.problem)}")
         return
     except Exception as e:  # the sidebar must never take a page down
-        st.error(f"PostgreSQL did not answer: {e}")
+        st.error(f"PostgreSQL did not answer: {text.plain(str(e))}")
         return
     st.markdown("**Database**")
     st.caption(

@@ -40,4 +40,4 @@ def plain(text: str) -> str:
 
 
 def embedding_error(e: EmbeddingError) -> None:
-    st.error(str(e), icon=":material/error:")
+    st.error(plain(str(e)), icon=":material/error:")  # it may quote a file's name
