@@ -27,10 +27,9 @@ from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_DIR))
-sys.path.insert(0, str(PROJECT_DIR / "tests"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from conftest import CHROMIUM, CHROMIUM_ARGS, _wait_healthy, free_port  # noqa: E402
+from serving import CHROMIUM, CHROMIUM_ARGS, free_port, wait_healthy  # noqa: E402
 
 from lib.core.corpus import load_items  # noqa: E402
 from lib.core.database import open_database  # noqa: E402
@@ -138,7 +137,7 @@ def in_browser(tries: int) -> None:
         cwd=PROJECT_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        _wait_healthy(url, proc)
+        wait_healthy(url, proc)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})

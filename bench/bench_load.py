@@ -58,8 +58,7 @@ from urllib.parse import urlsplit
 import psutil
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(PROJECT_DIR / "tests"))
-from conftest import _wait_healthy, free_port  # noqa: E402
+from serving import free_port, wait_healthy  # noqa: E402
 from st_client import RunResult, StreamlitSession  # noqa: E402
 
 from lib.core import memory  # noqa: E402
@@ -528,7 +527,7 @@ def start_app(ttl: int | None, log_path: Path) -> tuple[subprocess.Popen, str]:
             args, cwd=PROJECT_DIR, env=env, stdout=log, stderr=subprocess.STDOUT
         )
     url = f"http://127.0.0.1:{port}"
-    _wait_healthy(url, proc, timeout=120)
+    wait_healthy(url, proc, timeout=120)
     return proc, url
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -21,16 +20,9 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(PROJECT_DIR / "tests"))
-from conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from serving import CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: E402
 
 TARGET_S = 5.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def one_run(browser) -> float:

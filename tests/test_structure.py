@@ -224,3 +224,10 @@ def test_the_readme_layout_section_matches_the_tree():
     readme = (ROOT / "README.md").read_text()
     section = readme.split("<!-- layout:start -->", 1)[1].split("<!-- layout:end -->", 1)[0]
     assert section.strip() == out.strip(), "run `make layout`"
+
+
+def test_benchmarks_import_nothing_from_the_tests():
+    """A benchmark runs from the runtime install: tests/ may import bench/, not the reverse."""
+    for p in ROOT.glob("bench/*.py"):
+        assert "conftest" not in imports_of(p), p.name
+        assert not re.search(r'/ "tests"', p.read_text()), p.name  # on sys.path
