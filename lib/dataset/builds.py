@@ -285,7 +285,7 @@ def prepare(
 ) -> BuildReport:
     """Embed what size `n` needs (`on_embed` follows it), load it if needed, then give it the
     index `spec` (default HNSW) if needed. A job does the same with its progress in its row
-    (lib/dataset/size_jobs.py)."""
+    (lib/harness/size_jobs.py)."""
     spec = spec or IndexSpec()
     if not table_status(db, ds, n).loaded and ds.missing(n):
         conn, guard = embedding_guard(db)

@@ -435,7 +435,7 @@ def table_order_ids(directory: Path = CHUNKS_DIR) -> list[str]:
 
 
 def table_doc_ids(n: int, order_ids: Sequence[str]) -> frozenset[str]:
-    """The chunk ids in the recall table of `n` rows (lib/dataset.py: the first N_QUERIES
+    """The chunk ids in the recall table of `n` rows (lib/dataset/passages.py: the first N_QUERIES
     passages in table order are held out, rows 1..n are the next ones, rows past the real
     passages are generated and have none). `order_ids`: `table_order_ids()`, or the ids of a
     `Dataset` (`[h[:16] for h in ds.hashes]`)."""
@@ -531,7 +531,7 @@ _README_TAIL = """
 ## Which recall tables can evaluate which queries
 
 A recall table of n rows holds the passages in chunk-id order after the 100 held out as the
-recall query set (lib/dataset.py): a fixed shuffle of all five manuals, so every size holds
+recall query set (lib/dataset/passages.py): a fixed shuffle of all five manuals, so every size holds
 about the same share of every manual and kind, and no size holds a whole manual. Rows past
 the corpus's real passages are generated and hold no passage. A query is evaluable on a
 table when every one of its relevance-2 passages is in it (`evaluable`; pass the table's ids

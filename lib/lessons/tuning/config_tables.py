@@ -108,7 +108,7 @@ def build_config(
     place = base_placement(status, ds, n, config)
     result = BuildResult(place)
     if not place.is_copy:
-        return result  # the recall table's own index: lib/dataset/size_jobs.py builds it
+        return result  # the recall table's own index: lib/harness/size_jobs.py builds it
     settings = index_build_settings(n, ds.dimension, config.m)
     result.settings = settings
     handler = NoticeCollector(on_notice)
