@@ -277,7 +277,7 @@ def lab_setup(db: Database, args, specs: list[SystemSpec], say) -> Setup:
                         f"GIN {text.index_seconds:.1f} s)")  # fmt: skip
             systems.append(evals.fts_system(evals.lab_text_source(text.name), depth=args.depth))
         else:
-            systems.append(_quantized(db, ds, n, spec, args.depth, say))
+            systems.append(quantized_system(db, ds, n, spec, args.depth, say))
     vectors = _vectors(labels, given, ds.model_name, ds.dimension, say)
     where = {
         "target": "lab", "size": n, "table": status.table,
@@ -290,7 +290,9 @@ def lab_setup(db: Database, args, specs: list[SystemSpec], say) -> Setup:
     return Setup(systems, labels, vectors, evals.lab_doc_ids(ds), where)
 
 
-def _quantized(db: Database, ds: Dataset, n: int, spec: SystemSpec, depth: int, say) -> System:
+def quantized_system(
+    db: Database, ds: Dataset, n: int, spec: SystemSpec, depth: int, say
+) -> System:
     """halfvec or binary + re-rank on the Index tuning page's copy (built if missing)."""
     config = Config(spec.kind).resolved(n)
     built = config_tables.build_config(

@@ -491,3 +491,33 @@ def test_your_own_files_are_read_as_documented(tmp_path):
     jsonl.write_text('{"text": "no id"}\n')
     with pytest.raises(cli.InputProblem, match="query_id"):
         cli.read_queries(jsonl)
+
+
+# ---- the lab's labels and quantized systems -----------------------------------------------
+
+
+def test_a_size_evaluates_only_the_labels_whose_answers_it_holds(ds):
+    from lib.harness import labels as labels_mod
+
+    every = labels_mod.read()
+    held = labels_mod.table_doc_ids(N, [h[:16] for h in ds.hashes])
+    got = evals.lab_labels(ds, N, every, split=None)
+    assert [q.id for q in got.queries] == labels_mod.evaluable(every, held)
+    assert got.queries and all(d in held for j in got.qrels.values() for d in j)
+    test = evals.lab_labels(ds, N, every)
+    assert {q.split for q in test.queries} == {"test"} and len(test.queries) < len(got.queries)
+
+
+def test_quantized_systems_run_on_the_tuning_copy_and_paste_into_psql(
+    db, ds, pg_url, status, labels, vectors
+):
+    q = labels.queries[0]
+    for spec in cli.parse_systems(["halfvec:40,binary:40:2"]):
+        system = cli.quantized_system(db, ds, N, spec, evals.DEPTH, lambda _: None)
+        assert system.expect and system.expect.startswith(f"tune_n{N}_d384_quantized")
+        got = evals.run_system(db, system, [(q.id, vectors[q.id])])
+        assert got.index_used == system.expect
+        script = system.script(db, vectors[q.id])
+        assert_same_results(script, pg_url)
+        assert [r[0] for r in script.rows] == got.keys[q.id]
+    assert system.extra == (2 * evals.DEPTH,) and "LIMIT $3" in system.sql
