@@ -385,6 +385,13 @@ def test_the_command_says_in_one_json_line_that_the_server_is_away(capsys):
     assert "How to fix" in json.loads(out[0])["error"]
 
 
+def test_a_size_not_prepared_is_one_json_line_with_the_fix(pg_url, capsys):
+    code = cli.main(["--database-url", pg_url, "--size", "777"])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert code == 1 and len(out) == 1
+    assert "make prepare" in json.loads(out[0])["error"]
+
+
 def test_system_names_are_parsed_and_checked():
     names = [s.name for s in cli.parse_systems(["exact,hnsw:100", "fts", "binary:40:8", "hnsw"])]
     assert names == ["exact", "hnsw:100", "fts", "binary:40:8", "hnsw:40"]
