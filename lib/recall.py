@@ -381,3 +381,7 @@ def _own_table_filtered(db, args, where, with_filter):
     _filter_extra(report, report.truth_ids, name, value, None)
     report.extra["queries_from"] = "rows sampled from the table itself"
     return report
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -45,7 +45,8 @@ def package_line(folder: Path) -> str:
 
 def layout() -> str:
     out = ["```"]
-    out.append("pages/*.py, streamlit_app.py          lib/prepare.py, lib/recall.py")
+    commands = ", ".join(f"lib/{p.name}" for p in modules(ROOT / "lib"))
+    out.append(f"pages/*.py, streamlit_app.py          {commands}")
     out.append("  (a page: its lesson + the UI)          (command lines: python -m lib.X)")
     out.append("            │                                      │")
     for folder, rule in reversed(LAYERS):
