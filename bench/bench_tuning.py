@@ -31,14 +31,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lib.core.database import open_database  # noqa: E402
-from lib.dataset import builds, recall_tables
+from lib.dataset import builds, config_tables, recall_tables
+from lib.dataset.index_configs import Config  # noqa: E402
 from lib.dataset.passages import load_dataset  # noqa: E402
 from lib.harness import (
     recall,
     truths,  # noqa: E402
 )
-from lib.lessons.tuning import config_tables, frontier
-from lib.lessons.tuning.index_configs import Config  # noqa: E402
+from lib.lessons.tuning import frontier
 from lib.lessons.tuning.jobs import run_sweep  # noqa: E402
 from lib.lessons.tuning.view import size_text  # noqa: E402
 

@@ -66,7 +66,8 @@ from lib.core.database import Database, DatabaseUnavailable, open_database
 from lib.core.embeddings.base import EmbeddingError, checked_vectors
 from lib.core.embeddings.local import MINILM
 from lib.core.vectors import default_cache
-from lib.dataset import text_tables
+from lib.dataset import config_tables, text_tables
+from lib.dataset.index_configs import DEFAULT_OVERSAMPLE, Config
 from lib.dataset.passages import Dataset, load_dataset
 from lib.dataset.recall_tables import table_status
 from lib.harness import evals
@@ -75,8 +76,6 @@ from lib.harness.evals import System
 from lib.harness.labels import Labels, Query
 from lib.harness.recall import HarnessError, Target, generated_target
 from lib.lessons.recall import vector_columns as vc
-from lib.lessons.tuning import config_tables
-from lib.lessons.tuning.index_configs import DEFAULT_OVERSAMPLE, Config
 
 DEFAULT_SYSTEMS = "exact,hnsw:40,fts"
 REGRESSION_EXIT = 3

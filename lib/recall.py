@@ -17,7 +17,7 @@ The lab's sizes are built if missing (lib/dataset/builds.py), with their stored 
 prints the frontier and the cheapest value reaching `--target`, and on the lab's tables stores
 it for the Index tuning page (lib/lessons/tuning/frontier.py); the index options then name the
 configuration swept, on a copy of the rows unless it is the table's own index
-(lib/lessons/tuning/index_configs.py). `--where column=value` filters both paths (the value is
+(lib/dataset/index_configs.py). `--where column=value` filters both paths (the value is
 a parameter, never SQL text), the index path with `enable_sort = off` unless `--planner`; with
 `--size` it runs on the lab's filtered table of that size (lib/lessons/filtered/tables.py).
 """
@@ -33,7 +33,8 @@ import psycopg
 
 from lib.core.database import DatabaseUnavailable, open_database
 from lib.core.vectors import printer
-from lib.dataset import builds, sizing
+from lib.dataset import builds, config_tables, sizing
+from lib.dataset.index_configs import DEFAULT_OVERSAMPLE, Config, parse_values
 from lib.dataset.index_specs import IndexSpec
 from lib.dataset.passages import N_QUERIES, load_dataset
 from lib.dataset.recall_tables import table_status
@@ -50,9 +51,8 @@ from lib.harness.recall import (
     measure,
 )
 from lib.lessons.recall import vector_columns as vc
-from lib.lessons.tuning import config_tables, frontier
+from lib.lessons.tuning import frontier
 from lib.lessons.tuning import jobs as tuning_jobs
-from lib.lessons.tuning.index_configs import DEFAULT_OVERSAMPLE, Config, parse_values
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,10 +2,10 @@
 
 import streamlit as st
 
-from lib.dataset import recall_tables
+from lib.dataset import config_tables, index_configs, recall_tables
+from lib.dataset.index_configs import Config
 from lib.harness import size_jobs
-from lib.lessons.tuning import cached, config_tables, frontier, gallery, index_configs, jobs, view
-from lib.lessons.tuning.index_configs import Config
+from lib.lessons.tuning import cached, frontier, gallery, jobs, view
 from lib.ui import connection, nav, resources, text
 
 st.set_page_config(page_title="Index tuning", page_icon=":material/tune:", layout="wide")

@@ -24,6 +24,7 @@ PAGE_LESSON = {
     "3_Recall_at_scale.py": "recall",
     "4_Index_tuning.py": "tuning",
     "5_Filtered_search.py": "filtered",
+    "6_Evals.py": "evals",
 }
 
 

@@ -14,20 +14,20 @@ import pytest
 from psql_util import assert_same_results, psql
 
 from lib.core import jobs as queue
-from lib.dataset import builds, recall_tables
-from lib.dataset.index_specs import IndexSpec
-from lib.dataset.passages import load_dataset
-from lib.harness import recall, truths
-from lib.lessons.tuning import config_tables, frontier
-from lib.lessons.tuning import gallery as index_gallery
-from lib.lessons.tuning import jobs as tuning_jobs
-from lib.lessons.tuning.index_configs import (
+from lib.dataset import builds, config_tables, recall_tables
+from lib.dataset.index_configs import (
     EF_SEARCH_VALUES,
     Config,
     ConfigQuery,
     parse_values,
     probes_values,
 )
+from lib.dataset.index_specs import IndexSpec
+from lib.dataset.passages import load_dataset
+from lib.harness import recall, truths
+from lib.lessons.tuning import frontier
+from lib.lessons.tuning import gallery as index_gallery
+from lib.lessons.tuning import jobs as tuning_jobs
 from lib.recall import parse_sweep
 
 N = 5000
@@ -179,7 +179,7 @@ def test_configurations_live_on_copies_of_the_same_rows_and_are_built_once(db, d
 
 
 def test_a_build_script_pasted_into_psql_builds_the_same_index(db, ds, table, pg_url):
-    from lib.lessons.tuning.index_configs import Placement
+    from lib.dataset.index_configs import Placement
 
     status, _ = table
     scratch = "tune_scratch_paste"

@@ -30,6 +30,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from lib.core.database import Database, DatabaseUnavailable
@@ -286,9 +287,13 @@ def newest_per_key(db: Database, kind: str, field_name: str) -> dict[Any, Job]:
     """The newest job of `kind` for each value of its key's `field_name`."""
     ensure_table(db)
     rows = db.fetchall(
-        f"SELECT DISTINCT ON (key -> %s) {COLUMNS} FROM lab_jobs WHERE kind = %s"
-        " ORDER BY key -> %s, id DESC",
-        (field_name, kind, field_name),
+        sql.SQL(
+            "SELECT DISTINCT ON (key -> {f}) {cols} FROM lab_jobs WHERE kind = %s"
+            " ORDER BY key -> {f}, id DESC"
+        )
+        .format(f=sql.Literal(field_name), cols=sql.SQL(COLUMNS))
+        .as_string(),
+        (kind,),
     )
     return {j.key.get(field_name): j for j in map(_job, rows)}
 

@@ -6,7 +6,7 @@ Each table has one vector index at a time, so the planner never chooses between 
 rebuild with other parameters replaces it in one transaction, and readers keep using the old
 one until the new one is ready. An INVALID index (from someone's failed CREATE INDEX
 CONCURRENTLY) is dropped and rebuilt. The Index tuning page's other configurations live on
-copies of a table's rows (lib/lessons/tuning/index_configs.py).
+copies of a table's rows (lib/dataset/index_configs.py).
 """
 
 from __future__ import annotations

@@ -49,6 +49,12 @@ PAGES = [
         ":material/filter_alt:",
         "a WHERE clause returns fewer rows than LIMIT; pgvector 0.8's iterative scans fix it",
     ),
+    (
+        "pages/6_Evals.py",
+        "Evals",
+        ":material/fact_check:",
+        "is the answer right? labelled queries, nDCG with intervals, a regression gate",
+    ),
 ]
 
 MODEL_KEY = "model_name"

@@ -8,10 +8,10 @@ from typing import Any
 import streamlit as st
 
 from lib.core.psql import run
+from lib.dataset.index_configs import Config, ConfigQuery
 from lib.harness import recall
 from lib.lessons.tuning import frontier
 from lib.lessons.tuning import gallery as index_gallery
-from lib.lessons.tuning.index_configs import Config, ConfigQuery
 from lib.ui.connection import database
 from lib.ui.resources import recall_dataset
 

@@ -23,6 +23,7 @@ import numpy as np
 from psycopg.types.json import Jsonb
 
 from lib.core.database import Database, Setting
+from lib.dataset.index_configs import Config
 from lib.harness.recall import (
     Answers,
     HarnessError,
@@ -32,7 +33,6 @@ from lib.harness.recall import (
     run_queries,
     summary,
 )
-from lib.lessons.tuning.index_configs import Config
 
 WARMUP_QUERIES = 10
 
@@ -129,7 +129,7 @@ def sweep(
     progress: Progress | None = None,
 ) -> Sweep:
     """Sweep `config`'s knob over `values` on `shape` (a lib.harness.recall Target or a
-    lib.lessons.tuning.index_configs ConfigQuery), checking at every value that the plan reads
+    lib.dataset.index_configs ConfigQuery), checking at every value that the plan reads
     `index`."""
     queries = np.asarray(queries, dtype=np.float32)
     if queries.ndim != 2 or not len(queries) or not np.isfinite(queries).all():

@@ -14,14 +14,14 @@ from __future__ import annotations
 from lib.core import jobs
 from lib.core.database import Database
 from lib.core.jobs import Progress
-from lib.dataset import builds
+from lib.dataset import builds, config_tables
+from lib.dataset.index_configs import DEFAULT_OVERSAMPLE, Config, copy_table
 from lib.dataset.passages import Dataset
 from lib.dataset.recall_tables import table_status
 from lib.harness import truths
 from lib.harness.recall import HarnessError, K
 from lib.harness.size_jobs import lane_of
-from lib.lessons.tuning import config_tables, frontier
-from lib.lessons.tuning.index_configs import DEFAULT_OVERSAMPLE, Config, copy_table
+from lib.lessons.tuning import frontier
 
 BUILD, SWEEP = "tuning_build", "tuning_sweep"
 

@@ -1,6 +1,6 @@
 """The Index tuning page's copies and indexes (`tuning_copies`, `tuning_indexes`): built once,
 recorded with what they cost, read back with their size on disk. Where each configuration
-lives, and why: lib/lessons/tuning/index_configs.py.
+lives, and why: lib/dataset/index_configs.py.
 
 A build (`build_config`) runs in one transaction under an advisory lock on its table's name:
 the copy when it is missing or was made from an older load of its recall table, then the
@@ -22,15 +22,15 @@ from psycopg.types.json import Jsonb
 from lib.core.database import Database, Setting
 from lib.core.psql import Script
 from lib.dataset.builds import NoticeCollector, build_settings, index_build_settings
-from lib.dataset.passages import Dataset
-from lib.dataset.recall_tables import TableStatus, ensure_meta, table_status
-from lib.lessons.tuning.index_configs import (
+from lib.dataset.index_configs import (
     Config,
     Placement,
     copy_statements,
     index_statement,
     placement,
 )
+from lib.dataset.passages import Dataset
+from lib.dataset.recall_tables import TableStatus, ensure_meta, table_status
 
 DDL = """CREATE TABLE IF NOT EXISTS tuning_copies (
     table_name text PRIMARY KEY,
