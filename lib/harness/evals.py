@@ -10,7 +10,7 @@ setting list holds `transaction_read_only = on`: a system never writes. Systems:
 
 - `exact_system`: cosine (or the table's operator) over every row, index scans off;
 - `index_system`: an HNSW index at one `hnsw.ef_search` (the size's own, or a quantized
-  query shape such as lib/lessons/tuning/index_configs.py's halfvec and binary + re-rank,
+  query shape such as lib/dataset/index_configs.py's halfvec and binary + re-rank,
   passed in by the caller, since the harness imports no lesson);
 - `fts_system`: PostgreSQL full-text search, `websearch_to_tsquery('english', $1)` ranked by
   `ts_rank_cd`, over a generated tsvector and its GIN index (lib/dataset/text_tables.py) or a
@@ -76,7 +76,7 @@ Progress = Callable[[str, int, int], None]  # (system name, done, total)
 
 class KnnQuery(Protocol):
     """A k-nearest query shape: lib/harness/recall.py's `Target`, or a quantized one such as
-    lib/lessons/tuning/index_configs.py's `ConfigQuery`."""
+    lib/dataset/index_configs.py's `ConfigQuery`."""
 
     def statement(self, query: np.ndarray, k: int = ..., *, with_distance: bool = ...) -> Any: ...
 
