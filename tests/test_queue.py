@@ -180,3 +180,45 @@ def test_a_job_whose_process_died_runs_again_and_fails_after_three_tries(db):
     assert again.state == "done" and again.attempts == 2
     failed = jobs.get(db, doomed.id)
     assert failed.state == "failed" and "interrupted 3 times" in failed.error
+
+
+def test_a_job_run_again_after_its_worker_died_ends_the_statement_it_left_running(db, pg_url):
+    """The dead worker's statement may still run on the server: the next worker ends it
+    before it runs the job again, so the two never share the cores."""
+    import psycopg
+
+    lane = f"test_ghost_{time.time_ns()}"
+    job = jobs.request(db, "test_nap", {"label": f"{lane}-again", "seconds": 0.1}, lane)
+    ghost = psycopg.connect(pg_url, autocommit=True)  # the dead worker's build, still running
+    try:
+        pid = ghost.info.backend_pid
+        db.fetchall(
+            "UPDATE lab_jobs SET state = 'building', attempts = 1, started_at = now(),"
+            " backend_pid = %s, worker = 'gone:3' WHERE id = %s RETURNING 1",
+            (pid, job.id),
+        )
+        sleeper = threading.Thread(
+            target=lambda: _quietly(ghost, "SELECT pg_sleep(60)"), daemon=True
+        )
+        sleeper.start()
+        wait_for(lambda: db.fetchone(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND state = 'active'", (pid,)
+        )[0] == 1)  # fmt: skip
+        worker = jobs.Worker(db, lanes=(lane,))
+        try:
+            again = jobs.wait(db, job, timeout=30)
+        finally:
+            worker.stop()
+        assert again.state == "done" and again.attempts == 2
+        assert db.fetchone("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,))[0] == 0
+        runs = [r for r in RAN if r[0] == f"{lane}-again"]
+        assert len(runs) == 1
+    finally:
+        ghost.close()
+
+
+def _quietly(conn, statement: str) -> None:
+    try:
+        conn.execute(statement)
+    except Exception:  # terminated, as the test wants
+        pass

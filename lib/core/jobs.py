@@ -423,7 +423,27 @@ class Worker:
                 self._run(_job(row))
 
     def _requeue_interrupted(self, conn: psycopg.Connection, lane: str) -> None:
-        """Jobs marked running in a lane whose lock we now hold lost their worker."""
+        """Jobs marked running in a lane whose lock we now hold lost their worker. A statement
+        such a job started may still run on the server: it is ended first (and waited for),
+        so that the job, run again, never shares the cores with its own ghost."""
+        ghosts = conn.execute(
+            "SELECT a.pid FROM lab_jobs j JOIN pg_stat_activity a ON a.pid = j.backend_pid"
+            " WHERE j.lane = %s AND j.state <> 'queued' AND j.state NOT IN ('done', 'failed',"
+            " 'cancelled') AND a.datname = current_database() AND a.pid <> pg_backend_pid()"
+            " AND a.state = 'active' AND a.query_start >= j.started_at",
+            (lane,),
+        ).fetchall()
+        pids = [pid for (pid,) in ghosts]
+        for pid in pids:
+            conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        deadline = time.monotonic() + 30
+        while pids and time.monotonic() < deadline:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)
+            ).fetchone()
+            if not row or not row[0]:
+                break
+            time.sleep(0.1)
         conn.execute(
             "UPDATE lab_jobs SET state = CASE WHEN cancel_requested THEN 'cancelled'"
             " WHEN attempts >= %s THEN 'failed' ELSE 'queued' END,"
