@@ -27,6 +27,7 @@ from lib.dataset.index_specs import IndexSpec
 from lib.dataset.passages import load_dataset
 from lib.harness import recall, truths
 from lib.harness import size_jobs as jobs
+from lib.lessons.evals import reports
 from lib.lessons.filtered import jobs as filtered_jobs
 from lib.lessons.filtered import tables as filtered_tables
 from lib.lessons.recall import generator_check
@@ -95,6 +96,26 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{j.n:>9,} rows: the filtered table FAILED: {j.error}")
                 failed.append(j)
 
+    # The Evals page's report, for the sizes whose tables hold enough labelled answers
+    evals_sizes = [
+        n for n in sizes
+        if recall_tables.table_status(db, ds, n).ready()
+        and reports.stored(db, ds, n) is None
+        and reports.evaluable(ds, n) >= reports.MIN_QUERIES
+    ]  # fmt: skip
+    if evals_sizes:
+        print(f"Evals for {', '.join(f'{n:,}' for n in evals_sizes)} rows:")
+        measured = [reports.request(db, n) for n in evals_sizes]
+        worker = queue.Worker(db, ds)
+        try:
+            _follow(db, measured, args.timeout, reports.get, reports.progress)
+        finally:
+            worker.stop()
+        for j in (reports.get(db, m.id) for m in measured):
+            if j is not None and j.state == "failed":
+                print(f"{j.n:>9,} rows: the evals FAILED: {j.error}")
+                failed.append(j)
+
     print(f"\nWarming each size (the query set through its index) after {_mins(t0)}:")
     print(
         f"{'rows':>9}  {'real':>7}  {'index':<34} {'recall@10':>9} {'index p50':>9}  truth ran at"
@@ -160,7 +181,7 @@ def _follow(db, waiting: list, timeout: float, get=jobs.get, progress=jobs.progr
         words = "; ".join(progress(db, j).text for j in running) or (
             "done" if ended == len(waiting) else "waiting for a worker"
         )
-        line = f"{bar(ended / len(waiting))} {ended}/{len(waiting)} sizes ready. {words}"
+        line = f"{bar(ended / len(waiting))} {ended}/{len(waiting)} done. {words}"
         if interactive:
             print("\r" + line[:160].ljust(160), end="", flush=True)
         else:  # a log: a line when the words change, else one every 30 s (not every count)
