@@ -1,17 +1,28 @@
-"""Helpers for browser tests: load a Streamlit page, wait for its run, read exception boxes."""
+"""Helpers for browser tests: load a Streamlit page, wait for its run, read exception boxes.
+
+Waits are on the page's own state, never on the clock: `data-test-connection-state` and
+`data-test-script-state`, the attributes Streamlit's frontend keeps on its root element."""
 
 from __future__ import annotations
 
-import time
+CONNECTED = '[data-testid="stApp"][data-test-connection-state="CONNECTED"]'
+NOT_RUNNING = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+
+
+def wait_connected(page, timeout: float = 90) -> None:
+    """Wait until the page's websocket is open. While it is not (the first load, or after a
+    dropped connection, from the first health ping to the new websocket) Streamlit disables
+    every widget, and a click or a key press on one is lost."""
+    page.wait_for_selector(CONNECTED, state="attached", timeout=timeout * 1000)
 
 
 def wait_for_run(page, timeout: float = 90) -> None:
-    """Wait until Streamlit has finished running the page's script."""
-    page.wait_for_selector('[data-testid="stApp"]', timeout=timeout * 1000)
-    time.sleep(0.3)
-    page.wait_for_selector(
-        '[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout * 1000
-    )
+    """Wait until the run the page is in has finished: after a navigation (the root reads
+    "initial" until the first run starts), or after something the new run draws is on the
+    page. Right after a click the root still reads "notRunning" from the run before, until
+    the server's answer arrives: first wait for what the click should draw."""
+    wait_connected(page, timeout)
+    page.wait_for_selector(NOT_RUNNING, state="attached", timeout=timeout * 1000)
 
 
 def open_page(page, url: str, timeout: float = 90) -> None:

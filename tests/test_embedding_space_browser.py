@@ -12,6 +12,7 @@ from lib.core.corpus import load_items
 pytestmark = pytest.mark.browser
 
 MAP = ".es-root"
+THEME_PILLS = ".st-key-es_themes button[aria-pressed]"  # not the label's help button
 WAIT = 60_000  # ms: the map waits for plotly.js and a script run, on a busy machine
 LESSON_TEXTS = {
     "a small cat", "tabby cat", "a puppy", "a red car", "a pickup truck", "a motorbike",
@@ -61,8 +62,11 @@ def labels(page) -> dict:
 
 
 def add_themes(page, *themes: str) -> None:
+    """Add each theme in turn: the map has more items (its own) before the next click."""
     for theme in themes:
-        page.locator(".st-key-es_themes button", has_text=theme).first.click()
+        items = attr(page, "data-items")
+        page.locator(THEME_PILLS, has_text=theme).first.click()
+        expect(page.locator(MAP)).not_to_have_attribute("data-items", items, timeout=WAIT)
         wait_for_run(page)
 
 
@@ -89,7 +93,7 @@ def test_dragging_over_every_item_names_it_nearest_and_postgres_agrees_on_releas
     dragged onto each item in turn; the live line, computed in the browser from the query the
     point makes, names that item. Let go on tabby cat, and Postgres says the same."""
     open_map(page, app_url)
-    themes = page.locator(".st-key-es_themes button").all_inner_texts()
+    themes = page.locator(THEME_PILLS).all_inner_texts()
     add_themes(page, *[t.rsplit(" (", 1)[0] for t in themes])
     expect(page.locator(MAP)).to_have_attribute("data-items", "114", timeout=WAIT)
     ids = page.evaluate("() => document.querySelector('.es-root').__es.ids")

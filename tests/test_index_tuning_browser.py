@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from browser_util import exceptions, open_page, wait_for_run
+from playwright.sync_api import expect
 from test_tuning import prepared
 
 from lib.dataset.passages import load_dataset
@@ -49,7 +50,9 @@ def test_pinning_a_configuration_adds_a_curve(app_url, page, ready):
     open_page(page, f"{app_url}/Index_tuning?rows={N}")
     page.wait_for_function(f"({CURVES})() >= 1", timeout=180_000)
     curves = page.evaluate(CURVES)
-    page.get_by_role("button", name="halfvec m=16, efc=64").click()
+    pin = page.get_by_role("button", name="halfvec m=16, efc=64")
+    pin.click()
+    expect(pin).to_be_disabled(timeout=60_000)  # the run that pinned it has drawn it so
     wait_for_run(page)
     build = page.get_by_role("button", name="Build")
     if build.count():  # not built on this server yet: build it (shared, queued)

@@ -4,7 +4,6 @@ the page works at the next click."""
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import psycopg
@@ -59,8 +58,7 @@ def test_a_user_without_create_gets_the_grant_and_the_page_works_once_it_ran(
         expect(page.get_by_text(DENIED)).to_be_visible()
 
         psql(owner_url, grant)  # pasted as the page shows it, as the owner
-        time.sleep(11)  # the app asks again after ten seconds
-        open_page(page, f"{url}/Embedding_space", timeout=180)
+        open_page(page, f"{url}/Embedding_space", timeout=180)  # the next click: no wait
         assert exceptions(page) == []
         expect(page.get_by_text(DENIED)).to_have_count(0)
         expect(page.locator(".st-key-es_true_list tbody tr")).to_have_count(5, timeout=60_000)

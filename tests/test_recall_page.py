@@ -1,7 +1,5 @@
 """The Recall at scale page in a real Chromium, against the app served on the test database."""
 
-import time
-
 import pytest
 from browser_util import exceptions, open_page, wait_for_run
 
@@ -29,7 +27,7 @@ def test_moving_the_size_control_adds_a_recall_point_to_the_plot(app_url, page):
     slider.focus()
     page.keyboard.press("ArrowRight")  # 500 -> 1,000 rows
     page.wait_for_function(f"({RECALL_POINTS})() >= 2", timeout=120_000)
-    time.sleep(0.5)
+    wait_for_run(page)  # the run that drew the second point has ended: nothing more comes
     assert recall_points(page) == 2
     text = page.locator('[data-testid="stMain"]').inner_text()
     assert "1,000 rows" in text

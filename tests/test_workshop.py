@@ -13,7 +13,7 @@ from contextlib import ExitStack
 import psutil
 import psycopg
 import pytest
-from browser_util import exceptions, open_page, wait_for_run
+from browser_util import exceptions, open_page, wait_connected, wait_for_run
 from conftest import PROJECT_DIR, free_port, own_server, serve_app, short_tmp_dir
 from psycopg.conninfo import make_conninfo
 from relay import Relay
@@ -186,6 +186,9 @@ def test_behind_haproxy_a_dropped_connection_comes_back_to_its_own_page_state(
         while relay.accepted == before:
             assert time.monotonic() < deadline, "the page did not reconnect"
             time.sleep(0.2)
+        # That new connection is the page's health ping, made once it saw the drop; its
+        # widgets stay disabled (a key press on them is lost) until the websocket is back.
+        wait_connected(page, timeout=60)
         ef.focus()
         page.keyboard.press("ArrowRight")
         page.wait_for_function(

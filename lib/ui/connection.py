@@ -54,7 +54,7 @@ def database(*, creates_tables: bool = True) -> Database:
 def _create_denied(conninfo: str) -> tuple[str, str] | None:
     """None when this user may create tables in the schema the lab's tables go to (the first
     of its search_path that exists); else the problem and the statement that fixes it. Asked
-    again after ten seconds, so a grant made meanwhile is seen at the next click."""
+    again after ten seconds; a denial is not kept (`_require_create`)."""
     db = shared_database()
     with db.connection() as conn:
         user, schema, database_name, allowed = conn.execute(
@@ -87,6 +87,7 @@ def _require_create(db: Database) -> None:
     denied = _create_denied(db.conninfo)
     if denied is None:
         return
+    _create_denied.clear()  # asked again at the next click: the message says "click again"
     problem, fix = denied
     st.error("**This database user may not create tables.**", icon=":material/lock:")
     st.text(problem)  # names from the server, shown as text
