@@ -4,12 +4,13 @@ from datetime import UTC, datetime
 
 import streamlit as st
 
+from lib.core import jobs as queue
 from lib.core.view import when
 from lib.dataset import builds, index_specs, passages, recall_tables, sizing
 from lib.dataset.index_specs import IndexSpec
 from lib.harness import recall, size_jobs
 from lib.lessons.recall import cached, vector_columns, view
-from lib.ui import connection, nav, resources, text
+from lib.ui import connection, nav, resources, room, text
 
 st.set_page_config(page_title="Recall at scale", page_icon=":material/query_stats:", layout="wide")
 nav.sidebar(model_picker=False)
@@ -87,7 +88,12 @@ with controls:
                     embedding = resources.embedding_estimate(ds.fingerprint(), rows_wanted)
                     if embedding is not None:
                         st.caption(f"Before that: {embedding.sentence()}.")
-                    st.button(f"Build and measure {rows_wanted:,} rows", on_click=_use_custom_size)
+                    if room.instructor():
+                        st.button(
+                            f"Build and measure {rows_wanted:,} rows", on_click=_use_custom_size
+                        )
+                    else:
+                        room.may(f"Building {rows_wanted:,} rows")
                 else:
                     st.error(f"**Refused.** {plan.reason}", icon=":material/block:")
     if state.get("recall_refusal"):
@@ -135,8 +141,10 @@ if job is None and not (status.ready() and truth is not None):
         st.error(
             f"Preparing {n:,} rows failed: {text.plain(last.error or '')}", icon=":material/error:"
         )
-        if st.button("Try again"):
+        if st.button("Try again") and room.may(f"Preparing {n:,} rows"):
             job = size_jobs.request(db, ds, n, index.spec() if index else None)
+    elif not room.instructor():
+        room.may(f"Preparing {n:,} rows (not prepared on this server)")
     elif estimate is not None and estimate.seconds > passages.ASK_ABOVE_SECONDS:
         st.info(
             f"**{n:,} rows are not built on this server yet.** {estimate.sentence()}; then "
@@ -144,7 +152,9 @@ if job is None and not (status.ready() and truth is not None):
             "everyone asking for this size shares it, and goes on if you leave the page.",
             icon=":material/schedule:",
         )
-        if st.button(f"Embed and build {n:,} rows", key=f"recall_embed_{n}"):
+        if st.button(f"Embed and build {n:,} rows", key=f"recall_embed_{n}") and room.may(
+            f"Preparing {n:,} rows"
+        ):
             job = size_jobs.request(db, ds, n, index.spec() if index else None)
     else:
         job = size_jobs.request(db, ds, n, index.spec() if index else None)
@@ -166,6 +176,11 @@ def build_progress(job_id: int) -> None:
         "This goes on if you leave the page; everyone asking for this size shares it "
         f"(job {running.id}, requested {running.requested_at:%H:%M:%S})."
     )
+    if room.instructor():
+        st.button(
+            "Cancel this build", key=f"recall_cancel_{job_id}", on_click=queue.cancel,
+            args=(db, job_id), help="Stops it for everyone; nothing half-built is kept.",
+        )  # fmt: skip
 
 
 if job is not None:
@@ -323,7 +338,7 @@ with st.form("recall_rebuild"):
         + view.rebuild_estimate(index, n, spec)
     )
     submitted = st.form_submit_button(f"Rebuild the {n:,}-row index")
-if submitted:
+if submitted and room.may(f"Rebuilding the {n:,}-row index"):
     try:
         spec.check()
     except ValueError as e:

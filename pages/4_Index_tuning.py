@@ -6,7 +6,7 @@ from lib.dataset import config_tables, index_configs, recall_tables
 from lib.dataset.index_configs import Config
 from lib.harness import size_jobs
 from lib.lessons.tuning import cached, frontier, gallery, jobs, view
-from lib.ui import connection, nav, resources, text
+from lib.ui import connection, nav, resources, room, text
 
 st.set_page_config(page_title="Index tuning", page_icon=":material/tune:", layout="wide")
 nav.sidebar(model_picker=False)
@@ -66,7 +66,9 @@ if not (status.ready() and truth is not None):
             "every size before a class; or prepare it here (everyone shares the build).",
             icon=":material/hourglass_empty:",
         )
-        if st.button(f"Prepare {n:,} rows", icon=":material/build:"):
+        if st.button(f"Prepare {n:,} rows", icon=":material/build:") and room.may(
+            f"Preparing {n:,} rows"
+        ):
             size_jobs.request(db, ds, n, status.index.spec() if status.index else None)
             st.rerun()
     ready = [s for s in resources.ready_sizes() if s != n]
@@ -237,7 +239,9 @@ for i, s in enumerate(statuses):
         )
         if failed is not None:
             c1.error(f"The last build failed: {text.plain(failed.error or '')}")
-        if c2.button("Build", key=f"tuning_build_{s.config.key()}", icon=":material/build:"):
+        if c2.button(
+            "Build", key=f"tuning_build_{s.config.key()}", icon=":material/build:"
+        ) and room.may(f"Building {s.config.label()} for {n:,} rows"):
             jobs.request_build(db, ds, n, s.config)
             st.rerun()
     if i > 0:

@@ -9,7 +9,7 @@ from lib.harness.recall import HarnessError
 from lib.lessons.filtered import cached, jobs, tables, view
 from lib.lessons.filtered import search as fs
 from lib.lessons.filtered.tables import BY_VALUE, PARTIAL, SELECTIVITIES, TWIN
-from lib.ui import connection, nav, resources, text
+from lib.ui import connection, nav, resources, room, text
 
 st.set_page_config(page_title="Filtered search", page_icon=":material/filter_alt:", layout="wide")
 nav.sidebar(model_picker=False)
@@ -55,9 +55,11 @@ if job is None and table is None:
         st.error(
             f"Preparing {n:,} rows failed: {text.plain(last.error or '')}", icon=":material/error:"
         )
-        if st.button("Try again"):
+        if st.button("Try again") and room.may(f"Preparing the filtered table of {n:,} rows"):
             job = jobs.request(db, ds, n)
-    elif estimate is not None and estimate.seconds > passages.ASK_ABOVE_SECONDS:
+    elif (
+        estimate is not None and estimate.seconds > passages.ASK_ABOVE_SECONDS and room.instructor()
+    ):
         st.info(
             f"**The {n:,}-row tables are not built on this server yet.** {estimate.sentence()}; "
             "then the rows are loaded, the filtered table and its indexes built and the default "
@@ -66,9 +68,11 @@ if job is None and table is None:
             "quicker; `make prepare` builds every size before a class.",
             icon=":material/schedule:",
         )
-        if st.button(f"Embed and build {n:,} rows", key=f"filtered_embed_{n}"):
+        if st.button(f"Embed and build {n:,} rows", key=f"filtered_embed_{n}") and room.may(
+            f"Preparing the filtered table of {n:,} rows"
+        ):
             job = jobs.request(db, ds, n)
-    else:
+    elif room.may(f"Preparing the filtered table of {n:,} rows (not prepared on this server)"):
         job = jobs.request(db, ds, n)
 
 

@@ -3,10 +3,11 @@ and a regression shown with its significance."""
 
 import streamlit as st
 
+from lib.core import jobs as queue
 from lib.core.view import when
 from lib.harness import size_jobs
 from lib.lessons.evals import cached, reports, view
-from lib.ui import connection, nav, resources, text
+from lib.ui import connection, nav, resources, room, text
 
 st.set_page_config(page_title="Evals", page_icon=":material/fact_check:", layout="wide")
 nav.sidebar(model_picker=False)
@@ -45,7 +46,9 @@ if not ready:
         st.progress(
             size_jobs.progress(db, live).fraction or 0.0, text=size_jobs.progress(db, live).text
         )
-    elif st.button(f"Prepare {n:,} rows", icon=":material/build:"):
+    elif st.button(f"Prepare {n:,} rows", icon=":material/build:") and room.may(
+        f"Preparing {n:,} rows"
+    ):
         size_jobs.request(db, ds, n)
         st.rerun()
     st.stop()
@@ -75,6 +78,11 @@ def job_progress(job_id: int) -> None:
         "This goes on if you leave the page; everyone asking for this size shares it "
         f"(job {job.id})."
     )
+    if room.instructor():
+        st.button(
+            "Cancel", key=f"evals_cancel_{job_id}", on_click=queue.cancel, args=(db, job_id),
+            help="Stops it for everyone.",
+        )  # fmt: skip
 
 
 found = cached.stored(n)
@@ -94,7 +102,9 @@ if found is None:
         "reads the stored result.",
         icon=":material/pending:",
     )
-    if st.button(f"Run the evals on {n:,} rows", icon=":material/play_arrow:"):
+    if st.button(f"Run the evals on {n:,} rows", icon=":material/play_arrow:") and room.may(
+        f"Running the evals on {n:,} rows"
+    ):
         reports.request(db, n)
         st.rerun()
     st.stop()

@@ -34,6 +34,7 @@ sys.path.insert(0, str(PROJECT_DIR))
 
 from lib.core import memory  # noqa: E402
 from lib.core.database import open_database  # noqa: E402
+from lib.ui import room  # noqa: E402
 
 RUN_DIR = PROJECT_DIR / ".cache" / "workshop"
 
@@ -189,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         **memory.SERVER_ENV,  # closed sessions' memory goes back to the OS (lib/core/memory.py)
         # one secret for every process: cookies and upload tokens are valid in each of them
         "STREAMLIT_SERVER_COOKIE_SECRET": secrets.token_hex(32),
+        # only the instructor's link starts shared work (lib/ui/room.py); given or made here
+        room.TOKEN_ENV: os.environ.get(room.TOKEN_ENV) or secrets.token_urlsafe(16),
     }
     # Stopped by a supervisor (SIGTERM) or a closed terminal (SIGHUP) as by Ctrl-C: the app
     # processes and HAProxy stop too (else they keep the ports, and the next start fails).
@@ -208,7 +211,9 @@ def main(argv: list[str] | None = None) -> int:
         wait_healthy(f"http://{here}:{args.port}", proxy, timeout=30, name="HAProxy")
         print(
             f"HAProxy on {args.bind}:{args.port} → {len(apps)} app processes; "
-            f"open http://localhost:{args.port}. Logs in {RUN_DIR}. Ctrl-C stops everything.",
+            f"open http://localhost:{args.port}. Logs in {RUN_DIR}. Ctrl-C stops everything.\n"
+            f"Instructor link (keep it to yourself; it starts builds for the room): "
+            f"http://localhost:{args.port}/?{room.PARAM}={env[room.TOKEN_ENV]}",
             flush=True,
         )
         while proxy.poll() is None and all(p.poll() is None for _, p in apps):

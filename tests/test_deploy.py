@@ -54,6 +54,7 @@ def test_compose_keeps_the_database_off_the_room_and_its_secrets_out_of_the_file
         app = compose["services"][name]["environment"]
         assert app["STREAMLIT_SERVER_COOKIE_SECRET"].startswith("${LAB_COOKIE_SECRET:?")
         assert app["DATABASE_URL"].startswith("postgresql://lab_app:${LAB_APP_PASSWORD:?")
+        assert app["LAB_INSTRUCTOR_TOKEN"].startswith("${LAB_INSTRUCTOR_TOKEN:?")  # a room
     for service in compose["services"].values():
         for port in service.get("ports", []):
             assert port.startswith("127.0.0.1:") or port == "8501:8501", port  # only the proxy
