@@ -117,14 +117,21 @@ def _job(row: tuple) -> Job:
 
 class View:
     """A job as one kind reads it: the queue's fields, the fields of its key (`view.n` is
-    `job.key["n"]`), and the properties a subclass adds."""
+    `job.key["n"]`), the facts a subclass names in FACTS (name: value until recorded), and
+    the properties a subclass adds."""
+
+    FACTS: dict[str, Any] = {}
 
     def __init__(self, job: Job):
         self.job = job
 
     def __getattr__(self, name: str) -> Any:
-        if name != "job" and name in self.job.key:
+        if name == "job":
+            raise AttributeError(name)
+        if name in self.job.key:
             return self.job.key[name]
+        if name in self.FACTS:
+            return self.job.fact(name, self.FACTS[name])
         return getattr(self.job, name)
 
     def __eq__(self, other: object) -> bool:
@@ -132,6 +139,33 @@ class View:
 
     def __hash__(self) -> int:
         return hash(self.job.id)
+
+
+@dataclass(frozen=True)
+class Reader:
+    """How a kind's module reads its jobs, as its `View`: by id, the newest for a size (any
+    state, or live only), and waiting for one to end."""
+
+    view: type
+    kind: str
+
+    def get(self, db: Database, job_id: int) -> Any:
+        job = get(db, job_id)
+        return self.view(job) if job is not None and job.kind == self.kind else None
+
+    def last(self, db: Database, n: int) -> Any:
+        """The newest job for size `n`, in any state."""
+        found = find(db, self.kind, {"n": n})
+        return self.view(found[0]) if found else None
+
+    def live(self, db: Database, n: int) -> Any:
+        """The newest queued or running job for size `n`."""
+        found = find(db, self.kind, {"n": n}, live=True)
+        return self.view(found[0]) if found else None
+
+    def wait(self, db: Database, job: View, timeout: float = 900) -> Any:
+        """Block until `job` ends (command lines and tests); the job as it ended."""
+        return self.view(wait(db, job.job, timeout))
 
 
 @dataclass(frozen=True)

@@ -344,3 +344,11 @@ def index_step(db: Database, table: str, what: str, n: int | None, seconds: floa
     return Progress(
         p.fraction(), f"Building {what} — server phase “{p.phase}”{done} ({seconds:.0f} s so far)."
     )
+
+
+def load_step(db: Database, backend_pid: int | None, n: int, what: str) -> Progress:
+    """The progress of a job's COPY of `n` rows of `what`, counted by the server."""
+    rows = copy_progress(db, backend_pid) if backend_pid else None
+    if not rows:
+        return Progress(0.0, f"Loading {what} of {n:,} rows (COPY)…")
+    return Progress(min(1.0, rows / n), f"Loading {what} with COPY: {rows:,} of {n:,} rows.")

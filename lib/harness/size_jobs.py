@@ -40,14 +40,9 @@ class Job(jobs.View):
     def spec(self) -> IndexSpec:
         return IndexSpec(**self.job.key["spec"])
 
-    loaded = property(lambda self: self.job.fact("loaded", False))
-    indexed = property(lambda self: self.job.fact("indexed", False))
-    truth_computed = property(lambda self: self.job.fact("truth_computed", False))
-    build_seconds = property(lambda self: self.job.fact("build_seconds"))
-    load_seconds = property(lambda self: self.job.fact("load_seconds"))
-    maintenance_work_mem = property(lambda self: self.job.fact("maintenance_work_mem"))
-    workers = property(lambda self: self.job.fact("workers"))
-    embed_seconds = property(lambda self: self.job.fact("embed_seconds"))
+    FACTS = dict.fromkeys(("loaded", "indexed", "truth_computed"), False) | dict.fromkeys(
+        ("build_seconds", "load_seconds", "maintenance_work_mem", "workers", "embed_seconds")
+    )
 
     @property
     def embed_done(self) -> int:
@@ -58,8 +53,8 @@ class Job(jobs.View):
         return self.job.total if self.job.state == "embedding" else self.job.fact("embed_total", 0)
 
 
-def _view(job: jobs.Job | None) -> Job | None:
-    return Job(job) if job is not None else None
+_reader = jobs.Reader(Job, KIND)
+get, last, live, wait = _reader.get, _reader.last, _reader.live, _reader.wait
 
 
 def _key(spec: IndexSpec, n: int) -> dict:
@@ -78,29 +73,9 @@ def request(db: Database, ds: Dataset, n: int, spec: IndexSpec | None = None) ->
     return Job(jobs.request(db, KIND, _key(spec, n), lane_of(n), table))
 
 
-def get(db: Database, job_id: int) -> Job | None:
-    return _view(jobs.get(db, job_id))
-
-
-def live(db: Database, n: int) -> Job | None:
-    """The newest queued or running job for size `n` (whatever its index), if any."""
-    found = jobs.find(db, KIND, {"n": n}, live=True)
-    return Job(found[0]) if found else None
-
-
-def last(db: Database, n: int) -> Job | None:
-    """The newest job for size `n`, in any state."""
-    found = jobs.find(db, KIND, {"n": n})
-    return Job(found[0]) if found else None
-
-
 def position(db: Database, job: Job) -> int:
     """How many jobs of the same lane are queued or running ahead of `job`."""
     return jobs.position(db, job.job)
-
-
-def wait(db: Database, job: Job, timeout: float = 600) -> Job:
-    return Job(jobs.wait(db, job.job, timeout))
 
 
 def progress(db: Database, job: Job) -> Progress:
@@ -123,10 +98,7 @@ def progress(db: Database, job: Job) -> Progress:
             f"corpus and model) for the rows past the real ones ({job.elapsed():.0f} s so far)…",
         )
     if job.state in ("loading", "starting"):
-        rows = builds.copy_progress(db, job.backend_pid) if job.backend_pid else None
-        if not rows:
-            return Progress(0.0, f"Loading {n:,} rows (binary COPY)…")
-        return Progress(min(1.0, rows / n), f"Loading rows with binary COPY: {rows:,} of {n:,}.")
+        return builds.load_step(db, job.backend_pid, n, "the vectors")
     if job.state == "indexing":
         what = f"the {job.spec.label()} index"
         return builds.index_step(db, job.table_name, what, n, job.elapsed())

@@ -22,32 +22,18 @@ KIND = "text_table"
 class Job(jobs.View):
     """A text-table job: the queue's fields, its size, and what it recorded."""
 
-    built = property(lambda self: self.job.fact("built", False))
-    load_seconds = property(lambda self: self.job.fact("load_seconds"))
-    index_seconds = property(lambda self: self.job.fact("index_seconds"))
-    rows = property(lambda self: self.job.fact("rows"))
-    table_bytes = property(lambda self: self.job.fact("table_bytes"))
-    index_bytes = property(lambda self: self.job.fact("index_bytes"))
+    FACTS = {"built": False} | dict.fromkeys(
+        ("load_seconds", "index_seconds", "rows", "table_bytes", "index_bytes")
+    )
+
+
+_reader = jobs.Reader(Job, KIND)
+get, last, live, wait = _reader.get, _reader.last, _reader.live, _reader.wait
 
 
 def request(db: Database, n: int) -> Job:
     """The live job building size `n`'s text table, or a new one in the queue."""
     return Job(jobs.request(db, KIND, {"n": n}, lane_of(n), text_tables.table_name(n)))
-
-
-def get(db: Database, job_id: int) -> Job | None:
-    job = jobs.get(db, job_id)
-    return Job(job) if job is not None else None
-
-
-def last(db: Database, n: int) -> Job | None:
-    """The newest job for size `n`, in any state."""
-    found = jobs.find(db, KIND, {"n": n})
-    return Job(found[0]) if found else None
-
-
-def wait(db: Database, job: Job, timeout: float = 900) -> Job:
-    return Job(jobs.wait(db, job.job, timeout))
 
 
 def progress(db: Database, job: Job) -> Progress:
@@ -56,10 +42,7 @@ def progress(db: Database, job: Job) -> Progress:
     if (before := jobs.waiting(db, job, f"the text of {n:,} rows")) is not None:
         return before
     if job.state in ("loading", "starting"):
-        rows = builds.copy_progress(db, job.backend_pid) if job.backend_pid else None
-        if not rows:
-            return Progress(0.0, f"Loading the passages of {n:,} rows (COPY)…")
-        return Progress(min(1.0, rows / n), f"Loading passages with COPY: {rows:,} of {n:,}.")
+        return builds.load_step(db, job.backend_pid, n, "the passages")
     if job.state == "indexing":
         return builds.index_step(db, job.table_name, "the GIN index", None, job.elapsed())
     return jobs.ended(job, f"The text of {n:,} rows", f"The text of {n:,} rows is ready.") or (

@@ -159,24 +159,13 @@ class Job(jobs.View):
     """An evals job: the queue's fields and its size."""
 
 
+_reader = jobs.Reader(Job, KIND)
+get, last, live, wait = _reader.get, _reader.last, _reader.live, _reader.wait
+
+
 def request(db: Database, n: int) -> Job:
     """The live job measuring size `n`'s report, or a new one in the queue."""
     return Job(jobs.request(db, KIND, {"n": n, "split": SPLIT}, lane_of(n)))
-
-
-def live(db: Database, n: int) -> Job | None:
-    found = jobs.find(db, KIND, {"n": n}, live=True)
-    return Job(found[0]) if found else None
-
-
-def last(db: Database, n: int) -> Job | None:
-    found = jobs.find(db, KIND, {"n": n})
-    return Job(found[0]) if found else None
-
-
-def get(db: Database, job_id: int) -> Job | None:
-    job = jobs.get(db, job_id)
-    return Job(job) if job is not None else None
 
 
 def progress(db: Database, job: Job) -> Progress:

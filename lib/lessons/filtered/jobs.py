@@ -27,13 +27,11 @@ KIND = "filtered"
 class Job(jobs.View):
     """A filtered-table job: the queue's fields, its size, and whether it built the table."""
 
-    @property
-    def built(self) -> bool:
-        return self.job.fact("built", False)
+    FACTS = {"built": False}
 
 
-def _view(job: jobs.Job | None) -> Job | None:
-    return Job(job) if job is not None else None
+_reader = jobs.Reader(Job, KIND)
+get, last, live, wait = _reader.get, _reader.last, _reader.live, _reader.wait
 
 
 def request(db: Database, ds: Dataset, n: int) -> Job:
@@ -42,35 +40,19 @@ def request(db: Database, ds: Dataset, n: int) -> Job:
     return Job(jobs.request(db, KIND, {"n": n}, lane_of(n), table))
 
 
-def get(db: Database, job_id: int) -> Job | None:
-    return _view(jobs.get(db, job_id))
-
-
-def last(db: Database, n: int) -> Job | None:
-    """The newest job for size `n`, in any state."""
-    found = jobs.find(db, KIND, {"n": n})
-    return Job(found[0]) if found else None
-
-
-def wait(db: Database, job: Job, timeout: float = 900) -> Job:
-    return Job(jobs.wait(db, job.job, timeout))
-
-
 def progress(db: Database, job: Job) -> Progress:
     """Where `job` stands, read now from its row and the server's progress views."""
     n = f"{job.n:,} rows"
     if (before := jobs.waiting(db, job, f"the filtered table of {n}")) is not None:
         return before
     if job.state == "embedding":
-        return Progress(
-            job.done / max(1, job.total),
+        return jobs.counted(
+            job,
             f"Embedding the passages {n} need: {job.done:,} of {job.total:,} done "
             f"({job.elapsed():.0f} s so far)…",
         )
     if job.state == "loading":
-        rows = builds.copy_progress(db, job.backend_pid) if job.backend_pid else None
-        fraction = min(1.0, rows / job.n) if rows else 0.0
-        return Progress(fraction, f"Loading the recall table's {n} (binary COPY)…")
+        return builds.load_step(db, job.backend_pid, job.n, "the recall table's vectors")
     if job.state == "copying":
         return Progress(
             None,
