@@ -294,6 +294,8 @@ def test_each_gallery_plan_shows_what_its_caption_says(db, ds, table, pg_url):
         assert ran.fix.indexes == [index], (case.key, ran.fix.plan)
         assert any("Seq Scan" in line for line in ran.bad.plan), case.key
         assert "Buffers:" in "\n".join(ran.fix.plan)  # EXPLAIN (ANALYZE, BUFFERS), as shown
+        for side in (ran.bad, ran.fix):  # a click's EXPLAIN ANALYZE is bounded, and shown so
+            assert f"statement_timeout = '{index_gallery.STATEMENT_TIMEOUT}'" in side.script.text()
         # pasted into psql, the shown statement gives the same plan shape
         pasted = [r[0] for r in psql(pg_url, ran.bad.script.text())[0].rows]
         assert index_gallery.indexes_in(pasted) == [], case.key

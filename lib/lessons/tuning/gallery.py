@@ -164,11 +164,15 @@ def statement(sql_text: str, table: str, dimension: int, query: np.ndarray) -> S
     return Statement.of(text, np.asarray(query, dtype=np.float32), names=("the query vector",))
 
 
+STATEMENT_TIMEOUT = "20s"  # each EXPLAIN ANALYZE of a case; a bad plan at 500,000 rows takes ~1 s
+
+
 def run_case(db: Database, case: Case, table: str, dimension: int, query: np.ndarray) -> CaseRun:
     """The case's bad and fixed statements, each EXPLAIN (ANALYZE, BUFFERS)'d on `table`."""
     sides = []
     for sql_text, settings in ((case.bad, {}), (case.fix, case.fix_settings)):
-        script = run(db, [statement(sql_text, table, dimension, query)], settings)
+        limited = {"statement_timeout": STATEMENT_TIMEOUT, **settings}  # a click, not a build
+        script = run(db, [statement(sql_text, table, dimension, query)], limited)
         sides.append(Side(script, [r[0] for r in script.rows]))
     return CaseRun(case, table, *sides)
 
