@@ -214,8 +214,9 @@ def measurement() -> None:
             key="recall_plot",
         )
         st.caption(
-            f"{len(points)} measurement{'s' if len(points) != 1 else ''} in this session; "
-            "hover a point for its parameters and the time it ran."
+            f"{len(points)} measurement{'s' if len(points) != 1 else ''} in this session "
+            f"(the plot keeps the latest {view.MAX_POINTS}); hover a point for its parameters "
+            "and the time it ran."
         )
     else:
         st.info("The first measurement appears here as soon as the table is ready.")
