@@ -6,7 +6,7 @@ from lib.core.embeddings.base import EmbeddingError
 from lib.core.queries import QueryError, check_text
 from lib.lessons.metrics import cached, rankings
 from lib.lessons.metrics import view as tables
-from lib.lessons.metrics.vector_arrows import picture_data, vector_arrows
+from lib.lessons.metrics.vector_arrows import vector_arrows
 from lib.ui import connection, nav, resources, text
 
 st.set_page_config(page_title="Distance metrics", layout="wide")
@@ -69,19 +69,16 @@ def picture() -> None:
         help="Scale every arrow to length 1 (pgvector: `l2_normalize`).",
     )
 
-    names, docs, query = rankings.split(st.session_state[POINTS])
-    used_docs = rankings.normalised(docs) if normalise else docs
-    used_query = rankings.normalised(query[None, :])[0] if normalise else query
-    ours = rankings.numpy_rankings(names, used_docs, used_query)
-    agreement = rankings.agreement(ours)
+    # Computed once per arrows and setting, shared by every session (numpy's rankings,
+    # Postgres's, both tables): a metric switch only picks what it shows.
+    points = tuple(st.session_state[POINTS].items())
+    shown = cached.picture(points, normalise)
+    names, docs, query, ours = list(shown.names), shown.docs, shown.query, shown.ours
+    agreement = shown.agreement
 
     left, right = st.columns([1.3, 1], gap="large")
     with left:
-        vector_arrows(
-            picture_data(names, docs, query, metric.key, ours[metric.key], normalise=normalise),
-            key="dm_arrows",
-            on_move=move,
-        )
+        vector_arrows(cached.arrows(points, normalise, metric.key), key="dm_arrows", on_move=move)
         st.caption(
             "Drag an arrow's tip. ‖…‖ is the arrow's length; the dotted circle is length 1. "
             + {
@@ -122,15 +119,15 @@ def picture() -> None:
             "First under each metric: "
             + " · ".join(f"{m.short} **{ours[m.key][0].name}**" for m in rankings.METRICS)
         )
+        # No pandas Styler: marshalling one costs ~10 ms a click; the metric shown is pinned
+        # first and marked in its header instead of shaded.
         st.dataframe(
-            tables.rankings_table(ours)
-            .style.apply(
-                lambda col: (
-                    ["background-color: #e8f0fe" if col.name == tables.column(metric) else ""]
-                    * len(col)
+            shown.rankings_frame,
+            column_config={
+                tables.column(metric): st.column_config.TextColumn(
+                    f"▶ {tables.column(metric)}", pinned=True
                 )
-            )
-            .map(highlight_differ, subset=[tables.AGREE_COLUMN]),
+            },
             width="stretch",
         )
         st.caption("Scores — " + tables.score_legend() + ".")
@@ -166,13 +163,11 @@ def picture() -> None:
         "database. Below: numpy's ranking and Postgres's, side by side, then the script "
         "exactly as it ran — paste it into `psql` to get the same rows."
     )
-    pg = cached.postgres_rankings(tuple(names), docs, query, normalise)
     table_col, verdict_col = st.columns([2, 1], gap="large")
     with table_col:
-        st.dataframe(tables.engines_table(ours, pg.rankings), width="stretch")
+        st.dataframe(shown.engines_frame, width="stretch")
     with verdict_col:
-        same = rankings.orders_match(used_docs, used_query, ours, pg.rankings)
-        gap = rankings.largest_difference(ours, pg.rankings)
+        same, gap = shown.same, shown.gap
         st.markdown(
             "\n".join(
                 f"- `{m.operator}` {m.returns}: "
@@ -186,11 +181,7 @@ def picture() -> None:
             "value and Postgres's for the same document and operator is "
             + ("**0**: every value is the same number." if gap == 0 else f"**{gap:.1e}**.")
         )
-    st.code(pg.script.text(), language="sql", wrap_lines=True)
-
-
-def highlight_differ(value: str) -> str:
-    return "color: #c5221f; font-weight: 600" if value == tables.DIFFER else ""
+    st.code(shown.script_text, language="sql", wrap_lines=True)
 
 
 def bad_input_notes(names, docs, query, normalise: bool) -> None:
@@ -339,10 +330,7 @@ factor = scale_cols[1].select_slider(
 real = cached.corpus_rankings(corpus.table, query_vector, 10, tuple(scaled), factor)
 agree, differing = rankings.lists_agree(real.rankings)
 st.dataframe(
-    tables.corpus_table(real.rankings, scaled, factor).style.map(
-        highlight_differ, subset=[tables.AGREE_COLUMN]
-    ),
-    width="stretch",
+    cached.corpus_frame(corpus.table, query_vector, 10, tuple(scaled), factor), width="stretch"
 )
 if agree and (factor == 1 or not scaled):
     st.success(

@@ -103,20 +103,6 @@ status = recall_tables.table_status(db, ds, n)
 index = status.index
 kind = index.kind if index else "hnsw"
 with knob_col:
-    if kind == "ivfflat":
-        lists = index.params.get("lists", 1)
-        probes = st.slider(
-            "ivfflat.probes — lists searched per query", 1, max(2, lists), 1, key="recall_probes",
-            help=f"pgvector's default is 1. This index has {lists} lists.",
-        )  # fmt: skip
-        knobs = recall.knobs_for("ivfflat", probes=probes)
-    else:
-        ef = st.slider(
-            "hnsw.ef_search — candidates kept during the search", 1, 1000, 40,
-            key="recall_ef_search", help="pgvector's default is 40. It must be at least k (10) "
-            "to return 10 rows.",
-        )  # fmt: skip
-        knobs = recall.knobs_for("hnsw", ef_search=ef)
     real = ds.real_rows(n)
     st.caption(
         f"**{n:,} rows**: {real:,} real passages of the {ds.corpus.titles()} manuals, "
@@ -129,6 +115,7 @@ with knob_col:
         )
         + f". The {len(ds.queries)} queries are other real passages, held out of every table."
     )
+
 
 # ---- preparation: a queue in PostgreSQL, shared by every session and every process ------
 truth = resources.recall_truth(status) if status.loaded else None
@@ -195,123 +182,154 @@ elif last is not None and last.state == "done" and last.indexed and last.finishe
         )
 
 # ---- the measurement ---------------------------------------------------------------------
-report = None
-if status.ready() and truth is not None:
-    target = recall.generated_target(status.table)
-    measured = (status.table, status.loaded_at, index.name, index.built_at, tuple(knobs.items()))
-    try:
-        report = cached.recall_report(*measured, n)
-    except recall.HarnessError as e:
-        st.error(str(e), icon=":material/timer_off:")
+# A fragment: moving ef_search (or probes) reruns only this part, not the size controls,
+# the queue, the rebuild form or your own table.
+
+
+@st.fragment
+def measurement() -> None:
+    if kind == "ivfflat":
+        lists = index.params.get("lists", 1)
+        probes = st.slider(
+            "ivfflat.probes — lists searched per query", 1, max(2, lists), 1, key="recall_probes",
+            help=f"pgvector's default is 1. This index has {lists} lists.",
+        )  # fmt: skip
+        knobs = recall.knobs_for("ivfflat", probes=probes)
+    else:
+        ef = st.slider(
+            "hnsw.ef_search — candidates kept during the search", 1, 1000, 40,
+            key="recall_ef_search", help="pgvector's default is 40. It must be at least k (10) "
+            "to return 10 rows.",
+        )  # fmt: skip
+        knobs = recall.knobs_for("hnsw", ef_search=ef)
+
+    report = None
+    if status.ready() and truth is not None:
+        target = recall.generated_target(status.table)
+        measured = (
+            status.table,
+            status.loaded_at,
+            index.name,
+            index.built_at,
+            tuple(knobs.items()),
+        )
+        try:
+            report = cached.recall_report(*measured, n)
+        except recall.HarnessError as e:
+            st.error(str(e), icon=":material/timer_off:")
+        if report is not None:
+            new = view.point(report, n, index, knobs, ds)
+            state["recall_points"] = view.add_point(state["recall_points"], new)
+
+    points = state["recall_points"]
+    if points:
+        st.plotly_chart(
+            view.figure(points, state["recall_sizes"], ds.n_real),
+            width="stretch",
+            key="recall_plot",
+        )
+        st.caption(
+            f"{len(points)} measurement{'s' if len(points) != 1 else ''} in this session "
+            f"(the plot keeps the latest {view.MAX_POINTS}); hover a point for its parameters "
+            "and the time it ran."
+        )
+    else:
+        st.info("The first measurement appears here as soon as the table is ready.")
+
+    if n > ds.n_real:
+        st.subheader("Rows past the real ones")
+        st.markdown(
+            f"The corpus has {ds.n_real:,} real rows; a table of {n:,} takes its other "
+            f"{n - ds.n_real:,} from a generator fitted to real rows. Are they as hard for an "
+            "approximate index as real rows would be? Compared at equal sizes, with the same "
+            "queries and the same index:"
+        )
+        checks = cached.generator_checks(ds.fingerprint())
+        if checks:
+            st.dataframe(view.check_frame(checks), hide_index=True, width="stretch")
+            st.caption(view.check_caption(checks, len(ds.queries)))
+        else:
+            st.info(
+                "Not measured on this server yet: `make prepare` (or `python -m "
+                "lib.lessons.recall.generator_check`) compares real and generated rows in a few "
+                "minutes.",
+                icon=":material/pending:",
+            )
+
     if report is not None:
-        new = view.point(report, n, index, knobs, ds)
-        state["recall_points"] = view.add_point(state["recall_points"], new)
-
-points = state["recall_points"]
-if points:
-    st.plotly_chart(
-        view.figure(points, state["recall_sizes"], ds.n_real),
-        width="stretch",
-        key="recall_plot",
-    )
-    st.caption(
-        f"{len(points)} measurement{'s' if len(points) != 1 else ''} in this session; "
-        "hover a point for its parameters and the time it ran."
-    )
-else:
-    st.info("The first measurement appears here as soon as the table is ready.")
-
-if n > ds.n_real:
-    st.subheader("Rows past the real ones")
-    st.markdown(
-        f"The corpus has {ds.n_real:,} real rows; a table of {n:,} takes its other "
-        f"{n - ds.n_real:,} from a generator fitted to real rows. Are they as hard for an "
-        "approximate index as real rows would be? Compared at equal sizes, with the same "
-        "queries and the same index:"
-    )
-    checks = cached.generator_checks(ds.fingerprint())
-    if checks:
-        st.dataframe(view.check_frame(checks), hide_index=True, width="stretch")
-        st.caption(view.check_caption(checks, len(ds.queries)))
-    else:
-        st.info(
-            "Not measured on this server yet: `make prepare` (or `python -m "
-            "lib.lessons.recall.generator_check`) compares real and generated rows in a few "
-            "minutes.",
-            icon=":material/pending:",
+        mean, worst = report.recall["mean"], report.recall["min"]
+        sentence = (
+            f"{report.lesson()} Recall@10 {mean:.3f} on average, {worst:.1f} for the worst query "
+            f"(index {index.label()}, {view.knob_label(knobs)})."
         )
-
-if report is not None:
-    mean, worst = report.recall["mean"], report.recall["min"]
-    sentence = (
-        f"{report.lesson()} Recall@10 {mean:.3f} on average, {worst:.1f} for the worst query "
-        f"(index {index.label()}, {view.knob_label(knobs)})."
-    )
-    if report.queries_missing:
-        st.warning(sentence, icon=":material/visibility_off:")
-    else:
-        st.success(sentence, icon=":material/check_circle:")
-    built = (
-        f"Index built {index.built_at:%Y-%m-%d %H:%M} UTC in {index.build_seconds:.1f} s."
-        if index.built_at and index.build_seconds
-        else ""
-    )
-    st.caption(
-        f"Ground truth: {report.queries} exact scans run at "
-        f"{when(report.exact_ran_at)} "
-        f"(median {report.exact_latency_ms['p50']:.1f} ms each), whose plan "
-        f"({' → '.join(report.exact_plan)}) reads no index. Index queries ran at "
-        f"{when(report.index_ran_at)} "
-        f"(median {report.index_latency_ms['p50']:.2f} ms). {built}"
-    )
-    if st.button(
-        "Measure again now",
-        help="Runs the query set through the index again; "
-        "results are otherwise shared by everyone for ten minutes.",
-    ):
-        cached.recall_report.clear(*measured, n)
-        st.rerun()
-    if index.notice:
-        st.warning(f"During this index's build PostgreSQL said: “{text.plain(index.notice)}”.")
-
-    # ---- missed answers for one query ----------------------------------------------------
-    st.subheader("What the index missed")
-    order = sorted(range(report.queries), key=lambda i: report.per_query_recall[i])
-    chosen = st.selectbox(
-        "Query (the worst first)",
-        order,
-        format_func=lambda i: view.query_label(ds, i, report.per_query_recall[i]),
-        key=f"recall_query_{n}",
-    )
-    passage = ds.query_passages[chosen]
-    shown = text.plain(" ".join(passage.text.split())[:300])
-    st.caption(f"Query text: “{shown}” ({text.plain(passage.where())})")
-    exact_run, index_run = cached.recall_side_by_side(*measured, chosen)
-    truth_df, got_df = view.side_by_side(ds, exact_run.rows, index_run.rows)
-    a, b = st.columns(2)
-    a.markdown("**True top 10** (exact scan)")
-    a.dataframe(truth_df, hide_index=True, width="stretch")
-    b.markdown(f"**What the index returned** ({view.knob_label(knobs)})")
-    b.dataframe(got_df, hide_index=True, width="stretch")
-    with a:
-        text.show_sql(exact_run)
-    with b:
-        text.show_sql(index_run)
-    st.caption(
-        "The harness runs these two statements, without the distance column, for each of the "
-        f"{report.queries} query vectors; here `$1` is this query's."
-    )
-    if st.toggle("EXPLAIN ANALYZE both queries for this query vector", key="recall_explain"):
-        q = ds.queries[chosen]
-        e1, e2 = st.columns(2)
-        e1.code(
-            "\n".join(recall.explain(db, target, q, 10, report.exact_settings, analyze=True)),
-            language="text",
+        if report.queries_missing:
+            st.warning(sentence, icon=":material/visibility_off:")
+        else:
+            st.success(sentence, icon=":material/check_circle:")
+        built = (
+            f"Index built {index.built_at:%Y-%m-%d %H:%M} UTC in {index.build_seconds:.1f} s."
+            if index.built_at and index.build_seconds
+            else ""
         )
-        e2.code(
-            "\n".join(recall.explain(db, target, q, 10, report.index_settings, analyze=True)),
-            language="text",
+        st.caption(
+            f"Ground truth: {report.queries} exact scans run at "
+            f"{when(report.exact_ran_at)} "
+            f"(median {report.exact_latency_ms['p50']:.1f} ms each), whose plan "
+            f"({' → '.join(report.exact_plan)}) reads no index. Index queries ran at "
+            f"{when(report.index_ran_at)} "
+            f"(median {report.index_latency_ms['p50']:.2f} ms). {built}"
         )
+        if st.button(
+            "Measure again now",
+            help="Runs the query set through the index again; "
+            "results are otherwise shared by everyone for ten minutes.",
+        ):
+            cached.recall_report.clear(*measured, n)
+            st.rerun()
+        if index.notice:
+            st.warning(f"During this index's build PostgreSQL said: “{text.plain(index.notice)}”.")
+
+        # ---- missed answers for one query ----------------------------------------------------
+        st.subheader("What the index missed")
+        order = sorted(range(report.queries), key=lambda i: report.per_query_recall[i])
+        chosen = st.selectbox(
+            "Query (the worst first)",
+            order,
+            format_func=lambda i: view.query_label(ds, i, report.per_query_recall[i]),
+            key=f"recall_query_{n}",
+        )
+        passage = ds.query_passages[chosen]
+        shown = text.plain(" ".join(passage.text.split())[:300])
+        st.caption(f"Query text: “{shown}” ({text.plain(passage.where())})")
+        exact_run, index_run = cached.recall_side_by_side(*measured, chosen)
+        truth_df, got_df = view.side_by_side(ds, exact_run.rows, index_run.rows)
+        a, b = st.columns(2)
+        a.markdown("**True top 10** (exact scan)")
+        a.dataframe(truth_df, hide_index=True, width="stretch")
+        b.markdown(f"**What the index returned** ({view.knob_label(knobs)})")
+        b.dataframe(got_df, hide_index=True, width="stretch")
+        with a:
+            text.show_sql(exact_run)
+        with b:
+            text.show_sql(index_run)
+        st.caption(
+            "The harness runs these two statements, without the distance column, for each of the "
+            f"{report.queries} query vectors; here `$1` is this query's."
+        )
+        if st.toggle("EXPLAIN ANALYZE both queries for this query vector", key="recall_explain"):
+            q = ds.queries[chosen]
+            e1, e2 = st.columns(2)
+            e1.code(
+                "\n".join(recall.explain(db, target, q, 10, report.exact_settings, analyze=True)),
+                language="text",
+            )
+            e2.code(
+                "\n".join(recall.explain(db, target, q, 10, report.index_settings, analyze=True)),
+                language="text",
+            )
+
+
+measurement()
 
 # ---- rebuild: the index-time knobs -----------------------------------------------------
 st.subheader("Bring recall back")

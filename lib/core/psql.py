@@ -21,6 +21,7 @@ into psql, `Script.text()` gives the same rows (tests/test_sql_blocks.py does ex
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -67,7 +68,13 @@ def ident(*names: str) -> sql.Composable:
 
 def vector_literal(vector: Sequence[float] | np.ndarray) -> str:
     """pgvector's text form of a vector, each float32 written in its shortest exact form."""
-    values = np.asarray(vector, dtype=np.float32).reshape(-1)
+    return _vector_literal(np.asarray(vector, dtype=np.float32).reshape(-1).tobytes())
+
+
+@functools.lru_cache(maxsize=1024)
+def _vector_literal(data: bytes) -> str:
+    # A page shows the same query vector on every rerun: written out once, not per click.
+    values = np.frombuffer(data, dtype=np.float32)
     return (
         "[" + ",".join(np.format_float_positional(x, unique=True, trim="-") for x in values) + "]"
     )

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from lib.core.view import panel_title, when
+from lib.core.view import PlainFigure, panel_title, when
 from lib.lessons.filtered.search import Cell, Run
 from lib.lessons.filtered.tables import BY_VALUE, PARTIAL, SELECTIVITIES, TWIN, FilteredTable
 
@@ -251,4 +251,4 @@ def figure(grid: Mapping[Cell, Run], k: int) -> go.Figure:
         "legend": {"orientation": "h", "yanchor": "top", "y": -0.14, "x": 0},
         "hovermode": "closest",
     }
-    return go.Figure({"data": traces, "layout": layout}, _validate=False)
+    return PlainFigure({"data": traces, "layout": layout})

@@ -1,5 +1,8 @@
 """The Recall at scale page's entry points, cached by their parameters and shared by every
-session: stored measurements, one query side by side, the server's vector columns."""
+session: stored measurements, one query side by side, the server's vector columns.
+
+The measurements are `st.cache_resource`: a hit returns the stored report itself (the page
+only reads it), where `st.cache_data` unpickled a copy on every click."""
 
 from __future__ import annotations
 
@@ -20,7 +23,9 @@ def generator_checks(fingerprint: str):
     return generator_check.stored(database(), recall_dataset())
 
 
-@st.cache_data(max_entries=128, ttl=600, show_spinner="Running the query set through the index…")
+@st.cache_resource(
+    max_entries=128, ttl=600, show_spinner="Running the query set through the index…"
+)
 def recall_report(table: str, loaded_at: Any, index: str, built_at: Any, knobs: tuple, rows: int):
     """recall@10 of `index` on `table` under `knobs`, measured against the stored truth.
 
@@ -36,7 +41,7 @@ def recall_report(table: str, loaded_at: Any, index: str, built_at: Any, knobs: 
     )  # fmt: skip
 
 
-@st.cache_data(max_entries=256, ttl=600, show_spinner=False)
+@st.cache_resource(max_entries=256, ttl=600, show_spinner=False)
 def recall_side_by_side(
     table: str, loaded_at: Any, index: str, built_at: Any, knobs: tuple, query: int
 ):

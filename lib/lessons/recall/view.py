@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from lib.core.database import Setting
-from lib.core.view import panel_title, when
+from lib.core.view import PlainFigure, panel_title, when
 from lib.dataset.index_specs import IndexSpec
 from lib.dataset.passages import Dataset
 from lib.dataset.recall_tables import VectorIndex
@@ -45,9 +45,17 @@ def point(
     }
 
 
-def add_point(points: list[dict[str, Any]], new: dict[str, Any]) -> list[dict[str, Any]]:
-    """`points` with `new` added, replacing an earlier measurement of the same thing."""
-    return [p for p in points if p["key"] != new["key"]] + [new]
+# The plot keeps a session's latest measurements: one curve per setting, so a learner who
+# tries fifty ef_search values gets a legend of the last few, and a rerun draws a bounded plot.
+MAX_POINTS = 12
+
+
+def add_point(
+    points: list[dict[str, Any]], new: dict[str, Any], keep: int = MAX_POINTS
+) -> list[dict[str, Any]]:
+    """`points` with `new` added, replacing an earlier measurement of the same thing; only
+    the latest `keep` are kept."""
+    return ([p for p in points if p["key"] != new["key"]] + [new])[-keep:]
 
 
 # Two stacked panels sharing the rows axis (what plotly's make_subplots lays out for
@@ -168,7 +176,7 @@ def figure(
         "legend": {"orientation": "h", "yanchor": "top", "y": -0.12, "x": 0},
         "hovermode": "closest",
     }
-    return go.Figure({"data": traces, "layout": layout}, _validate=False)
+    return PlainFigure({"data": traces, "layout": layout})
 
 
 def _real_end_line(real_end: int | None, xs: Sequence[int]) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from lib.core.view import PlainFigure
 from lib.lessons.tuning.frontier import Cheapest, Sweep, knob_label
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b"]
@@ -153,7 +154,7 @@ def figure(
         "legend": {"orientation": "h", "yanchor": "top", "y": -0.15, "x": 0},
         "hovermode": "closest",
     }
-    return go.Figure({"data": traces, "layout": layout}, _validate=False)
+    return PlainFigure({"data": traces, "layout": layout})
 
 
 def latency_ticks(lo: float, hi: float) -> list[float]:
