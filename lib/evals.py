@@ -357,7 +357,9 @@ def lab_setup(db: Database, args, specs: list[SystemSpec], say) -> Setup:
         elif spec.text_kind is not None:
             assert text is not None
             source = evals.lab_text_source(text.name)
-            systems.append(text_system(spec, source, bm25, target, status.index.name, args.depth))
+            systems.append(text_system(
+                spec, source, bm25, target, status.index.name, args.depth, maxsim_of(ds)
+            ))  # fmt: skip
         else:
             systems.append(quantized_system(db, ds, n, spec, args.depth, say))
     vectors = _vectors(labels, given, ds.model_name, ds.dimension, say)

@@ -318,13 +318,17 @@ def test_the_command_line_scores_hybrid_and_bm25_on_a_lab_size(
     out = tmp_path / "r.json"
     code = cli.main([
         "--database-url", pg_url, "--size", str(N), "--queries", str(queries),
-        "--qrels", str(qrels), "--systems", "hnsw:40,bm25,bm25:0.9:0.4,hybrid,hybrid:rrf:50",
+        "--qrels", str(qrels),
+        "--systems", "hnsw:40,bm25,bm25:0.9:0.4,hybrid,hybrid:rrf:50,hybrid:rerank=5",
         "--out", str(out), "--resamples", "1000",
     ])  # fmt: skip
     assert code == 0
     report = json.loads(out.read_text())
     by_name = {s["name"]: s for s in report["systems"]}
-    assert set(by_name) == {"hnsw:40", "bm25", "bm25:0.9:0.4", "hybrid", "hybrid:rrf:50"}
+    assert set(by_name) == {
+        "hnsw:40", "bm25", "bm25:0.9:0.4", "hybrid", "hybrid:rrf:50", "hybrid:rerank=5"
+    }  # fmt: skip
+    assert by_name["hybrid:rerank=5"]["rerank"].startswith("MaxSim re-rank of the top 5")
     assert report["bm25_table"] == bm25.name
     assert "FULL OUTER JOIN keyword" in by_name["hybrid"]["sql"]
     assert by_name["hybrid:rrf:50"]["parameters"][3] == "k"
