@@ -4,23 +4,34 @@ intervals, a JSON report, and a non-zero exit when nDCG@10 dropped against a bas
     python -m lib.evals --size 100000                          # exact, hnsw:40, fts; test split
     python -m lib.evals --size 100000 --systems exact,hnsw:10,hnsw:40,hnsw:100,fts,binary:40:4
     python -m lib.evals --size 100000 --systems hnsw:40 --out new.json --baseline main.json
+    python -m lib.evals --size 100000 --systems hnsw:100,bm25,hybrid,hybrid:rrf:50:text=fts
     python -m lib.evals --table public.docs --column embedding --id-column id \\
         --text-column body --queries queries.tsv --qrels qrels.txt --out report.json
 
 Systems (`--systems`, comma-separated, or `--system` repeated): `exact` (every row, index
 scans off, the plan proved exact), `hnsw:EF` (the vector index at hnsw.ef_search = EF),
-`fts` (websearch_to_tsquery('english', …) ranked by ts_rank_cd), and on the lab's sizes
-`halfvec:EF` and `binary:EF:OVERSAMPLE` (the Index tuning page's quantized HNSW on a copy of
-the rows, built if missing; binary re-ranks EF… candidates by the full vectors). Each keeps
-the top `--depth` (100) rows per query.
+`fts` (websearch_to_tsquery('english', …) ranked by ts_rank_cd, every word required),
+`fts_or` (any word of the query, ranked by ts_rank_cd), and on the lab's sizes `halfvec:EF`
+and `binary:EF:OVERSAMPLE` (the Index tuning page's quantized HNSW on a copy of the rows,
+built if missing; binary re-ranks EF… candidates by the full vectors), `bm25[:K1:B]` (BM25
+computed in SQL from the tsvectors, k1 = 1.2 and b = 0.75 by default) and `bm25_sparse`
+(the same as stored sparsevec weights queried with <#>; BM25's tables are built if missing,
+lib/dataset/bm25_tables.py). `hybrid` fuses the HNSW index with a lexical ranker in one
+statement (lib/harness/hybrid.py): `hybrid[:rrf[:K]|:convex][:text=fts|fts_or|bm25|
+bm25_sparse][:bm25=K1/B][:w=WV/WT][:depth=DV/DT][:rerank=N]`, by default RRF with k = 60,
+BM25, weights 1 and 1, 100 candidates a side; `rerank=N` re-ranks the fused top N by MaxSim
+over MiniLM's token vectors (lab sizes only). Each keeps the top `--depth` (100) rows per
+query.
 
 Where: `--size N` is a recall table of the lab (prepared beforehand: `make prepare`), its
 text side (lib/dataset/text_tables.py) built if missing, with the lab's labels
 (data/labels/, `--split test` by default), only the queries the size can evaluate.
 `--table schema.table` is your own: its vector column (`--column`, default the only one),
 the column whose values are the doc ids of your qrels (`--id-column`, default its primary
-key), and for `fts` a text or tsvector column (`--text-column`). Your table is only read:
-every statement runs in a transaction with `SET LOCAL transaction_read_only = on`.
+key), and for `fts`, `fts_or` and `hybrid:…:text=fts|fts_or` a text or tsvector column
+(`--text-column`); BM25 needs tables built from the text, so it runs on the lab's sizes.
+Your table is only read: every statement runs in a transaction with `SET LOCAL
+transaction_read_only = on`.
 
 Formats:
 
@@ -66,12 +77,14 @@ from lib.core.database import Database, DatabaseUnavailable, open_database
 from lib.core.embeddings.base import EmbeddingError, checked_vectors
 from lib.core.embeddings.local import MINILM
 from lib.core.vectors import default_cache
-from lib.dataset import config_tables, text_tables
+from lib.dataset import bm25_tables, config_tables, text_tables
 from lib.dataset.index_configs import DEFAULT_OVERSAMPLE, Config
 from lib.dataset.passages import Dataset, load_dataset
 from lib.dataset.recall_tables import table_status
-from lib.harness import evals
+from lib.harness import evals, lexical
+from lib.harness import hybrid as hybrid_mod
 from lib.harness import labels as labels_mod
+from lib.harness import rerank as rerank_mod
 from lib.harness.evals import System
 from lib.harness.labels import Labels, Query
 from lib.harness.recall import HarnessError, Target, generated_target
@@ -91,42 +104,72 @@ class InputProblem(HarnessError):
 
 @dataclass(frozen=True)
 class SystemSpec:
-    kind: str  # exact, hnsw, halfvec, binary, fts
+    kind: str  # exact, hnsw, halfvec, binary, fts, fts_or, bm25, bm25_sparse, hybrid
     ef_search: int = 40
     oversample: int = DEFAULT_OVERSAMPLE
+    k1: float = bm25_tables.K1
+    b: float = bm25_tables.B
+    hybrid: hybrid_mod.HybridSpec | None = None
 
     @property
     def name(self) -> str:
-        if self.kind in ("exact", "fts"):
+        if self.kind in ("exact", "fts", "fts_or", "bm25_sparse"):
             return self.kind
+        if self.kind == "bm25":
+            default = (self.k1, self.b) == (bm25_tables.K1, bm25_tables.B)
+            return "bm25" if default else f"bm25:{self.k1:g}:{self.b:g}"
+        if self.kind == "hybrid":
+            assert self.hybrid is not None
+            return self.hybrid.name
         if self.kind == "binary":
             return f"binary:{self.ef_search}:{self.oversample}"
         return f"{self.kind}:{self.ef_search}"
 
+    @property
+    def text_kind(self) -> str | None:
+        """The lexical ranker this system needs, if any."""
+        if self.kind == "hybrid":
+            assert self.hybrid is not None
+            return self.hybrid.text
+        return self.kind if self.kind in lexical.KINDS else None
+
+
+SYSTEM_FORMS = (
+    "exact, hnsw:EF, halfvec:EF, binary:EF:OVERSAMPLE, fts, fts_or, bm25[:K1:B], bm25_sparse "
+    "or hybrid[:rrf[:K]|:convex][:text=KIND][:bm25=K1/B][:w=WV/WT][:depth=DV/DT]"
+)
+
 
 def parse_systems(texts: list[str]) -> list[SystemSpec]:
-    """`exact,hnsw:40,fts,binary:40:4` (or several such): the systems, in order."""
+    """`exact,hnsw:40,fts,binary:40:4,bm25,hybrid:rrf:50` (or several such): the systems."""
     out: list[SystemSpec] = []
     for text in texts:
         for part in (p.strip() for p in text.split(",")):
             if not part:
                 continue
             kind, *args = part.split(":")
+            if kind == "hybrid":
+                spec = SystemSpec(kind, hybrid=hybrid_mod.parse_hybrid(part))
+                if spec.name in {s.name for s in out}:
+                    raise ValueError(f"system {spec.name} is named twice")
+                out.append(spec)
+                continue
             try:
-                values = [int(a) for a in args]
+                values = [float(a) if kind == "bm25" else int(a) for a in args]
             except ValueError:
                 raise ValueError(f"system {part!r}: numbers after the colons") from None
-            if kind in ("exact", "fts") and not values:
+            if kind in ("exact", "fts", "fts_or", "bm25_sparse") and not values:
                 spec = SystemSpec(kind)
+            elif kind == "bm25" and len(values) in (0, 2):
+                spec = SystemSpec(kind, k1=values[0], b=values[1]) if values else SystemSpec(kind)
+                if spec.k1 < 0 or not 0 <= spec.b <= 1:
+                    raise ValueError(f"system {part!r}: k1 is 0 or more, b between 0 and 1")
             elif kind in ("hnsw", "halfvec") and len(values) <= 1:
                 spec = SystemSpec(kind, *(values or [40]))
             elif kind == "binary" and len(values) <= 2:
                 spec = SystemSpec(kind, *(values or [40]))
             else:
-                raise ValueError(
-                    f"unknown system {part!r}: exact, hnsw:EF, halfvec:EF, "
-                    "binary:EF:OVERSAMPLE or fts"
-                )
+                raise ValueError(f"unknown system {part!r}: {SYSTEM_FORMS}")
             if min([spec.ef_search, spec.oversample]) < 1:
                 raise ValueError(f"system {part!r}: values are 1 or more")
             if spec.name in {s.name for s in out}:
@@ -135,6 +178,39 @@ def parse_systems(texts: list[str]) -> list[SystemSpec]:
     if not out:
         raise ValueError("name at least one system")
     return out
+
+
+def ranker_of(spec: SystemSpec, source: evals.TextSource, bm25) -> lexical.Ranker:
+    """The lexical ranker a system uses (alone, or as a hybrid's text side)."""
+    kind = spec.text_kind
+    assert kind is not None
+    k1, b = (spec.hybrid.k1, spec.hybrid.b) if spec.hybrid else (spec.k1, spec.b)
+    if kind == "bm25_sparse" and bm25 is not None:
+        k1, b = bm25.k1, bm25.b
+    return lexical.Ranker(kind, source, bm25 if kind.startswith("bm25") else None, k1, b)
+
+
+def text_system(
+    spec: SystemSpec, source, bm25, target: Target, index, depth: int, rerank=None
+) -> System:
+    """A lexical system, or a hybrid one (its vector side on the HNSW `index`; `rerank(n)`
+    gives the re-ranker of its top n when it asks for one)."""
+    ranker = ranker_of(spec, source, bm25)
+    if spec.kind == "fts":
+        return evals.fts_system(source, depth=depth)
+    if spec.kind != "hybrid":
+        return hybrid_mod.lexical_system(ranker, depth=depth)
+    assert spec.hybrid is not None
+    if index is None:
+        raise InputProblem(f"{spec.name} needs an HNSW index on the vector column")
+    reranker = None
+    if spec.hybrid.rerank:
+        if rerank is None:
+            raise InputProblem(f"{spec.name}: re-ranking runs on the lab's sizes only")
+        reranker = rerank(spec.hybrid.rerank)
+    return hybrid_mod.fusion_system(
+        target, index, ranker, spec.hybrid.fusion, name=spec.name, depth=depth, rerank=reranker
+    )
 
 
 def hnsw_label(spec: SystemSpec) -> str:
@@ -258,8 +334,19 @@ def lab_setup(db: Database, args, specs: list[SystemSpec], say) -> Setup:
     labels = evals.lab_labels(ds, n, labels, split=args.split, kinds=args.kinds)
     target = generated_target(status.table)
     systems: list[System] = []
-    text = None
+    text = bm25 = None
     for spec in specs:
+        if spec.text_kind is not None and text is None:
+            say(f"text side of {n:,} rows…")
+            text, built = text_tables.build(db, ds, n)
+            if built:
+                say(f"built {text.name} ({text.load_seconds:.1f} s load, "
+                    f"GIN {text.index_seconds:.1f} s)")  # fmt: skip
+        if (spec.text_kind or "").startswith("bm25") and bm25 is None:
+            assert text is not None
+            bm25, built = bm25_tables.build(db, text.name, text.loaded_at)
+            if built:
+                say(f"built {bm25.name}: {bm25.terms:,} lexemes in {bm25.build_seconds:.1f} s")
         if spec.kind == "exact":
             systems.append(evals.exact_system(target, depth=args.depth))
         elif spec.kind == "hnsw":
@@ -267,14 +354,12 @@ def lab_setup(db: Database, args, specs: list[SystemSpec], say) -> Setup:
                 spec.name, hnsw_label(spec), target, status.index.name, spec.ef_search,
                 depth=args.depth,
             ))  # fmt: skip
-        elif spec.kind == "fts":
-            if text is None:
-                say(f"text side of {n:,} rows…")
-                text, built = text_tables.build(db, ds, n)
-                if built:
-                    say(f"built {text.name} ({text.load_seconds:.1f} s load, "
-                        f"GIN {text.index_seconds:.1f} s)")  # fmt: skip
-            systems.append(evals.fts_system(evals.lab_text_source(text.name), depth=args.depth))
+        elif spec.text_kind is not None:
+            assert text is not None
+            source = evals.lab_text_source(text.name)
+            systems.append(text_system(
+                spec, source, bm25, target, status.index.name, args.depth, maxsim_of(ds)
+            ))  # fmt: skip
         else:
             systems.append(quantized_system(db, ds, n, spec, args.depth, say))
     vectors = _vectors(labels, given, ds.model_name, ds.dimension, say)
@@ -283,10 +368,30 @@ def lab_setup(db: Database, args, specs: list[SystemSpec], say) -> Setup:
         "text_table": text.name if text else None, "model": ds.model_name,
         "index": status.index.name, "index_build_seconds": status.index.build_seconds,
         "text_index_build_seconds": text.index_seconds if text else None,
+        "bm25_table": bm25.name if bm25 else None,
+        "bm25_build_seconds": bm25.build_seconds if bm25 else None,
         "real_rows": ds.real_rows(n), "queries_file": str(args.queries or labels_mod.LABELS_DIR),
         "split": args.split, "kinds": args.kinds,
     }  # fmt: skip
     return Setup(systems, labels, vectors, evals.lab_doc_ids(ds), where)
+
+
+def maxsim_of(ds: Dataset):
+    """n -> a MaxSim re-ranker of the top n rows of a lab size, over the passages' text
+    (lib/harness/rerank.py), with the size's model loaded when first asked."""
+
+    def texts(keys) -> list[str]:
+        return [ds.passage_of(int(k)).text if int(k) <= ds.n_real else "" for k in keys]
+
+    def make(n: int) -> rerank_mod.MaxSim:
+        from lib.core.embeddings.registry import load_model
+
+        model = load_model(ds.model_name)
+        if not hasattr(model, "token_vectors"):
+            raise InputProblem(f"{ds.model_name} gives no token vectors to re-rank with")
+        return rerank_mod.MaxSim(model, texts, n)
+
+    return make
 
 
 def quantized_system(
@@ -343,22 +448,29 @@ def own_setup(db: Database, args, specs: list[SystemSpec], say) -> Setup:
             systems.append(evals.index_system(
                 spec.name, hnsw_label(spec), target, hnsw.name, spec.ef_search, depth=args.depth
             ))  # fmt: skip
-        elif spec.kind == "fts":
+        elif spec.text_kind in ("fts", "fts_or"):
             if not args.text_column:
-                raise InputProblem("fts on your table needs --text-column")
+                raise InputProblem(f"{spec.name} on your table needs --text-column")
             typ = _column_type(db, col, args.text_column)
             if typ not in ("text", "tsvector") and not typ.startswith("character"):
                 raise InputProblem(f"--text-column {args.text_column} is {typ}, not text")
             source = evals.TextSource(col.schema, col.table, key, args.text_column,
                                       typ == "tsvector")  # fmt: skip
-            systems.append(evals.fts_system(source, depth=args.depth))
+            hnsw_name = hnsw.name if hnsw else None
+            systems.append(text_system(spec, source, None, target, hnsw_name, args.depth))
+        elif spec.text_kind is not None:
+            raise InputProblem(
+                f"{spec.name} runs on the lab's sizes only: BM25 needs statistics tables built "
+                "from the text (lib/dataset/bm25_tables.py), and your table is only read; "
+                "fts, fts_or and hybrid:…:text=fts_or run on it"
+            )
         else:
             raise InputProblem(f"{spec.name} runs on the lab's sizes only")
     labels, given = read_labels(args.queries, args.qrels, args.split)
     if not labels.queries:
         raise InputProblem("no query of the queries file has a relevant judgement in the qrels")
     vectors = {}
-    if any(s.input == evals.VECTOR for s in systems):
+    if any(s.input in (evals.VECTOR, evals.HYBRID) for s in systems):
         vectors = _vectors(labels, given, args.model, col.dimension, say)
     judged = sorted({d for j in labels.qrels.values() for d in j})
     found = db.fetchone(sql_count(col, key), (judged,), {**READ_ONLY, "statement_timeout": "60s"})

@@ -57,7 +57,11 @@ def psql(url: str, text: str) -> list[PsqlResult]:
         raise PsqlFailed(proc.stderr.strip())
     results: list[PsqlResult] = []
     current: PsqlResult | None = None
-    for line in proc.stdout.splitlines():
+    # Split on newlines only: str.splitlines() also splits on NULL's \x1e (a record separator).
+    lines = proc.stdout.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    for line in lines:
         if current is None:
             current = PsqlResult(line.split(SEP), [])
         elif FOOTER.fullmatch(line):

@@ -35,17 +35,17 @@ from typing import Any, Protocol
 
 import numpy as np
 import psycopg
-from psycopg import sql
 
 from lib.core.database import Database, Setting
 from lib.core.embeddings.base import EmbeddingModel, checked_vectors
 from lib.core.embeddings.cache import EmbeddingCache
-from lib.core.psql import Script, Statement, ident, run, setting_line
+from lib.core.psql import Script, Statement, run, setting_line
 from lib.dataset import text_tables
 from lib.dataset.passages import N_QUERIES, Dataset
 from lib.harness import labels as labels_mod
-from lib.harness import scores
+from lib.harness import lexical, scores
 from lib.harness.labels import Labels
+from lib.harness.lexical import TextSource, lab_text_source  # noqa: F401 (re-exported)
 from lib.harness.recall import (
     EXACT_TIMEOUT_MS,
     INDEX_TIMEOUT_MS,
@@ -60,7 +60,7 @@ from lib.harness.recall import (
 )
 
 DEPTH = 100  # rows each system keeps per query: recall@100 needs them
-VECTOR, TEXT = "vector", "text"
+VECTOR, TEXT, HYBRID = "vector", "text", "hybrid"  # what $1 is (HYBRID: $1 vector, $3 text)
 EXACT = "exact"  # what an exact system's plan must prove
 GATE_METRIC = "ndcg@10"
 ALPHA = 0.05
@@ -88,7 +88,7 @@ class System:
 
     name: str  # short, stable: the key of the report (exact, hnsw:40, fts, binary:40:4)
     label: str  # for people: "HNSW ef_search=40"
-    input: str  # VECTOR or TEXT: what $1 is
+    input: str  # VECTOR, TEXT or HYBRID: what $1 is (HYBRID: the vector, and $3 the text)
     sql: str
     settings: Mapping[str, Setting]
     score: str  # the score column: "distance" (lower is better) or "rank" (higher is better)
@@ -96,9 +96,18 @@ class System:
     extra: tuple[Any, ...] = ()
     names: tuple[str, ...] = ()
     depth: int = DEPTH
+    # Re-ranks a query's rows after the SQL ran (its time counted in the latency): called
+    # with the query's text, the keys and the scores; returns them re-ordered
+    # (lib/harness/rerank.py). Only for TEXT and HYBRID systems.
+    rerank: Callable[[str, list, list], tuple[list, list]] | None = None
 
     def statement(self, query: Any) -> Statement:
-        """The statement for one query (a vector for VECTOR systems, a text for TEXT ones)."""
+        """The statement for one query (a vector for VECTOR systems, a text for TEXT ones, a
+        (vector, text) pair for HYBRID ones)."""
+        if self.input == HYBRID:
+            vector, text = query
+            params = (np.asarray(vector, dtype=np.float32), self.depth, str(text), *self.extra)
+            return Statement(self.sql, params, self.names)
         value = np.asarray(query, dtype=np.float32) if self.input == VECTOR else str(query)
         return Statement(self.sql, (value, self.depth, *self.extra), self.names)
 
@@ -160,51 +169,19 @@ def knn_system(
     )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class TextSource:
-    """Where full-text search reads: a table, its key, and a tsvector column or a text
-    column (turned into one per row with to_tsvector('english', …))."""
-
-    schema: str
-    table: str
-    key: str
-    column: str
-    is_tsvector: bool
-
-    def name(self) -> sql.Composable:
-        return ident(self.table) if self.schema == "public" else ident(self.schema, self.table)
-
-    def vector(self) -> sql.Composable:
-        if self.is_tsvector:
-            return ident(self.column)
-        return sql.SQL("to_tsvector({}, {})").format(sql.Literal(TS_CONFIG), ident(self.column))
-
-
-def lab_text_source(table: str) -> TextSource:
-    """A size's text table (lib/dataset/text_tables.py): its generated tsvector."""
-    return TextSource("public", table, "id", "body_tsv", True)
-
-
 def fts_system(
     source: TextSource, *, depth: int = DEPTH, timeout_ms: int = INDEX_TIMEOUT_MS
 ) -> System:
     """Full-text search: the rows matching `websearch_to_tsquery('english', $1)`, best
     `ts_rank_cd` first (ties by key, so a paste gives the same order)."""
-    tsv = source.vector()
-    query = sql.SQL(
-        "SELECT {key}, ts_rank_cd({tsv}, query) AS rank\n"
-        "FROM {table}, websearch_to_tsquery({cfg}, $1) AS query\n"
-        "WHERE {tsv} @@ query\n"
-        "ORDER BY rank DESC, {key}\n"
-        "LIMIT $2"
-    ).format(key=ident(source.key), tsv=tsv, table=source.name(), cfg=sql.Literal(TS_CONFIG))
+    query = lexical.fts_select(source, "$1", "$2")
     settings = {
         "plan_cache_mode": "force_custom_plan",
         "jit": "off",
         "statement_timeout": f"{timeout_ms}ms",
     }
     return System(
-        "fts", "full-text search (ts_rank_cd)", TEXT, query.as_string(),
+        "fts", "full-text search (ts_rank_cd)", TEXT, query,
         _read_only(settings), "rank", None, (), ("the query's text", "depth"), depth,
     )  # fmt: skip
 
@@ -242,6 +219,14 @@ def explain(cur: psycopg.Cursor, statement: Statement) -> dict:
     return rows[0][0][0]["Plan"]
 
 
+def indexes_used(plan: Mapping) -> list[str]:
+    """Every index the plan reads, depth first."""
+    found = [plan["Index Name"]] if "Index Name" in plan else []
+    for child in plan.get("Plans", ()):
+        found += indexes_used(child)
+    return found
+
+
 def check_plan(system: System, plan: Mapping) -> None:
     """Raise HarnessError unless the plan is what the system claims (exact, or its index)."""
     if system.expect == EXACT and not is_exact_plan(plan):
@@ -249,7 +234,7 @@ def check_plan(system: System, plan: Mapping) -> None:
             f"{system.label}: the plan uses an index ({' → '.join(plan_nodes(plan))}); "
             "its answers are not an exact scan's"
         )
-    if system.expect not in (None, EXACT) and index_used(plan) != system.expect:
+    if system.expect not in (None, EXACT) and system.expect not in indexes_used(plan):
         raise HarnessError(
             f"{system.label}: the plan reads {index_used(plan) or 'no index'}, not "
             f"{system.expect} ({' → '.join(plan_nodes(plan))})"
@@ -283,9 +268,12 @@ def run_system(
                 s = system.statement(query)
                 t = time.perf_counter()
                 rows = cur.execute(s.text, s.params, prepare=False).fetchall()
-                lat[qid] = (time.perf_counter() - t) * 1000
                 keys[qid] = [r[0] for r in rows]
                 values[qid] = [float(r[1]) for r in rows]
+                if system.rerank is not None:
+                    text = query[1] if system.input == HYBRID else str(query)
+                    keys[qid], values[qid] = system.rerank(text, keys[qid], values[qid])
+                lat[qid] = (time.perf_counter() - t) * 1000
                 if progress and ((i + 1) % 25 == 0 or i + 1 == len(queries)):
                     progress(system.name, i + 1, len(queries))
     except psycopg.errors.QueryCanceled as e:
@@ -444,6 +432,7 @@ class Evaluation:
             "label": r.system.label,
             "input": r.system.input,
             "sql": r.system.sql_text(),
+            "rerank": getattr(r.system.rerank, "label", None),
             "settings": dict(r.system.settings),
             "parameters": list(r.system.names),
             "plan": r.plan_nodes,
@@ -506,10 +495,13 @@ def evaluate(
         raise HarnessError(f"two systems share a name: {names}")
     runs, scored = [], {}
     for system in systems:
-        if system.input == VECTOR:
+        if system.input in (VECTOR, HYBRID):
             if vectors is None:
                 raise HarnessError(f"{system.label} needs query vectors")
-            queries = [(q.id, vectors[q.id]) for q in labels.queries]
+            queries = [
+                (q.id, vectors[q.id] if system.input == VECTOR else (vectors[q.id], q.text))
+                for q in labels.queries
+            ]
         else:
             queries = [(q.id, q.text) for q in labels.queries]
         r = run_system(db, system, queries, progress=progress)

@@ -141,3 +141,19 @@ class SentenceTransformerModel:
             )
             out[idx] = vecs
         return checked_vectors(out, self.info.dimension, len(inputs))
+
+    def token_vectors(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Each text's contextual token vectors, (tokens, d) float32 at unit length: the
+        tokens the model reads ([CLS] and [SEP] included, truncated as `embed` truncates),
+        before pooling. What a late-interaction (ColBERT-style MaxSim) re-ranker compares."""
+        if not texts:
+            return []
+        model = self._load()
+        out = model.encode(
+            list(texts), batch_size=32, output_value="token_embeddings", convert_to_numpy=False
+        )
+        vectors = []
+        for t in out:
+            v = t.detach().cpu().numpy().astype(np.float32)
+            vectors.append(v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12))
+        return vectors

@@ -1,0 +1,56 @@
+"""Re-ranking a system's top rows after its SQL ran, timed as part of each query.
+
+No cross-encoder's weights can be had on this machine (no package ships one, and nothing
+downloads at run time). What can run offline, and is honest about what it is, is
+late interaction in the manner of ColBERT (Khattab and Zaharia, SIGIR 2020) over the
+embedding model's own token vectors: the query and each candidate passage are run through
+all-MiniLM-L6-v2 without pooling, and a passage's score is MaxSim, Σ over the query's tokens
+of the largest cosine between that token and any of the passage's tokens. MiniLM was
+trained for pooled sentence vectors, not for this, so whether it helps is a measurement, not
+a promise. The candidates' token vectors are computed per query (storing them for every row
+would take gigabytes), so their cost is in the latency.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class TokenModel(Protocol):
+    def token_vectors(self, texts: Sequence[str]) -> list[np.ndarray]: ...
+
+
+def maxsim(query: np.ndarray, passage: np.ndarray) -> float:
+    """Σ over the query's token vectors of the best cosine with a passage token vector."""
+    return float((query @ passage.T).max(axis=1).sum())
+
+
+@dataclass(frozen=True)
+class MaxSim:
+    """Re-rank the first `top` rows by MaxSim; the rows past them keep their order."""
+
+    model: TokenModel
+    texts: Callable[[Sequence[Any]], list[str]]  # row keys -> their passages
+    top: int = 20
+
+    @property
+    def label(self) -> str:
+        return f"MaxSim re-rank of the top {self.top} (MiniLM token vectors)"
+
+    def __call__(
+        self, query: str, keys: Sequence[Any], values: Sequence[float]
+    ) -> tuple[list[Any], list[float]]:
+        head = list(keys[: self.top])
+        if not head:
+            return list(keys), list(values)
+        q, *passages = self.model.token_vectors([query, *self.texts(head)])
+        scores = [maxsim(q, p) for p in passages]
+        order = sorted(range(len(head)), key=lambda i: (-scores[i], i))
+        return (
+            [head[i] for i in order] + list(keys[self.top :]),
+            [scores[i] for i in order] + list(values[self.top :]),
+        )
