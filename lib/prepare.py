@@ -84,17 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # The Filtered search page's tables, beside the recall tables of the sizes it offers
     filtered = [filtered_jobs.request(db, ds, n) for n in sizes if n in filtered_tables.SIZES]
-    if filtered:
-        print(f"Filtered tables for {', '.join(f'{j.n:,}' for j in filtered)} rows:")
-        worker = queue.Worker(db, ds)
-        try:
-            _follow(db, filtered, args.timeout, filtered_jobs.get, filtered_jobs.progress)
-        finally:
-            worker.stop()
-        for j in (filtered_jobs.get(db, f.id) for f in filtered):
-            if j is not None and j.state == "failed":
-                print(f"{j.n:>9,} rows: the filtered table FAILED: {j.error}")
-                failed.append(j)
+    failed += _run(db, ds, filtered, args.timeout, filtered_jobs, "the filtered table")
 
     # The Evals page's report, for the sizes whose tables hold enough labelled answers
     evals_sizes = [
@@ -103,18 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         and reports.stored(db, ds, n) is None
         and reports.evaluable(ds, n) >= reports.MIN_QUERIES
     ]  # fmt: skip
-    if evals_sizes:
-        print(f"Evals for {', '.join(f'{n:,}' for n in evals_sizes)} rows:")
-        measured = [reports.request(db, n) for n in evals_sizes]
-        worker = queue.Worker(db, ds)
-        try:
-            _follow(db, measured, args.timeout, reports.get, reports.progress)
-        finally:
-            worker.stop()
-        for j in (reports.get(db, m.id) for m in measured):
-            if j is not None and j.state == "failed":
-                print(f"{j.n:>9,} rows: the evals FAILED: {j.error}")
-                failed.append(j)
+    measured = [reports.request(db, n) for n in evals_sizes]
+    failed += _run(db, ds, measured, args.timeout, reports, "the evals")
 
     print(f"\nWarming each size (the query set through its index) after {_mins(t0)}:")
     print(
@@ -167,6 +147,22 @@ def _embed(db, ds, n: int) -> None:
             f"Embedded {report.embedded:,} passages in {duration(report.seconds)} "
             f"({report.rate:,.0f}/s)."
         )
+
+
+def _run(db, ds, queued: list, timeout: float, kind, what: str) -> list:
+    """Run `queued` jobs of one kind here with a progress bar; the ones that failed."""
+    if not queued:
+        return []
+    print(f"{what[0].upper()}{what[1:]} for {', '.join(f'{j.n:,}' for j in queued)} rows:")
+    worker = queue.Worker(db, ds)
+    try:
+        _follow(db, queued, timeout, kind.get, kind.progress)
+    finally:
+        worker.stop()
+    failed = [j for j in (kind.get(db, q.id) for q in queued) if j and j.state == "failed"]
+    for j in failed:
+        print(f"{j.n:>9,} rows: {what} FAILED: {j.error}")
+    return failed
 
 
 def _follow(db, waiting: list, timeout: float, get=jobs.get, progress=jobs.progress) -> None:
