@@ -419,12 +419,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=MINILM.name)
     ap.add_argument("--limit", type=int, help="chunks: only the first LIMIT rows in table order")
     ap.add_argument("--batch", type=int, default=EMBED_BATCH, help="chunks: texts per batch")
-    ap.add_argument("--threads", type=int, help="chunks: torch threads (default: one per core)")
+    ap.add_argument("--threads", type=int, help="chunks: model threads (default: one per core)")
     args = ap.parse_args(argv)
     if args.threads:
         import torch
 
+        from lib.core.embeddings import onnx_local
+
         torch.set_num_threads(args.threads)
+        onnx_local.set_threads(args.threads)
     if args.command == "build":
         build(args.model)
         return 0
