@@ -97,3 +97,18 @@ def test_switching_the_model_changes_the_distance_metrics_rankings(metrics_app):
     assert names_before != names_after, "another model, another top 10 under cosine"
     shown = "\n".join(m.value for m in metrics_app.markdown)
     assert f"`{MINILM_L3.name}` returns **unit-length vectors**" in shown
+
+
+def test_comparing_with_a_second_384_d_model_runs_without_an_error(space_app):
+    """With a second offline model of the same dimension, the page's cross-model query shows
+    the silent trap: Postgres compares the two spaces and says nothing."""
+    space_app.run()
+    button = next(
+        b for b in space_app.button if b.label.startswith("Compare this table with another")
+    )
+    button.click().run()
+    assert not space_app.exception, [e.value for e in space_app.exception]
+    assert not space_app.error
+    captions = " ".join(c.value for c in space_app.caption)
+    assert f"{MINILM_L3.name}'s vector of “a small cat” (384 dimensions)" in captions
+    assert any("ran it without complaint" in w.value for w in space_app.warning)
