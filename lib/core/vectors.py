@@ -31,6 +31,7 @@ from lib.core.corpus import DATA_DIR, CorpusItem, Passage, content_hash, load_it
 from lib.core.embeddings.base import EmbeddingModel, checked_vectors
 from lib.core.embeddings.cache import EmbeddingCache
 from lib.core.embeddings.local import MINILM
+from lib.core.embeddings.onnx_local import MINILM_INT8, MINILM_L3
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 VECTORS_DIR = DATA_DIR / "vectors"
@@ -43,8 +44,9 @@ EMBED_BATCH = 512
 # Documentation passages (median 96 characters) per second, measured embedding the recall
 # corpus with all-MiniLM-L6-v2 on one thread of the shared 2-core development machine (very
 # short texts such as the lesson's go about ten times faster); estimates use it until this
-# machine has timed a run of its own.
-DEFAULT_RATES = {MINILM.name: 80.0}
+# machine has timed a run of its own. The ONNX models' figures are passages per CPU-second on
+# one thread of that machine, recall-corpus passages (bench/bench_model.py).
+DEFAULT_RATES = {MINILM.name: 80.0, MINILM_L3.name: 200.0, MINILM_INT8.name: 80.0}
 
 Progress = Callable[[int, int], None]
 
