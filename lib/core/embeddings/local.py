@@ -45,11 +45,14 @@ CLIP_HUB_ID = "sentence-transformers/clip-ViT-B-32"
 
 
 def use_one_thread_per_query() -> None:
-    """Run torch on one thread: an app answers many short queries at once, and two busy
-    cores shared by several 2-thread torch calls make one 10 ms query take half a second."""
+    """Run torch and onnxruntime on one thread: an app answers many short queries at once, and
+    two busy cores shared by several 2-thread calls make one 10 ms query take half a second."""
     import torch
 
+    from . import onnx_local
+
     torch.set_num_threads(1)
+    onnx_local.set_threads(1)
 
 
 def minilm_path() -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import voyage
+from . import onnx_local, voyage
 from .base import EmbeddingModel, ModelInfo, ModelUnavailable
 from .local import CLIP, CLIP_HOWTO, MINILM, SentenceTransformerModel, clip_path, minilm_path
 
@@ -26,6 +26,11 @@ VOYAGE = voyage.model_info()
 def model_choices() -> list[ModelChoice]:
     """Every model the app knows, available ones first, the default first of all."""
     choices = [ModelChoice(MINILM, True)]
+    for spec in onnx_local.SPECS.values():
+        have = onnx_local.model_path(spec.info.name) is not None
+        choices.append(
+            ModelChoice(spec.info, have, "" if have else onnx_local.howto(spec.info.name))
+        )
     have_clip = clip_path() is not None
     choices.append(ModelChoice(CLIP, have_clip, "" if have_clip else CLIP_HOWTO))
     have_key = voyage.available()
@@ -50,6 +55,8 @@ def load_model(name: str) -> EmbeddingModel:
     """A ready-to-use model object (weights load lazily, on first `embed`)."""
     if name == MINILM.name:
         return SentenceTransformerModel(MINILM, minilm_path())
+    if name in onnx_local.SPECS:
+        return onnx_local.load(name)
     if name == CLIP.name:
         path = clip_path()
         if path is None:
