@@ -118,7 +118,7 @@ def test_switching_the_model_redraws_the_map_in_the_new_space(voyage_app, page):
     open_map(page, url)
     title = page.locator(".es-plot .g-xtitle").text_content()
     page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').click()
-    page.get_by_role("option", name="all-MiniLM-L6-v2").click()
+    page.get_by_role("option", name="all-MiniLM-L6-v2", exact=True).click()
     expect(page.locator(MAP)).to_have_attribute("data-model", "all-MiniLM-L6-v2", timeout=WAIT)
     wait_for_run(page)
     # MiniLM embeds text only: the same lesson texts, no photo, another projection.
