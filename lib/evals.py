@@ -358,7 +358,7 @@ def lab_setup(db: Database, args, specs: list[SystemSpec], say) -> Setup:
             assert text is not None
             source = evals.lab_text_source(text.name)
             systems.append(text_system(
-                spec, source, bm25, target, status.index.name, args.depth, maxsim_of(ds)
+                spec, source, bm25, target, status.index.name, args.depth, rerank_mod.lab_maxsim(ds)
             ))  # fmt: skip
         else:
             systems.append(quantized_system(db, ds, n, spec, args.depth, say))
@@ -374,24 +374,6 @@ def lab_setup(db: Database, args, specs: list[SystemSpec], say) -> Setup:
         "split": args.split, "kinds": args.kinds,
     }  # fmt: skip
     return Setup(systems, labels, vectors, evals.lab_doc_ids(ds), where)
-
-
-def maxsim_of(ds: Dataset):
-    """n -> a MaxSim re-ranker of the top n rows of a lab size, over the passages' text
-    (lib/harness/rerank.py), with the size's model loaded when first asked."""
-
-    def texts(keys) -> list[str]:
-        return [ds.passage_of(int(k)).text if int(k) <= ds.n_real else "" for k in keys]
-
-    def make(n: int) -> rerank_mod.MaxSim:
-        from lib.core.embeddings.registry import load_model
-
-        model = load_model(ds.model_name)
-        if not hasattr(model, "token_vectors"):
-            raise InputProblem(f"{ds.model_name} gives no token vectors to re-rank with")
-        return rerank_mod.MaxSim(model, texts, n)
-
-    return make
 
 
 def quantized_system(

@@ -27,9 +27,11 @@ from lib.dataset.index_specs import IndexSpec
 from lib.dataset.passages import load_dataset
 from lib.harness import recall, truths
 from lib.harness import size_jobs as jobs
+from lib.harness.reports import MIN_QUERIES, evaluable
 from lib.lessons.evals import reports
 from lib.lessons.filtered import jobs as filtered_jobs
 from lib.lessons.filtered import tables as filtered_tables
+from lib.lessons.hybrid import reports as hybrid_reports
 from lib.lessons.recall import generator_check
 
 
@@ -86,15 +88,17 @@ def main(argv: list[str] | None = None) -> int:
     filtered = [filtered_jobs.request(db, ds, n) for n in sizes if n in filtered_tables.SIZES]
     failed += _run(db, ds, filtered, args.timeout, filtered_jobs, "the filtered table")
 
-    # The Evals page's report, for the sizes whose tables hold enough labelled answers
-    evals_sizes = [
-        n for n in sizes
-        if recall_tables.table_status(db, ds, n).ready()
-        and reports.stored(db, ds, n) is None
-        and reports.evaluable(ds, n) >= reports.MIN_QUERIES
-    ]  # fmt: skip
-    measured = [reports.request(db, n) for n in evals_sizes]
-    failed += _run(db, ds, measured, args.timeout, reports, "the evals")
+    # The Evals and Hybrid search pages' reports, for the sizes whose tables hold enough
+    # labelled answers
+    for suite in (reports.SUITE, hybrid_reports.SUITE):
+        todo = [
+            n for n in sizes
+            if recall_tables.table_status(db, ds, n).ready()
+            and suite.stored(db, ds, n) is None
+            and evaluable(ds, n) >= MIN_QUERIES
+        ]  # fmt: skip
+        measured = [suite.request(db, n) for n in todo]
+        failed += _run(db, ds, measured, args.timeout, suite, suite.what)
 
     print(f"\nWarming each size (the query set through its index) after {_mins(t0)}:")
     print(

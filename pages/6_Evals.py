@@ -3,11 +3,9 @@ and a regression shown with its significance."""
 
 import streamlit as st
 
-from lib.core import jobs as queue
 from lib.core.view import when
-from lib.harness import size_jobs
 from lib.lessons.evals import cached, reports, view
-from lib.ui import connection, nav, resources, room, text
+from lib.ui import connection, nav, resources, stored_reports, text
 
 st.set_page_config(page_title="Evals", page_icon=":material/fact_check:", layout="wide")
 nav.sidebar(model_picker=False)
@@ -28,86 +26,12 @@ db = connection.database()
 ds = resources.recall_dataset()
 resources.worker()  # this process takes its part in the job queue
 
-ready = [
-    n for n in resources.ready_sizes()
-    if cached.evaluable(n) >= reports.MIN_QUERIES or cached.stored(n) is not None
-]  # fmt: skip
-if not ready:
-    n = 100_000
-    st.info(
-        f"The recall tables hold a sample of every manual, so only tables of 50,000 rows or more "
-        f"hold the answers of enough test queries. No such size is prepared here yet: "
-        f"`make prepare` builds them, or prepare {n:,} rows now (it embeds the passages it needs "
-        "first; everyone shares the build).",
-        icon=":material/hourglass_empty:",
-    )
-    live = size_jobs.live(db, n)
-    if live is not None:
-        st.progress(
-            size_jobs.progress(db, live).fraction or 0.0, text=size_jobs.progress(db, live).text
-        )
-    elif st.button(f"Prepare {n:,} rows", icon=":material/build:") and room.may(
-        f"Preparing {n:,} rows"
-    ):
-        size_jobs.request(db, ds, n)
-        st.rerun()
-    st.stop()
-
-default = 100_000 if 100_000 in ready else ready[-1]
-n = st.select_slider(
-    "Rows in the table",
-    options=ready,
-    value=st.session_state.get("evals_size", default)
-    if st.session_state.get("evals_size") in ready
-    else default,
-    key="evals_size",
-    format_func=lambda v: f"{v:,}",
-    help="Only sizes prepared on this server whose tables hold the answers of enough test queries.",
-)
-
-
-@st.fragment(run_every=1.0)
-def job_progress(job_id: int) -> None:
-    job = reports.get(db, job_id)
-    if job is None or not job.running:
-        cached.stored.clear()
-        st.rerun(scope="app")
-    p = reports.progress(db, job)
-    st.progress(p.fraction or 0.0, text=p.text)
-    st.caption(
-        "This goes on if you leave the page; everyone asking for this size shares it "
-        f"(job {job.id})."
-    )
-    if room.instructor():
-        st.button(
-            "Cancel", key=f"evals_cancel_{job_id}", on_click=queue.cancel, args=(db, job_id),
-            help="Stops it for everyone.",
-        )  # fmt: skip
-
-
-found = cached.stored(n)
-if found is None:
-    live = reports.live(db, n)
-    if live is not None:
-        job_progress(live.id)
-        st.stop()
-    failed = reports.last(db, n)
-    if failed is not None and failed.state == "failed":
-        st.error(f"The last run failed: {text.plain(failed.error or '')}", icon=":material/error:")
-    count = cached.evaluable(n)
-    st.info(
-        f"No evals stored for {n:,} rows yet. A run sends its {count:,} test queries through "
-        f"{len(reports.EF_SEARCH) + 2} systems (the exact scan, HNSW at ef_search "
-        f"{', '.join(map(str, reports.EF_SEARCH))}, and full-text search), once; then everyone "
-        "reads the stored result.",
-        icon=":material/pending:",
-    )
-    if st.button(f"Run the evals on {n:,} rows", icon=":material/play_arrow:") and room.may(
-        f"Running the evals on {n:,} rows"
-    ):
-        reports.request(db, n)
-        st.rerun()
-    st.stop()
+n = stored_reports.pick_size(db, ds, cached.evaluable, cached.stored, "evals_size")
+found = stored_reports.report_or_stop(
+    db, reports.SUITE, n, cached.stored, cached.evaluable,
+    f"{len(reports.EF_SEARCH) + 2} systems (the exact scan, HNSW at ef_search "
+    f"{', '.join(map(str, reports.EF_SEARCH))}, and full-text search)",
+)  # fmt: skip
 
 report = found.report
 per_kind = ", ".join(

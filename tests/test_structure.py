@@ -25,6 +25,7 @@ PAGE_LESSON = {
     "4_Index_tuning.py": "tuning",
     "5_Filtered_search.py": "filtered",
     "6_Evals.py": "evals",
+    "7_Hybrid_search.py": "hybrid",
 }
 
 

@@ -19,6 +19,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from lib.dataset.passages import Dataset
+from lib.harness.recall import HarnessError
+
 
 class TokenModel(Protocol):
     def token_vectors(self, texts: Sequence[str]) -> list[np.ndarray]: ...
@@ -54,3 +57,21 @@ class MaxSim:
             [head[i] for i in order] + list(keys[self.top :]),
             [scores[i] for i in order] + list(values[self.top :]),
         )
+
+
+def lab_maxsim(ds: Dataset) -> Callable[[int], MaxSim]:
+    """n -> a MaxSim re-ranker of the top n rows of a lab size, over the passages' text,
+    with the size's model loaded when first asked."""
+
+    def texts(keys: Sequence[Any]) -> list[str]:
+        return [ds.passage_of(int(k)).text if int(k) <= ds.n_real else "" for k in keys]
+
+    def make(n: int) -> MaxSim:
+        from lib.core.embeddings.registry import load_model
+
+        model = load_model(ds.model_name)
+        if not hasattr(model, "token_vectors"):
+            raise HarnessError(f"{ds.model_name} gives no token vectors to re-rank with")
+        return MaxSim(model, texts, n)
+
+    return make

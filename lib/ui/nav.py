@@ -55,6 +55,12 @@ PAGES = [
         ":material/fact_check:",
         "is the answer right? labelled queries, nDCG with intervals, a regression gate",
     ),
+    (
+        "pages/7_Hybrid_search.py",
+        "Hybrid search",
+        ":material/join:",
+        "full text and vectors fused in one SQL query, BM25 three ways, re-ranking and its cost",
+    ),
 ]
 
 MODEL_KEY = "model_name"

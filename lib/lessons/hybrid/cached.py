@@ -1,0 +1,78 @@
+"""The Hybrid search page's entry points, cached by their parameters and shared by every
+session: the stored report, the text side's cost beside the vector index's, and one query run
+now through every ranker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import streamlit as st
+
+from lib.dataset import bm25_tables, text_tables
+from lib.dataset.recall_tables import table_status
+from lib.lessons.hybrid import live, reports
+from lib.ui.connection import database
+from lib.ui.resources import query_vector, recall_dataset
+
+
+@st.cache_data(max_entries=8, ttl=15, show_spinner=False)
+def stored(n: int) -> reports.Stored | None:
+    """The newest stored report of size `n` (read again at most every 15 s)."""
+    return reports.stored(database(), recall_dataset(), n)
+
+
+@st.cache_data(max_entries=16, ttl=600, show_spinner=False)
+def evaluable(n: int) -> int:
+    return reports.evaluable(recall_dataset(), n)
+
+
+@dataclass(frozen=True)
+class Costs:
+    """What each side's index took to build and takes on disk."""
+
+    hnsw: str
+    hnsw_seconds: float | None
+    hnsw_bytes: int
+    gin: str
+    gin_seconds: float
+    gin_bytes: int
+    text_bytes: int
+    bm25_seconds: float | None
+    bm25_bytes: int
+    bm25_terms: int | None
+
+
+@st.cache_data(max_entries=8, ttl=60, show_spinner=False)
+def costs(n: int, ran_at: Any) -> Costs | None:
+    db, ds = database(), recall_dataset()
+    status = table_status(db, ds, n)
+    text = text_tables.text_status(db, ds, n)
+    if status.index is None or text is None:
+        return None
+    bm25 = bm25_tables.status(db, text.name)
+    sizes = db.fetchone(
+        "SELECT pg_relation_size(to_regclass(%s)),"
+        " coalesce(pg_total_relation_size(to_regclass(%s)), 0)"
+        " + coalesce(pg_total_relation_size(to_regclass(%s)), 0)",
+        (status.index.name, bm25.name if bm25 else None, bm25.terms_table if bm25 else None),
+    )
+    return Costs(
+        status.index.name, status.index.build_seconds, int(sizes[0]),
+        text.index, text.index_seconds, text.index_bytes, text.table_bytes,
+        bm25.build_seconds if bm25 else None, int(sizes[1]), bm25.terms if bm25 else None,
+    )  # fmt: skip
+
+
+@st.cache_data(max_entries=128, ttl=600, show_spinner="Running the query through each ranker…")
+def run(n: int, ran_at: Any, text: str, knobs: live.Knobs) -> list[live.Ranked]:
+    """`text` through every ranker on size `n` (`ran_at`: the stored report's, so a size
+    loaded again is asked again)."""
+    db, ds = database(), recall_dataset()
+    vector = query_vector(ds.model_name, text)
+    return live.run(db, ds, n, text_tables.table_name(n), text, vector, knobs)
+
+
+@st.cache_data(max_entries=512, ttl=600, show_spinner=False)
+def passages(keys: tuple[int, ...]) -> list[str]:
+    return live.texts(recall_dataset(), keys)
