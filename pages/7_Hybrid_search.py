@@ -3,6 +3,8 @@ re-rank, each run on a query and measured on the labelled test queries."""
 
 import streamlit as st
 
+from lib.core.embeddings import voyage
+from lib.core.embeddings.base import EmbeddingError
 from lib.core.view import when
 from lib.harness import evals
 from lib.harness.recall import HarnessError
@@ -120,15 +122,23 @@ def one_query() -> None:
             "Re-rank the fused top", [0, 10, 20, 50], 20, key="hybrid_rerank",
             format_func=lambda v: "no re-rank" if v == 0 else f"{v} rows",
         )  # fmt: skip
+        rerankers = ["maxsim", "voyage"] if voyage.available() else ["maxsim"]
+        reranker = c3.radio(
+            "Re-ranker", rerankers, key="hybrid_reranker", horizontal=True,
+            format_func={"maxsim": "MaxSim (offline)",
+                         "voyage": f"Voyage {voyage.RERANK_MODEL} (API)"}.get,
+            help="MaxSim runs here, over MiniLM's token vectors. Voyage's cross-encoder is "
+            "offered when VOYAGE_API_KEY is set; each query then sends its passages to Voyage.",
+        )  # fmt: skip
         if side == "bm25_sparse" and (k1, b) != (1.2, 0.75):
             st.caption(
                 "The sparsevec weights were built with k1 = 1.2, b = 0.75; its side keeps them."
             )
 
-    knobs = live.Knobs(side, method, float(k), wv, wt, dv, dt, k1, b, top)
+    knobs = live.Knobs(side, method, float(k), wv, wt, dv, dt, k1, b, top, reranker)
     try:
         ranked = cached.run(n, found.ran_at, query, knobs)
-    except (HarnessError, ValueError) as e:
+    except (HarnessError, ValueError, EmbeddingError) as e:
         st.error(f"That could not run: {text.plain(str(e))}", icon=":material/error:")
         return
 
@@ -239,8 +249,10 @@ st.markdown(
     "promise. It runs in Python on the fused rows, and its time is in the latency above.\n"
     "- **No cross-encoder runs here:** no installable package ships a cross-encoder's weights, "
     "and nothing downloads at run time.\n"
-    "- **With a key:** Voyage's rerank endpoint (`VOYAGE_API_KEY`) is not wired into this page "
-    "yet; see the README."
+    f"- **With a key:** Voyage's `{voyage.RERANK_MODEL}` (a hosted cross-encoder) through its "
+    "rerank endpoint, when `VOYAGE_API_KEY` is set: pick it under *Fusion knobs*. Each query "
+    "then sends its candidate passages to Voyage, and the round trip is in its time. "
+    + ("It is offered here now." if voyage.available() else "No key is set here.")
 )
 
 # ---- what to notice ------------------------------------------------------------------------

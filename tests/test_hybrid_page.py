@@ -205,3 +205,25 @@ def test_the_page_renders_in_chromium_with_every_ranker_and_the_table(app_url, p
     expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)
     assert page.locator('[data-testid="stDataFrame"]').count() >= 9
     assert exceptions(page) == []
+
+
+def test_with_a_voyage_key_the_fused_list_is_re_ranked_by_voyages_endpoint(
+    pg_url, monkeypatch, stored
+):
+    from apptest_util import app_at
+    from voyage_fake import FakeVoyage
+
+    with FakeVoyage("test-key") as fake:
+        at = app_at("pages/7_Hybrid_search.py", pg_url, monkeypatch)  # (no key at home)
+        monkeypatch.setenv("VOYAGE_API_KEY", "test-key")
+        monkeypatch.setenv("VOYAGE_BASE_URL", fake.base_url)
+        at.run(timeout=120)
+        at.radio(key="hybrid_reranker").set_value("voyage").run(timeout=120)
+        assert not at.exception, [e.value for e in at.exception]
+        reranked = [fake_body for fake_body in fake.bodies() if "documents" in fake_body]
+        assert fake.problems == []
+    assert len(reranked) == 1 and len(reranked[0]["documents"]) == 20
+    from lib.ui.text import plain
+
+    labels = " ".join(m.value for m in at.markdown)
+    assert plain("then Voyage rerank-2.5 re-rank of the top 20") in labels

@@ -491,3 +491,83 @@ def test_answer_without_data_is_an_error(fake: FakeVoyage, make) -> None:
     fake.queue(Reply(200, {"detail": "ok?"}))
     with pytest.raises(EmbeddingError, match="data list"):
         make().embed(["x"])
+
+
+# --- the rerank endpoint (POST /v1/rerank)
+
+
+@pytest.fixture
+def reranker(fake: FakeVoyage, sleeps: list[float]) -> Iterator[voyage.VoyageReranker]:
+    client = voyage.VoyageReranker(KEY, base_url=fake.base_url, sleep=sleeps.append)
+    yield client
+    client.close()
+
+
+DOCS = ["the merge base of two commits", "rebase onto another branch", "git rebase --onto main"]
+
+
+def test_rerank_sends_the_documented_body_and_orders_by_relevance(fake, reranker) -> None:
+    order = reranker.rerank("git rebase onto", DOCS)
+    # the fake scores the share of the query's words in each document: 3/3, 2/3, 0/3
+    assert order == [(2, 1.0), (1, pytest.approx(2 / 3)), (0, 0.0)]
+    (seen,) = fake.requests
+    assert seen.path == "/v1/rerank"
+    assert seen.body == {"query": "git rebase onto", "documents": DOCS,
+                         "model": voyage.RERANK_MODEL, "truncation": True}  # fmt: skip
+    assert reranker.last_usage["total_tokens"] > 0
+
+
+def test_rerank_top_k_returns_that_many(fake, reranker) -> None:
+    assert [i for i, _ in reranker.rerank("rebase", DOCS, top_k=2)] == [1, 2]
+    assert fake.requests[0].body["top_k"] == 2
+
+
+def test_rerank_refuses_what_the_api_would_before_sending(fake, reranker) -> None:
+    with pytest.raises(ValueError, match="empty"):
+        reranker.rerank("  ", DOCS)
+    with pytest.raises(ValueError, match="at most 1000"):
+        reranker.rerank("q", ["d"] * 1001)
+    assert reranker.rerank("q", []) == []
+    assert fake.requests == []
+
+
+def test_rerank_waits_out_a_429_and_reports_a_rejected_key(fake, reranker, sleeps) -> None:
+    fake.queue(Reply(429, {"detail": "Too many requests"}, {"Retry-After": "3"}))
+    assert reranker.rerank("merge", DOCS)[0][0] == 0
+    assert sleeps == [3.0] and len(fake.requests) == 2
+    bad = voyage.VoyageReranker("pa-wrong", base_url=fake.base_url)
+    with pytest.raises(InvalidAPIKey, match="401"):
+        bad.rerank("merge", DOCS)
+    bad.close()
+
+
+def test_rerank_refuses_an_answer_that_does_not_account_for_its_documents(fake, reranker):
+    fake.queue(Reply(200, {"object": "list", "data": [{"index": 0, "relevance_score": 0.5}] * 3,
+                           "model": voyage.RERANK_MODEL, "usage": {}}))  # fmt: skip
+    with pytest.raises(EmbeddingError, match="repeated index"):
+        reranker.rerank("merge", DOCS)
+    fake.queue(Reply(200, {"object": "list", "data": [{"index": 0, "relevance_score": 0.5}],
+                           "model": voyage.RERANK_MODEL, "usage": {}}))  # fmt: skip
+    with pytest.raises(EmbeddingError, match="re-ranked 1 documents, expected 3"):
+        reranker.rerank("merge", DOCS)
+
+
+def test_the_fake_rejects_a_rerank_body_the_api_would(fake) -> None:
+    with httpx.Client() as client:
+        r = client.post(
+            f"{fake.base_url}/rerank", json={"query": "q", "documents": [], "model": "rerank-2.5"},
+            headers={"Authorization": f"Bearer {KEY}"},
+        )  # fmt: skip
+    assert r.status_code == 400
+    assert fake.problems and "documents" in fake.problems[0]
+    fake.problems.clear()
+
+
+def test_api_rerank_reorders_the_head_and_keeps_the_tail(fake, reranker) -> None:
+    from lib.harness.rerank import ApiRerank
+
+    texts = dict(zip([11, 12, 13, 14], [*DOCS, "tail"], strict=True))
+    r = ApiRerank(reranker, lambda keys: [texts[k] for k in keys], top=3)
+    keys, scores = r("git rebase onto", [11, 12, 13, 14], [0.9, 0.8, 0.7, 0.6])
+    assert keys == [13, 12, 11, 14] and scores[-1] == 0.6
+    assert r.label == f"Voyage {voyage.RERANK_MODEL} re-rank of the top 3"

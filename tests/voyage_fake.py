@@ -29,6 +29,12 @@ import numpy as np
 from PIL import Image
 
 PATH = "/v1/multimodalembeddings"
+RERANK_PATH = "/v1/rerank"
+# rerank models and their documented total-token budget per request
+# (query tokens × documents + the documents' tokens)
+RERANK_MODELS = {"rerank-2.5": 600_000, "rerank-2.5-lite": 600_000, "rerank-2": 600_000,
+                 "rerank-2-lite": 300_000}  # fmt: skip
+RERANK_KEYS = {"query", "documents", "model", "top_k", "return_documents", "truncation"}
 MODEL = "voyage-multimodal-3.5"
 DIMENSIONS = (256, 512, 1024, 2048)
 BODY_KEYS = {"inputs", "model", "input_type", "truncation", "output_dimension", "output_dtype"}
@@ -135,7 +141,7 @@ class FakeVoyage:
             self.requests.append(seen)
         if seen.method != "POST":
             return Reply(405, {"detail": self._problem(f"method {seen.method} not allowed")})
-        if seen.path != PATH:
+        if seen.path not in (PATH, RERANK_PATH):
             return Reply(404, {"detail": self._problem(f"no route {seen.path}")})
         auth = seen.headers.get("authorization", "")
         if not auth.startswith("Bearer ") or not auth[7:]:
@@ -146,12 +152,14 @@ class FakeVoyage:
             return Reply(400, {"detail": self._problem("Content-Type is not application/json")})
         try:
             body = seen.body
-            usage = self._check(body)
+            usage = self._check_rerank(body) if seen.path == RERANK_PATH else self._check(body)
         except (ValueError, KeyError, TypeError, AssertionError) as exc:
             return Reply(400, {"detail": self._problem(f"bad request: {exc}")})
         scripted = self._next_reply()
         if scripted is not None:
             return scripted
+        if seen.path == RERANK_PATH:
+            return Reply(200, self._reranked(body, usage))
         try:
             return Reply(200, self._embeddings(body, usage))
         except Exception as exc:  # a broken `vectors` function must fail the test, not hang it
@@ -199,6 +207,46 @@ class FakeVoyage:
             "image_pixels": image_pixels,
             "total_tokens": total_tokens,
         }
+
+    def _check_rerank(self, body: Any) -> dict[str, int]:
+        assert isinstance(body, dict), "body is not a JSON object"
+        assert set(body) <= RERANK_KEYS, f"unknown fields {sorted(set(body) - RERANK_KEYS)}"
+        assert {"query", "documents", "model"} <= set(body), "query, documents and model"
+        assert body["model"] in RERANK_MODELS, f"model {body['model']!r}"
+        assert isinstance(body["query"], str) and body["query"], "query is a non-empty string"
+        docs = body["documents"]
+        assert isinstance(docs, list) and 0 < len(docs) <= 1000, "documents: 1 to 1000 items"
+        assert all(isinstance(d, str) for d in docs), "documents are strings"
+        top_k = body.get("top_k")
+        assert top_k is None or (isinstance(top_k, int) and top_k > 0), "top_k"
+        for flag in ("return_documents", "truncation"):
+            assert isinstance(body.get(flag, True), bool), f"{flag} is not a boolean"
+        query_tokens = len(body["query"].encode()) // 4 + 1
+        doc_tokens = [len(d.encode()) // 4 + 1 for d in docs]
+        if not body.get("truncation", True):
+            assert query_tokens <= 8000, f"query of {query_tokens} tokens"
+        total = query_tokens * len(docs) + sum(doc_tokens)
+        budget = RERANK_MODELS[body["model"]]
+        assert total <= budget, f"{total} tokens in one request (at most {budget})"
+        return {"total_tokens": total}
+
+    def _reranked(self, body: dict[str, Any], usage: dict[str, int]) -> dict[str, Any]:
+        """Relevance: the share of the query's words found in the document (a stand-in a
+        test can predict), most relevant first, ties by index."""
+        words = set(re.findall(r"\w+", body["query"].lower()))
+        scores = [
+            len(words & set(re.findall(r"\w+", d.lower()))) / max(1, len(words))
+            for d in body["documents"]
+        ]
+        order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+        order = order[: body.get("top_k") or len(order)]
+        data = []
+        for i in order:
+            item: dict[str, Any] = {"index": i, "relevance_score": scores[i]}
+            if body.get("return_documents"):
+                item["document"] = body["documents"][i]
+            data.append(item)
+        return {"object": "list", "data": data, "model": body["model"], "usage": usage}
 
     def _embeddings(self, body: dict[str, Any], usage: dict[str, int]) -> dict[str, Any]:
         dimension = body.get("output_dimension") or 1024

@@ -59,12 +59,19 @@ class MaxSim:
         )
 
 
-def lab_maxsim(ds: Dataset) -> Callable[[int], MaxSim]:
-    """n -> a MaxSim re-ranker of the top n rows of a lab size, over the passages' text,
-    with the size's model loaded when first asked."""
+def lab_texts(ds: Dataset) -> Callable[[Sequence[Any]], list[str]]:
+    """Row keys of a lab size -> their passages ("" for a generated row)."""
 
     def texts(keys: Sequence[Any]) -> list[str]:
         return [ds.passage_of(int(k)).text if int(k) <= ds.n_real else "" for k in keys]
+
+    return texts
+
+
+def lab_maxsim(ds: Dataset) -> Callable[[int], MaxSim]:
+    """n -> a MaxSim re-ranker of the top n rows of a lab size, over the passages' text,
+    with the size's model loaded when first asked."""
+    texts = lab_texts(ds)
 
     def make(n: int) -> MaxSim:
         from lib.core.embeddings.registry import load_model
@@ -75,3 +82,47 @@ def lab_maxsim(ds: Dataset) -> Callable[[int], MaxSim]:
         return MaxSim(model, texts, n)
 
     return make
+
+
+class Reranker(Protocol):
+    model: str
+
+    def rerank(
+        self, query: str, documents: Sequence[str], top_k: int | None = None
+    ) -> list[tuple[int, float]]: ...
+
+
+@dataclass(frozen=True)
+class ApiRerank:
+    """Re-rank the first `top` rows with a hosted cross-encoder (Voyage's rerank endpoint,
+    lib/core/embeddings/voyage.py's VoyageReranker); the rows past them keep their order."""
+
+    client: Reranker
+    texts: Callable[[Sequence[Any]], list[str]]  # row keys -> their passages
+    top: int = 20
+
+    @property
+    def label(self) -> str:
+        return f"Voyage {self.client.model} re-rank of the top {self.top}"
+
+    def __call__(
+        self, query: str, keys: Sequence[Any], values: Sequence[float]
+    ) -> tuple[list[Any], list[float]]:
+        head = list(keys[: self.top])
+        if not head:
+            return list(keys), list(values)
+        order = self.client.rerank(query, self.texts(head))
+        return (
+            [head[i] for i, _ in order] + list(keys[self.top :]),
+            [s for _, s in order] + list(values[self.top :]),
+        )
+
+
+def lab_voyage(ds: Dataset, client: Reranker | None = None) -> Callable[[int], ApiRerank]:
+    """n -> a Voyage re-ranker of the top n rows of a lab size (VOYAGE_API_KEY's)."""
+    if client is None:
+        from lib.core.embeddings.voyage import VoyageReranker
+
+        client = VoyageReranker()
+    texts = lab_texts(ds)
+    return lambda n: ApiRerank(client, texts, n)

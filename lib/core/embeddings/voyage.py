@@ -345,7 +345,8 @@ class VoyageModel:
         for attempt in range(self._max_retries):
             yield self._random.uniform(0.0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))
 
-    def _post(self, key: str, body: dict[str, Any]) -> dict[str, Any]:
+    def _post(self, key: str, body: dict[str, Any], url: str | None = None) -> dict[str, Any]:
+        url = url or self._url
         payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
         headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
         delays = self._delays()
@@ -355,14 +356,14 @@ class VoyageModel:
             retry_after: float | None = None
             try:
                 response = self._http().post(
-                    self._url, content=payload, headers=headers, timeout=self._timeout
+                    url, content=payload, headers=headers, timeout=self._timeout
                 )
             except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-                problem = f"{type(exc).__name__} talking to {self._url}"
+                problem = f"{type(exc).__name__} talking to {url}"
             else:
                 if response.status_code not in RETRY_STATUSES:
                     return self._answer(response)
-                problem = f"HTTP {response.status_code} from {self._url}"
+                problem = f"HTTP {response.status_code} from {url}"
                 retry_after = _retry_after(response)
                 if retry_after is not None and retry_after > MAX_RETRY_AFTER:
                     raise RateLimited(
@@ -425,6 +426,77 @@ class VoyageModel:
                 raise InvalidVector(f"vector {index} is not a list of numbers") from exc
             rows[index] = checked_vectors(row, self.info.dimension)[0]
         return np.stack([r for r in rows if r is not None])
+
+
+RERANK_MODEL = "rerank-2.5"
+RERANK_MAX_DOCUMENTS = 1000
+
+
+class VoyageReranker:
+    """Voyage AI's rerank endpoint (POST {base_url}/rerank): a cross-encoder scoring each
+    (query, document) pair. Key, base URL, retries and errors as `VoyageModel`'s (one HTTP
+    client shared with it). `last_usage` holds the usage of the last `rerank`."""
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        model: str = RERANK_MODEL,
+        base_url: str | None = None,
+        timeout: float = 30.0,
+        max_retries: int = 5,
+        client: httpx.Client | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.model = model
+        self._api = VoyageModel(
+            api_key, base_url=base_url, timeout=timeout, max_retries=max_retries,
+            client=client, sleep=sleep,
+        )  # fmt: skip
+        self._url = self._api.base_url + "/rerank"
+        self.last_usage: dict[str, int] = {}
+
+    def close(self) -> None:
+        self._api.close()
+
+    def rerank(
+        self, query: str, documents: Sequence[str], top_k: int | None = None
+    ) -> list[tuple[int, float]]:
+        """(index into `documents`, relevance score), most relevant first; `top_k` of them
+        when given. Raises as `VoyageModel.embed` does, and EmbeddingError on an answer
+        that does not account for the documents it was sent."""
+        if not query.strip():
+            raise ValueError("the query to re-rank by is empty")
+        if len(documents) > RERANK_MAX_DOCUMENTS:
+            raise ValueError(f"at most {RERANK_MAX_DOCUMENTS} documents per request")
+        if not documents:
+            return []
+        key = self._api._key()
+        body: dict[str, Any] = {
+            "query": query, "documents": list(documents), "model": self.model,
+            "truncation": True,
+        }  # fmt: skip
+        if top_k is not None:
+            body["top_k"] = int(top_k)
+        answer = self._api._post(key, body, self._url)
+        want = len(documents) if top_k is None else min(int(top_k), len(documents))
+        out: list[tuple[int, float]] = []
+        seen: set[int] = set()
+        for item in answer["data"]:
+            index = item.get("index") if isinstance(item, dict) else None
+            score = item.get("relevance_score") if isinstance(item, dict) else None
+            if not isinstance(index, int) or not 0 <= index < len(documents) or index in seen:
+                raise EmbeddingError(f"Voyage answered with a bad or repeated index: {index!r}")
+            if not isinstance(score, int | float) or not math.isfinite(score):
+                raise EmbeddingError(f"Voyage answered with a bad relevance score: {score!r}")
+            seen.add(index)
+            out.append((index, float(score)))
+        if len(out) != want:
+            raise EmbeddingError(f"Voyage re-ranked {len(out)} documents, expected {want}")
+        self.last_usage = {
+            k: v for k, v in (answer.get("usage") or {}).items() if isinstance(v, int)
+        }
+        return sorted(out, key=lambda x: (-x[1], x[0]))
 
 
 def _retry_after(response: httpx.Response) -> float | None:

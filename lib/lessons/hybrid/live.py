@@ -40,6 +40,7 @@ class Knobs:
     k1: float = K1
     b: float = B
     rerank: int = 20
+    reranker: str = "maxsim"  # or "voyage": Voyage's rerank endpoint (VOYAGE_API_KEY)
 
     def fusion(self) -> hybrid.Fusion:
         return hybrid.Fusion(
@@ -122,14 +123,17 @@ def run(
     rows = script.rows
     out.append(_ranked(fused, script, ms, fused=True))
     if knobs.rerank:
-        reranker = rerank.lab_maxsim(ds)(knobs.rerank)
+        if knobs.reranker not in ("maxsim", "voyage"):
+            raise ValueError(f"unknown re-ranker {knobs.reranker!r}: maxsim or voyage")
+        make = rerank.lab_voyage(ds) if knobs.reranker == "voyage" else rerank.lab_maxsim(ds)
+        reranker = make(knobs.rerank)
         t0 = time.perf_counter()
         keys, scores = reranker(text, [r[0] for r in rows], [float(r[1]) for r in rows])
         rerank_ms = (time.perf_counter() - t0) * 1000
         sides = {r[0]: (r[2], r[3]) for r in rows}
         out.append(
             Ranked(
-                "rerank", f"the fused top {knobs.rerank}, re-ranked by MaxSim",
+                "rerank", f"the fused list, then {reranker.label}",
                 tuple(int(k) for k in keys[:SHOWN]), tuple(scores[:SHOWN]), rerank_ms, None,
                 tuple(sides[k][0] for k in keys[:SHOWN]), tuple(sides[k][1] for k in keys[:SHOWN]),
             )
@@ -184,4 +188,4 @@ def origin(vector_rank: int | None, text_rank: int | None) -> str:
 
 
 def texts(ds: Dataset, keys: Sequence[int]) -> list[str]:
-    return [ds.passage_of(int(k)).text if int(k) <= ds.n_real else "" for k in keys]
+    return rerank.lab_texts(ds)(keys)
