@@ -147,7 +147,7 @@ if job is None and not (status.ready() and truth is not None):
         job = size_jobs.request(db, ds, n, index.spec() if index else None)
 
 
-@st.fragment(run_every=1.0)
+@connection.progress_fragment(run_every=1.0)
 def build_progress(job_id: int) -> None:
     running = size_jobs.get(db, job_id)
     if running is None or not running.running:

@@ -46,7 +46,7 @@ st.caption(
 )
 
 
-@st.fragment(run_every=1.0)
+@connection.progress_fragment(run_every=1.0)
 def recall_job_progress(job_id: int) -> None:
     running = size_jobs.get(db, job_id)
     if running is None or not running.running:
@@ -112,7 +112,7 @@ for s, sweep in zip(statuses, sweeps, strict=True):
             live_jobs.append(job)
 
 
-@st.fragment(run_every=1.0)
+@connection.progress_fragment(run_every=1.0)
 def tuning_progress(job_ids: tuple[int, ...]) -> None:
     running = [j for j in (jobs.get(db, i) for i in job_ids) if j and j.running]
     if not running:

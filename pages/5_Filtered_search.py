@@ -76,7 +76,7 @@ if job is None and table is None:
         job = jobs.request(db, ds, n)
 
 
-@st.fragment(run_every=1.0)
+@connection.progress_fragment(run_every=1.0)
 def build_progress(job_id: int, ready: bool) -> None:
     running = jobs.get(db, job_id)
     if running is None or not running.running:

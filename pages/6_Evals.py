@@ -66,7 +66,7 @@ n = st.select_slider(
 )
 
 
-@st.fragment(run_every=1.0)
+@connection.progress_fragment(run_every=1.0)
 def job_progress(job_id: int) -> None:
     job = reports.get(db, job_id)
     if job is None or not job.running:
