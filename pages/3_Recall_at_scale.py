@@ -393,7 +393,7 @@ else:
             )
             own = recall.measure(db, facts.target, queries, knobs=own_knobs, rows=facts.rows)
         except (vector_columns.ColumnProblem, recall.HarnessError) as e:
-            st.error(str(e), icon=":material/error:")
+            st.error(text.plain(str(e)), icon=":material/error:")  # names from the server
         else:
             for w in facts.warnings:
                 st.info(w)
