@@ -143,7 +143,7 @@ if job is None and not (status.ready() and truth is not None):
             f"Preparing {n:,} rows"
         ):
             job = size_jobs.request(db, ds, n, index.spec() if index else None)
-    else:
+    elif room.may(f"Preparing {n:,} rows"):  # picking a size that is not built starts it
         job = size_jobs.request(db, ds, n, index.spec() if index else None)
 
 
@@ -283,7 +283,7 @@ def measurement() -> None:
             "Measure again now",
             help="Runs the query set through the index again; "
             "results are otherwise shared by everyone for ten minutes.",
-        ):
+        ) and room.may("Measuring again", shared=False):
             cached.recall_report.clear(*measured, n)
             st.rerun()
         if index.notice:
@@ -382,7 +382,9 @@ else:
     labels = [c.label for c in columns]
     pick = st.selectbox("Schema, table and column", labels, key="recall_own_column")
     col = columns[labels.index(pick)]
-    if st.button("Measure recall on this column"):
+    if st.button("Measure recall on this column") and room.may(
+        "Measuring recall on your table (exact scans of it)", shared=False
+    ):
         try:
             facts = vector_columns.check_column(db, col)
             queries = vector_columns.sample_queries(db, col, 100)

@@ -224,7 +224,7 @@ for i, s in enumerate(statuses):
         if c2.button(
             "Sweep again", key=f"tuning_resweep_{s.config.key()}", icon=":material/replay:",
             help="Runs the query set at every value again and stores the new points.",
-        ):  # fmt: skip
+        ) and room.may(f"Sweeping {s.config.label()} again"):  # fmt: skip
             jobs.request_sweep(db, ds, n, s.config, oversample)
             st.rerun()
     else:
@@ -349,7 +349,9 @@ for case in gallery.CASES:
         elif case.table == "small":
             if not small.ready():
                 st.info(f"This case runs on the {gallery.SMALL_ROWS}-row table.")
-                if st.button(f"Prepare {gallery.SMALL_ROWS} rows", key="tuning_small"):
+                if st.button(f"Prepare {gallery.SMALL_ROWS} rows", key="tuning_small") and room.may(
+                    f"Preparing {gallery.SMALL_ROWS} rows"
+                ):
                     size_jobs.request(db, ds, gallery.SMALL_ROWS)
                     st.rerun()
                 continue

@@ -118,7 +118,9 @@ with st.expander("How the table is built (once, then kept)", icon=":material/tab
 
 def measure_button(cells: list, label: str, key: str) -> None:
     """A button that measures `cells` (those not stored yet) and reruns the fragment."""
-    if st.button(label, key=key, icon=":material/play_arrow:"):
+    if st.button(label, key=key, icon=":material/play_arrow:") and room.may(
+        "Measuring these filters", shared=False
+    ):
         cached.filtered_measure(n, table.built_at, cells)
         st.rerun(scope="fragment")
 
@@ -205,7 +207,9 @@ def explore(table: tables.FilteredTable) -> None:
         + f" The exact filtered truth: {run.queries} exact scans whose plan "
         f"({' → '.join(run.truth_plan)}) reads no index, run {when(run.truth_ran_at)}."
     )
-    if st.button("Measure again now", key="filtered_again"):
+    if st.button("Measure again now", key="filtered_again") and room.may(
+        "Measuring again", shared=False
+    ):
         cached.filtered_measure(n, built, [cell], again=True)
         st.rerun(scope="fragment")
 
