@@ -129,7 +129,8 @@ if job is None and not (status.ready() and truth is not None):
             f"Preparing {n:,} rows failed: {text.plain(last.error or '')}", icon=":material/error:"
         )
         if st.button("Try again") and room.may(f"Preparing {n:,} rows"):
-            job = size_jobs.request(db, ds, n, index.spec() if index else None)
+            with room.refusals():
+                job = size_jobs.request(db, ds, n, index.spec() if index else None)
     elif not room.instructor():
         room.may(f"Preparing {n:,} rows (not prepared on this server)")
     elif estimate is not None and estimate.seconds > passages.ASK_ABOVE_SECONDS:
@@ -142,9 +143,11 @@ if job is None and not (status.ready() and truth is not None):
         if st.button(f"Embed and build {n:,} rows", key=f"recall_embed_{n}") and room.may(
             f"Preparing {n:,} rows"
         ):
-            job = size_jobs.request(db, ds, n, index.spec() if index else None)
+            with room.refusals():
+                job = size_jobs.request(db, ds, n, index.spec() if index else None)
     elif room.may(f"Preparing {n:,} rows"):  # picking a size that is not built starts it
-        job = size_jobs.request(db, ds, n, index.spec() if index else None)
+        with room.refusals():
+            job = size_jobs.request(db, ds, n, index.spec() if index else None)
 
 
 @connection.progress_fragment(run_every=1.0)
@@ -362,8 +365,9 @@ if submitted and room.may(f"Rebuilding the {n:,}-row index"):
     except ValueError as e:
         st.error(str(e))
     else:
-        size_jobs.request(db, ds, n, spec)
-        st.rerun()
+        with room.refusals():
+            size_jobs.request(db, ds, n, spec)
+            st.rerun()
 if index is not None:
     st.caption("Current index, as it was built:")
     st.code(index_specs.index_statement(status.table, index.spec()).psql(), language="sql")

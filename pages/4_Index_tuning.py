@@ -69,8 +69,9 @@ if not (status.ready() and truth is not None):
         if st.button(f"Prepare {n:,} rows", icon=":material/build:") and room.may(
             f"Preparing {n:,} rows"
         ):
-            size_jobs.request(db, ds, n, status.index.spec() if status.index else None)
-            st.rerun()
+            with room.refusals():
+                size_jobs.request(db, ds, n, status.index.spec() if status.index else None)
+                st.rerun()
     ready = [s for s in resources.ready_sizes() if s != n]
     if ready:
         st.caption("Ready on this server now: pick one of these sizes above.")
@@ -107,9 +108,10 @@ for s, sweep in zip(statuses, sweeps, strict=True):
     # A built configuration with no stored sweep gets one (queries only, shared, stored).
     if s.built and sweep is None and ("sweep", s.config) not in live_for:
         if jobs.last_failed(db, n, "sweep", s.config) is None:
-            job = jobs.request_sweep(db, ds, n, s.config, oversample)
-            live_for[("sweep", s.config)] = job
-            live_jobs.append(job)
+            with room.refusals():
+                job = jobs.request_sweep(db, ds, n, s.config, oversample)
+                live_for[("sweep", s.config)] = job
+                live_jobs.append(job)
 
 
 @connection.progress_fragment(run_every=1.0)
@@ -225,8 +227,9 @@ for i, s in enumerate(statuses):
             "Sweep again", key=f"tuning_resweep_{s.config.key()}", icon=":material/replay:",
             help="Runs the query set at every value again and stores the new points.",
         ) and room.may(f"Sweeping {s.config.label()} again"):  # fmt: skip
-            jobs.request_sweep(db, ds, n, s.config, oversample)
-            st.rerun()
+            with room.refusals():
+                jobs.request_sweep(db, ds, n, s.config, oversample)
+                st.rerun()
     else:
         failed = jobs.last_failed(db, n, "build", s.config)
         hint = (
@@ -242,8 +245,9 @@ for i, s in enumerate(statuses):
         if c2.button(
             "Build", key=f"tuning_build_{s.config.key()}", icon=":material/build:"
         ) and room.may(f"Building {s.config.label()} for {n:,} rows"):
-            jobs.request_build(db, ds, n, s.config)
-            st.rerun()
+            with room.refusals():
+                jobs.request_build(db, ds, n, s.config)
+                st.rerun()
     if i > 0:
         c3.button("Unpin", key=f"tuning_unpin_{s.config.key()}", on_click=_unpin, args=(s.config,))
 
@@ -352,8 +356,9 @@ for case in gallery.CASES:
                 if st.button(f"Prepare {gallery.SMALL_ROWS} rows", key="tuning_small") and room.may(
                     f"Preparing {gallery.SMALL_ROWS} rows"
                 ):
-                    size_jobs.request(db, ds, gallery.SMALL_ROWS)
-                    st.rerun()
+                    with room.refusals():
+                        size_jobs.request(db, ds, gallery.SMALL_ROWS)
+                        st.rerun()
                 continue
             table, index = small.table, small.index.name
             built_at, loaded_at = small.index.built_at, small.loaded_at

@@ -56,7 +56,8 @@ if job is None and table is None:
             f"Preparing {n:,} rows failed: {text.plain(last.error or '')}", icon=":material/error:"
         )
         if st.button("Try again") and room.may(f"Preparing the filtered table of {n:,} rows"):
-            job = jobs.request(db, ds, n)
+            with room.refusals():
+                job = jobs.request(db, ds, n)
     elif (
         estimate is not None and estimate.seconds > passages.ASK_ABOVE_SECONDS and room.instructor()
     ):
@@ -71,9 +72,11 @@ if job is None and table is None:
         if st.button(f"Embed and build {n:,} rows", key=f"filtered_embed_{n}") and room.may(
             f"Preparing the filtered table of {n:,} rows"
         ):
-            job = jobs.request(db, ds, n)
+            with room.refusals():
+                job = jobs.request(db, ds, n)
     elif room.may(f"Preparing the filtered table of {n:,} rows (not prepared on this server)"):
-        job = jobs.request(db, ds, n)
+        with room.refusals():
+            job = jobs.request(db, ds, n)
 
 
 @connection.progress_fragment(run_every=1.0)

@@ -49,8 +49,9 @@ if not ready:
     elif st.button(f"Prepare {n:,} rows", icon=":material/build:") and room.may(
         f"Preparing {n:,} rows"
     ):
-        size_jobs.request(db, ds, n)
-        st.rerun()
+        with room.refusals():
+            size_jobs.request(db, ds, n)
+            st.rerun()
     st.stop()
 
 default = 100_000 if 100_000 in ready else ready[-1]

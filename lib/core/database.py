@@ -326,12 +326,14 @@ class Database:
         max_size: int | None = None,
         processes: int | None = None,
         revive: Callable[[], None] | None = None,
+        data_directory: Path | None = None,
     ):
         """`max_size` None: the pool is sized from the server's max_connections, shared by
         `processes` app processes (None: PROCESSES_ENV, default 1)."""
         self.conninfo = conninfo
         self.kind = kind
         self.location = location
+        self.data_directory = data_directory  # an embedded server's: its disk is this machine's
         try:
             max_connections, reserved = _ensure_extension(conninfo)
         except psycopg.OperationalError as e:
@@ -588,6 +590,7 @@ def open_database(url: str | None = None, *, pgdata: Path | None = None) -> Data
         kind="embedded",
         location=f"embedded PostgreSQL in {data_dir}",
         revive=lambda: revive_embedded(data_dir),
+        data_directory=Path(data_dir),
     )
 
 

@@ -13,10 +13,13 @@ from __future__ import annotations
 import hmac
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 import streamlit as st
 
+from lib.dataset.sizing import SizeRefused
 from lib.ui.text import plain
 
 TOKEN_ENV = "LAB_INSTRUCTOR_TOKEN"
@@ -90,3 +93,13 @@ def may(action: str, *, shared: bool = True) -> bool:
         return False
     st.session_state[CLICKS_KEY] = [*recent, now]
     return True
+
+
+@contextmanager
+def refusals() -> Iterator[None]:
+    """Around queueing a build: a size or disk refusal (SizeRefused, checked again when the
+    job is queued, whatever the widget allowed) is shown as plain text, and nothing is queued."""
+    try:
+        yield
+    except SizeRefused as e:
+        st.error(f"**Refused.** {plain(str(e))}", icon=":material/block:")
