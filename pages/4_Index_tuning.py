@@ -188,6 +188,32 @@ def _unpin(config: Config) -> None:
     ]
 
 
+def drop_config_control(box, s: config_tables.ConfigStatus) -> None:
+    """The instructor's (on a laptop, the learner's) way to give a copy's disk back: asked to
+    confirm, since it is gone for everyone and building it again takes its build time."""
+    key = s.config.key()
+    with box.popover("Drop…", icon=":material/delete:", key=f"tuning_drop_{key}"):
+        st.markdown(
+            f"Drops the index `{s.place.index}`"
+            + (f" ({view.size_text(s.index_bytes)})" if s.index_bytes else "")
+            + f" and, when no other configuration uses it, its copy `{s.place.table}`"
+            + (f" ({view.size_text(s.table_bytes)})" if s.table_bytes else "")
+            + f", for everyone on this server. Building it again takes about "
+            f"{s.build_seconds or 0:.0f} s plus the copy."
+        )
+        sure = st.checkbox("Yes, drop it for everyone", key=f"tuning_drop_sure_{key}")
+        if st.button(
+            "Drop it", key=f"tuning_drop_go_{key}", disabled=not sure, type="primary"
+        ) and room.may(f"Dropping {s.config.label()}"):
+            try:
+                dropped = config_tables.drop_config(db, s.place)
+            except config_tables.Busy as e:
+                st.error(text.plain(str(e)), icon=":material/hourglass_top:")
+            else:
+                st.toast(f"Dropped {', '.join(dropped)}", icon=":material/delete:")
+                st.rerun()
+
+
 preset_cols = st.columns(len(index_configs.PRESETS))
 for col, preset in zip(preset_cols, index_configs.PRESETS, strict=True):
     resolved = preset.resolved(n)
@@ -250,6 +276,8 @@ for i, s in enumerate(statuses):
                 st.rerun()
     if i > 0:
         c3.button("Unpin", key=f"tuning_unpin_{s.config.key()}", on_click=_unpin, args=(s.config,))
+    if s.built and s.place.is_copy and job is None and room.instructor():
+        drop_config_control(c3, s)
 
 if any(s.config.kind == "binary" for s in statuses):
     st.select_slider(
