@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         if status.ready() and stored is not None:
             continue
         spec = status.index.spec() if status.index else IndexSpec()
-        waiting.append(jobs.request(db, ds, n, spec))
+        waiting += _queued(jobs.request, db, ds, n, spec)
 
     t0 = time.monotonic()
     if waiting:
@@ -85,7 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{j.n:>9,} rows FAILED: {j.error}")
 
     # The Filtered search page's tables, beside the recall tables of the sizes it offers
-    filtered = [filtered_jobs.request(db, ds, n) for n in sizes if n in filtered_tables.SIZES]
+    filtered = [
+        job for n in sizes if n in filtered_tables.SIZES
+        for job in _queued(filtered_jobs.request, db, ds, n)
+    ]  # fmt: skip
     failed += _run(db, ds, filtered, args.timeout, filtered_jobs, "the filtered table")
 
     # The Evals and Hybrid search pages' reports, for the sizes whose tables hold enough
@@ -125,6 +128,15 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(generator_check.lines([check])))
     db.close()
     return 1 if failed else 0
+
+
+def _queued(request, db, ds, n, *args) -> list:
+    """[the job] `request` queues, or [] with why, when it is refused (size or disk)."""
+    try:
+        return [request(db, ds, n, *args)]
+    except sizing.SizeRefused as e:
+        print(f"{n:>9,} rows: refused. {e}")
+        return []
 
 
 def _embed(db, ds, n: int) -> None:

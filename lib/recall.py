@@ -366,9 +366,10 @@ def _own_table_filtered(db, args, where, with_filter):
     facts = vc.check_column(db, column, timeout_ms=args.timeout_ms)
     name, value = where
     known = db.fetchone(
-        "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = %s"
-        " AND attnum > 0 AND NOT attisdropped",
-        (column.qualified, name),
+        "SELECT 1 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s"
+        " AND c.relname = %s AND a.attname = %s AND a.attnum > 0 AND NOT a.attisdropped",
+        (column.schema, column.table, name),
     )
     if known is None:
         raise HarnessError(f"{column.qualified} has no column {name!r} to filter on")

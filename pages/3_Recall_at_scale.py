@@ -129,7 +129,8 @@ if job is None and not (status.ready() and truth is not None):
             f"Preparing {n:,} rows failed: {text.plain(last.error or '')}", icon=":material/error:"
         )
         if st.button("Try again") and room.may(f"Preparing {n:,} rows"):
-            job = size_jobs.request(db, ds, n, index.spec() if index else None)
+            with room.refusals():
+                job = size_jobs.request(db, ds, n, index.spec() if index else None)
     elif not room.instructor():
         room.may(f"Preparing {n:,} rows (not prepared on this server)")
     elif estimate is not None and estimate.seconds > passages.ASK_ABOVE_SECONDS:
@@ -142,12 +143,14 @@ if job is None and not (status.ready() and truth is not None):
         if st.button(f"Embed and build {n:,} rows", key=f"recall_embed_{n}") and room.may(
             f"Preparing {n:,} rows"
         ):
+            with room.refusals():
+                job = size_jobs.request(db, ds, n, index.spec() if index else None)
+    elif room.may(f"Preparing {n:,} rows"):  # picking a size that is not built starts it
+        with room.refusals():
             job = size_jobs.request(db, ds, n, index.spec() if index else None)
-    else:
-        job = size_jobs.request(db, ds, n, index.spec() if index else None)
 
 
-@st.fragment(run_every=1.0)
+@connection.progress_fragment(run_every=1.0)
 def build_progress(job_id: int) -> None:
     running = size_jobs.get(db, job_id)
     if running is None or not running.running:
@@ -283,7 +286,7 @@ def measurement() -> None:
             "Measure again now",
             help="Runs the query set through the index again; "
             "results are otherwise shared by everyone for ten minutes.",
-        ):
+        ) and room.may("Measuring again", shared=False):
             cached.recall_report.clear(*measured, n)
             st.rerun()
         if index.notice:
@@ -362,8 +365,9 @@ if submitted and room.may(f"Rebuilding the {n:,}-row index"):
     except ValueError as e:
         st.error(str(e))
     else:
-        size_jobs.request(db, ds, n, spec)
-        st.rerun()
+        with room.refusals():
+            size_jobs.request(db, ds, n, spec)
+            st.rerun()
 if index is not None:
     st.caption("Current index, as it was built:")
     st.code(index_specs.index_statement(status.table, index.spec()).psql(), language="sql")
@@ -382,7 +386,9 @@ else:
     labels = [c.label for c in columns]
     pick = st.selectbox("Schema, table and column", labels, key="recall_own_column")
     col = columns[labels.index(pick)]
-    if st.button("Measure recall on this column"):
+    if st.button("Measure recall on this column") and room.may(
+        "Measuring recall on your table (exact scans of it)", shared=False
+    ):
         try:
             facts = vector_columns.check_column(db, col)
             queries = vector_columns.sample_queries(db, col, 100)
@@ -393,7 +399,7 @@ else:
             )
             own = recall.measure(db, facts.target, queries, knobs=own_knobs, rows=facts.rows)
         except (vector_columns.ColumnProblem, recall.HarnessError) as e:
-            st.error(str(e), icon=":material/error:")
+            st.error(text.plain(str(e)), icon=":material/error:")  # names from the server
         else:
             for w in facts.warnings:
                 st.info(w)

@@ -46,7 +46,7 @@ st.caption(
 )
 
 
-@st.fragment(run_every=1.0)
+@connection.progress_fragment(run_every=1.0)
 def recall_job_progress(job_id: int) -> None:
     running = size_jobs.get(db, job_id)
     if running is None or not running.running:
@@ -69,8 +69,9 @@ if not (status.ready() and truth is not None):
         if st.button(f"Prepare {n:,} rows", icon=":material/build:") and room.may(
             f"Preparing {n:,} rows"
         ):
-            size_jobs.request(db, ds, n, status.index.spec() if status.index else None)
-            st.rerun()
+            with room.refusals():
+                size_jobs.request(db, ds, n, status.index.spec() if status.index else None)
+                st.rerun()
     ready = [s for s in resources.ready_sizes() if s != n]
     if ready:
         st.caption("Ready on this server now: pick one of these sizes above.")
@@ -107,12 +108,13 @@ for s, sweep in zip(statuses, sweeps, strict=True):
     # A built configuration with no stored sweep gets one (queries only, shared, stored).
     if s.built and sweep is None and ("sweep", s.config) not in live_for:
         if jobs.last_failed(db, n, "sweep", s.config) is None:
-            job = jobs.request_sweep(db, ds, n, s.config, oversample)
-            live_for[("sweep", s.config)] = job
-            live_jobs.append(job)
+            with room.refusals():
+                job = jobs.request_sweep(db, ds, n, s.config, oversample)
+                live_for[("sweep", s.config)] = job
+                live_jobs.append(job)
 
 
-@st.fragment(run_every=1.0)
+@connection.progress_fragment(run_every=1.0)
 def tuning_progress(job_ids: tuple[int, ...]) -> None:
     running = [j for j in (jobs.get(db, i) for i in job_ids) if j and j.running]
     if not running:
@@ -186,6 +188,32 @@ def _unpin(config: Config) -> None:
     ]
 
 
+def drop_config_control(box, s: config_tables.ConfigStatus) -> None:
+    """The instructor's (on a laptop, the learner's) way to give a copy's disk back: asked to
+    confirm, since it is gone for everyone and building it again takes its build time."""
+    key = s.config.key()
+    with box.popover("Drop…", icon=":material/delete:", key=f"tuning_drop_{key}"):
+        st.markdown(
+            f"Drops the index `{s.place.index}`"
+            + (f" ({view.size_text(s.index_bytes)})" if s.index_bytes else "")
+            + f" and, when no other configuration uses it, its copy `{s.place.table}`"
+            + (f" ({view.size_text(s.table_bytes)})" if s.table_bytes else "")
+            + f", for everyone on this server. Building it again takes about "
+            f"{s.build_seconds or 0:.0f} s plus the copy."
+        )
+        sure = st.checkbox("Yes, drop it for everyone", key=f"tuning_drop_sure_{key}")
+        if st.button(
+            "Drop it", key=f"tuning_drop_go_{key}", disabled=not sure, type="primary"
+        ) and room.may(f"Dropping {s.config.label()}"):
+            try:
+                dropped = config_tables.drop_config(db, s.place)
+            except config_tables.Busy as e:
+                st.error(text.plain(str(e)), icon=":material/hourglass_top:")
+            else:
+                st.toast(f"Dropped {', '.join(dropped)}", icon=":material/delete:")
+                st.rerun()
+
+
 preset_cols = st.columns(len(index_configs.PRESETS))
 for col, preset in zip(preset_cols, index_configs.PRESETS, strict=True):
     resolved = preset.resolved(n)
@@ -224,9 +252,10 @@ for i, s in enumerate(statuses):
         if c2.button(
             "Sweep again", key=f"tuning_resweep_{s.config.key()}", icon=":material/replay:",
             help="Runs the query set at every value again and stores the new points.",
-        ):  # fmt: skip
-            jobs.request_sweep(db, ds, n, s.config, oversample)
-            st.rerun()
+        ) and room.may(f"Sweeping {s.config.label()} again"):  # fmt: skip
+            with room.refusals():
+                jobs.request_sweep(db, ds, n, s.config, oversample)
+                st.rerun()
     else:
         failed = jobs.last_failed(db, n, "build", s.config)
         hint = (
@@ -242,10 +271,13 @@ for i, s in enumerate(statuses):
         if c2.button(
             "Build", key=f"tuning_build_{s.config.key()}", icon=":material/build:"
         ) and room.may(f"Building {s.config.label()} for {n:,} rows"):
-            jobs.request_build(db, ds, n, s.config)
-            st.rerun()
+            with room.refusals():
+                jobs.request_build(db, ds, n, s.config)
+                st.rerun()
     if i > 0:
         c3.button("Unpin", key=f"tuning_unpin_{s.config.key()}", on_click=_unpin, args=(s.config,))
+    if s.built and s.place.is_copy and job is None and room.instructor():
+        drop_config_control(c3, s)
 
 if any(s.config.kind == "binary" for s in statuses):
     st.select_slider(
@@ -349,9 +381,12 @@ for case in gallery.CASES:
         elif case.table == "small":
             if not small.ready():
                 st.info(f"This case runs on the {gallery.SMALL_ROWS}-row table.")
-                if st.button(f"Prepare {gallery.SMALL_ROWS} rows", key="tuning_small"):
-                    size_jobs.request(db, ds, gallery.SMALL_ROWS)
-                    st.rerun()
+                if st.button(f"Prepare {gallery.SMALL_ROWS} rows", key="tuning_small") and room.may(
+                    f"Preparing {gallery.SMALL_ROWS} rows"
+                ):
+                    with room.refusals():
+                        size_jobs.request(db, ds, gallery.SMALL_ROWS)
+                        st.rerun()
                 continue
             table, index = small.table, small.index.name
             built_at, loaded_at = small.index.built_at, small.loaded_at

@@ -56,7 +56,8 @@ if job is None and table is None:
             f"Preparing {n:,} rows failed: {text.plain(last.error or '')}", icon=":material/error:"
         )
         if st.button("Try again") and room.may(f"Preparing the filtered table of {n:,} rows"):
-            job = jobs.request(db, ds, n)
+            with room.refusals():
+                job = jobs.request(db, ds, n)
     elif (
         estimate is not None and estimate.seconds > passages.ASK_ABOVE_SECONDS and room.instructor()
     ):
@@ -71,12 +72,14 @@ if job is None and table is None:
         if st.button(f"Embed and build {n:,} rows", key=f"filtered_embed_{n}") and room.may(
             f"Preparing the filtered table of {n:,} rows"
         ):
-            job = jobs.request(db, ds, n)
+            with room.refusals():
+                job = jobs.request(db, ds, n)
     elif room.may(f"Preparing the filtered table of {n:,} rows (not prepared on this server)"):
-        job = jobs.request(db, ds, n)
+        with room.refusals():
+            job = jobs.request(db, ds, n)
 
 
-@st.fragment(run_every=1.0)
+@connection.progress_fragment(run_every=1.0)
 def build_progress(job_id: int, ready: bool) -> None:
     running = jobs.get(db, job_id)
     if running is None or not running.running:
@@ -118,7 +121,9 @@ with st.expander("How the table is built (once, then kept)", icon=":material/tab
 
 def measure_button(cells: list, label: str, key: str) -> None:
     """A button that measures `cells` (those not stored yet) and reruns the fragment."""
-    if st.button(label, key=key, icon=":material/play_arrow:"):
+    if st.button(label, key=key, icon=":material/play_arrow:") and room.may(
+        "Measuring these filters", shared=False
+    ):
         cached.filtered_measure(n, table.built_at, cells)
         st.rerun(scope="fragment")
 
@@ -205,7 +210,9 @@ def explore(table: tables.FilteredTable) -> None:
         + f" The exact filtered truth: {run.queries} exact scans whose plan "
         f"({' → '.join(run.truth_plan)}) reads no index, run {when(run.truth_ran_at)}."
     )
-    if st.button("Measure again now", key="filtered_again"):
+    if st.button("Measure again now", key="filtered_again") and room.may(
+        "Measuring again", shared=False
+    ):
         cached.filtered_measure(n, built, [cell], again=True)
         st.rerun(scope="fragment")
 

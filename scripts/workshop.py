@@ -33,7 +33,7 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_DIR))
 
 from lib.core import memory  # noqa: E402
-from lib.core.database import open_database  # noqa: E402
+from lib.core.database import PROCESSES_ENV, open_database  # noqa: E402
 from lib.ui import room  # noqa: E402
 
 RUN_DIR = PROJECT_DIR / ".cache" / "workshop"
@@ -143,6 +143,23 @@ def start_apps(n: int, first_port: int, env: dict[str, str]) -> list[tuple[int, 
     return apps
 
 
+def app_env(processes: int) -> dict[str, str]:
+    """The app processes' environment: this one's, plus what a room needs."""
+    return {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        **memory.SERVER_ENV,  # closed sessions' memory goes back to the OS (lib/core/memory.py)
+        # one secret for every process: cookies and upload tokens are valid in each of them
+        "STREAMLIT_SERVER_COOKIE_SECRET": secrets.token_hex(32),
+        # only the instructor's link starts shared work (lib/ui/room.py); given or made here
+        room.TOKEN_ENV: os.environ.get(room.TOKEN_ENV) or secrets.token_urlsafe(16),
+        # each process sizes its pool to its share of the server's connections
+        PROCESSES_ENV: str(processes),
+    }
+
+
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
@@ -182,17 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     db.close()
     print(f"PostgreSQL {info.server_version} · pgvector {info.pgvector_version}: {info.location}")
 
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        **memory.SERVER_ENV,  # closed sessions' memory goes back to the OS (lib/core/memory.py)
-        # one secret for every process: cookies and upload tokens are valid in each of them
-        "STREAMLIT_SERVER_COOKIE_SECRET": secrets.token_hex(32),
-        # only the instructor's link starts shared work (lib/ui/room.py); given or made here
-        room.TOKEN_ENV: os.environ.get(room.TOKEN_ENV) or secrets.token_urlsafe(16),
-    }
+    env = app_env(args.processes)
     # Stopped by a supervisor (SIGTERM) or a closed terminal (SIGHUP) as by Ctrl-C: the app
     # processes and HAProxy stop too (else they keep the ports, and the next start fails).
     for sig in (signal.SIGTERM, signal.SIGHUP):

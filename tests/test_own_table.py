@@ -78,3 +78,44 @@ def test_find_column_names_the_choices_when_ambiguous(db, own):
     assert vc.find_column(db, "mine.docs").column == "emb"
     with pytest.raises(vc.ColumnProblem, match="no readable vector column"):
         vc.find_column(db, "mine.nothing")
+
+
+def test_a_search_path_cannot_send_your_tables_queries_to_another_table(pg_url):
+    """public.shadowed is the learner's; decoy.shadowed has the same name, the same vectors
+    and other ids, and decoy comes first in the search_path of every connection."""
+    from psycopg.conninfo import make_conninfo
+
+    from lib.core.database import Database
+    from lib.harness import recall
+
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((200, 8)).astype(np.float32)
+    url = make_conninfo(pg_url, options="-c search_path=decoy,public")
+    db = Database(url, kind="url", location="decoy first", max_size=2)
+    try:
+        with db.transaction() as conn:
+            conn.execute("CREATE SCHEMA IF NOT EXISTS decoy")
+            schemas = conn.execute("SELECT current_schemas(false)").fetchone()[0]
+            assert schemas == ["decoy", "public"]
+            conn.execute("DROP TABLE IF EXISTS public.shadowed, decoy.shadowed")
+            for schema, first in (("public", 0), ("decoy", 10_000)):
+                conn.execute(f"CREATE TABLE {schema}.shadowed (id int PRIMARY KEY, e vector(8))")
+                with conn.cursor().copy(f"COPY {schema}.shadowed (id, e) FROM STDIN") as cp:
+                    for i, v in enumerate(x):
+                        cp.write_row((first + i, "[" + ",".join(map(str, v)) + "]"))
+            conn.execute("CREATE INDEX ON public.shadowed USING hnsw (e vector_l2_ops)")
+            conn.execute("CREATE INDEX ON decoy.shadowed USING hnsw (e vector_l2_ops)")
+        col = vc.find_column(db, "public.shadowed")
+        facts = vc.check_column(db, col)
+        queries = vc.sample_queries(db, col, 5)
+        truth = recall.ground_truth(db, facts.target, queries, 10)
+        got = recall.run_queries(db, facts.target, queries, 10, recall.index_settings())
+        ids = {int(i) for row in [*truth.ids, *got.ids] for i in row}
+        assert ids and max(ids) < 10_000  # every answer from public.shadowed
+        shown = recall.answer_script(db, facts.target, queries[0], recall.index_settings())
+        assert "FROM public.shadowed" in shown.text()
+    finally:
+        with db.transaction() as conn:
+            conn.execute("DROP SCHEMA IF EXISTS decoy CASCADE")
+            conn.execute("DROP TABLE IF EXISTS public.shadowed")
+        db.close()

@@ -80,3 +80,92 @@ def test_on_a_laptop_everyone_may(pg_url, monkeypatch, db):
         if job is not None:
             queue.cancel(db, job.id)
             assert queue.wait(db, job.job, timeout=120).state == "cancelled"
+
+
+# ---- heavy clicks a minute ---------------------------------------------------------------------
+
+
+def clicks_script(shared: bool) -> None:
+    import streamlit as st
+
+    from lib.ui import room
+
+    if st.button("Heavy"):
+        started = room.may("Heavy work", shared=shared)
+        st.session_state["started"] = st.session_state.get("started", 0) + started
+    st.text(f"started {st.session_state.get('started', 0)}")
+
+
+def clicks_app(monkeypatch, *, token=None, link=None, limit="3", shared=False) -> AppTest:
+    monkeypatch.setenv(room.LIMIT_ENV, limit)
+    if token:
+        monkeypatch.setenv(room.TOKEN_ENV, token)
+    else:
+        monkeypatch.delenv(room.TOKEN_ENV, raising=False)
+    at = AppTest.from_function(clicks_script, args=(shared,))
+    if link is not None:
+        at.query_params[room.PARAM] = link
+    return at.run()
+
+
+def click(at: AppTest, times: int) -> AppTest:
+    for _ in range(times):
+        at.button[0].click().run()
+        assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def started(at: AppTest) -> int:
+    return int(at.text[-1].value.split()[-1])
+
+
+def test_on_a_laptop_heavy_clicks_stop_at_the_limit_with_when_to_try_again(monkeypatch):
+    at = click(clicks_app(monkeypatch, limit="3"), 3)
+    assert started(at) == 3 and not at.warning
+    click(at, 1)
+    assert started(at) == 3  # the fourth did not start
+    (warning,) = at.warning
+    assert "Not now: try again in" in warning.value and "Heavy work did not start" in warning.value
+    seconds = int(warning.value.split("try again in ")[1].split()[0])
+    assert 1 <= seconds <= 60
+
+
+def test_a_minute_later_the_session_may_again(monkeypatch):
+    import time
+
+    at = click(clicks_app(monkeypatch, limit="2"), 3)
+    assert started(at) == 2
+    past = time.time() - room.WINDOW_SECONDS - 1  # as if the two had been a minute ago
+    at.session_state[room.CLICKS_KEY] = [past, past]
+    click(at, 1)
+    assert started(at) == 3 and not at.warning
+
+
+def test_the_rooms_instructor_is_not_limited(monkeypatch):
+    at = click(clicks_app(monkeypatch, token=TOKEN, link=TOKEN, limit="2", shared=True), 5)
+    assert started(at) == 5 and not at.warning and not at.info
+
+
+def test_in_a_room_an_attendee_is_limited_on_their_own_heavy_work_and_asks_for_shared(
+    monkeypatch,
+):
+    at = click(clicks_app(monkeypatch, token=TOKEN, limit="2"), 3)
+    assert started(at) == 2 and len(at.warning) == 1
+    at = click(clicks_app(monkeypatch, token=TOKEN, limit="2", shared=True), 1)
+    assert started(at) == 0 and any("Ask the instructor" in i.value for i in at.info)
+
+
+def test_a_page_button_counts_against_the_limit_and_a_refused_click_queues_nothing(
+    pg_url, monkeypatch, db
+):
+    monkeypatch.setenv(room.LIMIT_ENV, "1")
+    at = tuning_page(pg_url, monkeypatch, None)
+    prepare_button(at).click().run()
+    job = size_jobs.live(db, N)
+    assert job is not None
+    queue.cancel(db, job.id)
+    assert queue.wait(db, job.job, timeout=120).state == "cancelled"
+    at.run()
+    prepare_button(at).click().run()
+    assert any("Not now: try again in" in w.value for w in at.warning)
+    assert size_jobs.live(db, N) is None

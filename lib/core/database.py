@@ -45,6 +45,16 @@ _CONF_MARKER = "# pgvector lab settings"
 
 Setting = str | int | float | bool
 
+# The pool's size: the connections the server accepts (max_connections, less the slots kept for
+# superusers and reserved_connections, less SPARE_CONNECTIONS for psql, `make prepare` and an
+# admin), shared by the app processes on it (PROCESSES_ENV: `make workshop` and the compose
+# file set it), less the connections each process opens outside its pool (OWN_CONNECTIONS: the
+# job queue's two lane locks, the embedding lock, a probe); then clamped to POOL_SIZES.
+PROCESSES_ENV = "LAB_PROCESSES"
+SPARE_CONNECTIONS = 5
+OWN_CONNECTIONS = 4
+POOL_SIZES = (2, 16)
+
 FIRST_WAIT = 2.0  # seconds to wait for a pooled connection before probing the server
 POOL_TIMEOUT = 20.0  # then, with the server answering, how much longer a busy pool may take
 REVIVE_SECONDS = 10.0  # at most one restart of the embedded server in this time
@@ -59,6 +69,61 @@ class DatabaseUnavailable(Exception):
         super().__init__(f"{problem}\n\nHow to fix: {fix}")
         self.problem = problem
         self.fix = fix
+
+
+class DatabaseBusy(DatabaseUnavailable):
+    """The server answers but takes no more connections now (SQLSTATE 53300, "too many
+    clients"), or every pooled connection stayed busy. Not an outage: nothing is closed, and
+    the next click may go through."""
+
+    HEADLINE = "The database is busy, try again in a moment."
+
+    def __init__(self, location: str, detail: str):
+        self.detail = f"{location}: {detail}"
+        super().__init__(
+            f"{self.HEADLINE} {self.detail}",
+            "click again in a moment; nothing needs restarting. If it keeps happening, the room "
+            "uses more connections than the server allows: raise its max_connections, or run "
+            f"fewer app processes ({PROCESSES_ENV} tells each how many share it).",
+        )
+
+
+def too_many_clients(e: BaseException) -> bool:
+    """True when `e` is the server refusing a connection because all its slots are taken
+    (SQLSTATE 53300). A refused connection carries no SQLSTATE in psycopg, so the server's
+    (English) message is read too."""
+    if isinstance(e, psycopg.errors.TooManyConnections):
+        return True
+    if not isinstance(e, psycopg.OperationalError):
+        return False
+    return e.sqlstate == "53300" or bool(_TOO_MANY.search(str(e)))
+
+
+_TOO_MANY = re.compile(
+    r"too many clients|too many connections|remaining connection slots are reserved"
+)
+
+
+def processes_sharing() -> int:
+    """How many app processes share the server (PROCESSES_ENV, default 1)."""
+    value = os.environ.get(PROCESSES_ENV, "").strip() or "1"
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(
+            f"{PROCESSES_ENV} must be a whole number of processes, 1 or more: {value!r}"
+        )
+    return n
+
+
+def pool_size(max_connections: int, reserved: int, processes: int) -> int:
+    """The pool of one of `processes` app processes on a server that accepts `max_connections`,
+    `reserved` of them kept for superusers (and reserved_connections)."""
+    usable = max_connections - reserved - SPARE_CONNECTIONS
+    low, high = POOL_SIZES
+    return max(low, min(high, usable // max(1, processes) - OWN_CONNECTIONS))
 
 
 class DataDirectoryMismatch(DatabaseUnavailable):
@@ -197,12 +262,19 @@ def check_data_directory(pgdata: Path = DEFAULT_PGDATA) -> None:
         raise DataDirectoryMismatch(pgdata, found, bundled)
 
 
-def _ensure_extension(conninfo: str) -> None:
+def _ensure_extension(conninfo: str) -> tuple[int, int]:
+    """Create or update pgvector; return the server's max_connections and the slots it keeps
+    (superuser_reserved_connections + reserved_connections)."""
     with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
+        limits = conn.execute(
+            "SELECT current_setting('max_connections')::int,"
+            " current_setting('superuser_reserved_connections')::int"
+            " + coalesce(current_setting('reserved_connections', true), '0')::int"
+        ).fetchone()
         have = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone()
         if have:
             _update_extension(conn)
-            return
+            return limits
         try:
             conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
         except psycopg.errors.FeatureNotSupported as e:
@@ -216,6 +288,7 @@ def _ensure_extension(conninfo: str) -> None:
                 "The extension `vector` is missing and this user may not create it.",
                 "ask the server's owner to run `CREATE EXTENSION vector;` in this database.",
             ) from e
+        return limits
 
 
 def _update_extension(conn: psycopg.Connection) -> None:
@@ -250,22 +323,36 @@ class Database:
         *,
         kind: str,
         location: str,
-        max_size: int = 16,
+        max_size: int | None = None,
+        processes: int | None = None,
         revive: Callable[[], None] | None = None,
+        data_directory: Path | None = None,
     ):
+        """`max_size` None: the pool is sized from the server's max_connections, shared by
+        `processes` app processes (None: PROCESSES_ENV, default 1)."""
         self.conninfo = conninfo
-        self.max_size = max_size
         self.kind = kind
         self.location = location
+        self.data_directory = data_directory  # an embedded server's: its disk is this machine's
         try:
-            _ensure_extension(conninfo)
+            max_connections, reserved = _ensure_extension(conninfo)
         except psycopg.OperationalError as e:
+            if too_many_clients(e):
+                raise DatabaseBusy(location, str(e).strip().splitlines()[-1]) from e
             raise DatabaseUnavailable(
                 f"Cannot connect to {location}: {str(e).strip()}",
                 "check that the server is running and DATABASE_URL is right "
                 "(`docker compose up -d` starts the bundled one), "
                 "or unset DATABASE_URL to use the embedded server.",
             ) from e
+        if max_size is None:
+            processes = processes or processes_sharing()
+            max_size = pool_size(max_connections, reserved, processes)
+            log.info(
+                "pool of %d connections: max_connections %d, %d reserved, %d process(es)",
+                max_size, max_connections, reserved, processes,
+            )  # fmt: skip
+        self.max_size = max_size
         self._revive = revive
         self._state_lock = threading.Lock()
         self._down: str | None = None  # why the server is taken to be away, while it is
@@ -346,13 +433,17 @@ class Database:
                 _close_in_background(self.pool)
         return self._unavailable()
 
-    def _probe(self) -> bool:
+    def _busy(self, detail: str) -> DatabaseBusy:
+        return DatabaseBusy(self.location, detail)
+
+    def _probe(self) -> str:
+        """ "up", "busy" (it answers, but refuses a connection: too many clients) or "down"."""
         try:
             with psycopg.connect(self.conninfo, autocommit=True, connect_timeout=3) as conn:
                 conn.execute("SELECT 1")
-            return True
-        except psycopg.Error:
-            return False
+            return "up"
+        except psycopg.Error as e:
+            return "busy" if too_many_clients(e) else "down"
 
     def _usable_pool(self) -> ConnectionPool:
         """The pool, or DatabaseUnavailable at once while the server is away."""
@@ -365,14 +456,14 @@ class Database:
             if now - self._last_probe < 1.0:
                 raise self._unavailable()
             self._last_probe = now
-            alive = self._probe()
+            alive = self._probe() != "down"  # a full server is back: the pool waits its turn
             if not alive and self._revive is not None and now - self._last_revive > REVIVE_SECONDS:
                 self._last_revive = now
                 try:
                     self._revive()
                 except Exception as e:  # the message on the page says what to do
                     log.warning("could not start the embedded server again: %s", e)
-                alive = self._probe()
+                alive = self._probe() != "down"
             if not alive:
                 raise self._unavailable()
             self.pool = self._new_pool()
@@ -385,15 +476,17 @@ class Database:
         try:
             return pool, pool.getconn(timeout=FIRST_WAIT)
         except PoolTimeout as e:
-            if not self._probe():  # not a busy pool: the server is away
+            state = self._probe()
+            if state == "busy":  # the server is full (53300): not an outage, keep the pool
+                raise self._busy("it takes no more connections now (too many clients)") from e
+            if state == "down":  # not a busy pool: the server is away
                 raise self._lost("it refuses new connections") from e
         try:
             return pool, pool.getconn(timeout=POOL_TIMEOUT)
         except PoolTimeout as e:
-            raise DatabaseUnavailable(
-                f"Every connection to {self.location} stayed busy for "
-                f"{FIRST_WAIT + POOL_TIMEOUT:.0f} s.",
-                "wait a moment and try again; if it persists, the server is overloaded.",
+            raise self._busy(
+                f"all {self.max_size} of this process's connections stayed busy for "
+                f"{FIRST_WAIT + POOL_TIMEOUT:.0f} s"
             ) from e
 
     @property
@@ -473,6 +566,8 @@ def _close_in_background(pool: ConnectionPool) -> None:
 def connection_lost(e: psycopg.OperationalError) -> bool:
     """True when `e` means the connection or the server went away (not, say, a query
     cancelled by statement_timeout, which is an OperationalError too)."""
+    if too_many_clients(e):
+        return False
     state = e.sqlstate
     return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
 
@@ -495,6 +590,7 @@ def open_database(url: str | None = None, *, pgdata: Path | None = None) -> Data
         kind="embedded",
         location=f"embedded PostgreSQL in {data_dir}",
         revive=lambda: revive_embedded(data_dir),
+        data_directory=Path(data_dir),
     )
 
 

@@ -279,14 +279,23 @@ def ensure_table(db: Database) -> None:
     db.ensure("lab_jobs", DDL)
 
 
-def request(db: Database, kind: str, key: dict, lane: str, table_name: str | None = None) -> Job:
-    """The live job of (kind, key), or a new one queued in `lane`."""
+def request(
+    db: Database,
+    kind: str,
+    key: dict,
+    lane: str,
+    table_name: str | None = None,
+    facts: dict | None = None,
+) -> Job:
+    """The live job of (kind, key), or a new one queued in `lane` with `facts` recorded from
+    the start (such as the disk it will take, `disk_bytes`, which `pending_disk_bytes` adds)."""
     ensure_table(db)
     for _ in range(5):
         row = db.fetchone(
-            f"INSERT INTO lab_jobs (kind, key, lane, table_name) VALUES (%s, %s, %s, %s)"
+            f"INSERT INTO lab_jobs (kind, key, lane, table_name, facts)"
+            f" VALUES (%s, %s, %s, %s, %s)"
             f" ON CONFLICT (kind, key) WHERE {LIVE} DO NOTHING RETURNING {COLUMNS}",
-            (kind, Jsonb(key), lane, table_name),
+            (kind, Jsonb(key), lane, table_name, Jsonb(facts or {})),
         )
         if row is None:
             row = db.fetchone(
@@ -297,6 +306,19 @@ def request(db: Database, kind: str, key: dict, lane: str, table_name: str | Non
             _wake.set()
             return _job(row)
     raise RuntimeError(f"could not queue a {kind} job")  # pragma: no cover
+
+
+def pending_disk_bytes(db: Database, *, besides: tuple[str, dict] | None = None) -> int:
+    """The disk the live jobs said they will take (their `disk_bytes` fact), in every process,
+    leaving out the job of `besides` (kind, key) if it is live."""
+    ensure_table(db)
+    kind, key = besides or ("", {})
+    row = db.fetchone(
+        "SELECT coalesce(sum((facts->>'disk_bytes')::bigint), 0) FROM lab_jobs"
+        f" WHERE {LIVE} AND NOT (kind = %s AND key = %s)",
+        (kind, Jsonb(key)),
+    )
+    return int(row[0]) if row else 0
 
 
 def get(db: Database, job_id: int) -> Job | None:

@@ -259,3 +259,36 @@ def drop_copies(db: Database, n: int | None = None) -> list[str]:
             conn.execute("DELETE FROM tuning_indexes WHERE table_name = %s", (name,))
             conn.execute("DELETE FROM tuning_copies WHERE table_name = %s", (name,))
     return names
+
+
+class Busy(RuntimeError):
+    """The copy is being built (or dropped) right now; the message says so."""
+
+    shown_as_is = True
+
+
+def drop_config(db: Database, place: Placement) -> list[str]:
+    """Drop a pinned configuration for everyone: its index on its copy, and the copy itself
+    once no other configuration's index is on it, with their records; what was dropped. Never
+    the recall table's own index. Busy, without waiting, while a build holds the copy."""
+    if not place.is_copy:
+        raise ValueError(f"{place.index} is the recall table's own index: it is not dropped here")
+    ensure_tables(db)
+    dropped = []
+    with db.transaction() as conn:
+        got = conn.execute(
+            "SELECT pg_try_advisory_xact_lock(hashtext(%s))", (place.table,)
+        ).fetchone()
+        if not (got and got[0]):
+            raise Busy(f"{place.table} is being built right now: drop it once that is done.")
+        conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(place.index)))
+        conn.execute("DELETE FROM tuning_indexes WHERE index_name = %s", (place.index,))
+        dropped.append(place.index)
+        others = conn.execute(
+            "SELECT count(*) FROM tuning_indexes WHERE table_name = %s", (place.table,)
+        ).fetchone()
+        if not (others and others[0]):
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(place.table)))
+            conn.execute("DELETE FROM tuning_copies WHERE table_name = %s", (place.table,))
+            dropped.append(place.table)
+    return dropped

@@ -10,8 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
+from lib.core import jobs
 from lib.core.database import Database
 from lib.dataset.recall_tables import ensure_meta
+
+# The largest table a page, a job or a command line builds (make prepare's largest is 500,000):
+# a room shares one machine. Checked when a size is typed and again when its job is queued.
+MAX_BUILD_ROWS = 2_000_000
+DISK_SPARE = 1.2  # a build must leave a fifth of what it needs free on the database's disk
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,11 @@ def table_bytes(n: int, dimension: int) -> int:
     return int(n * (24 + 4 + 4 + 8 + 4 * dimension + 4) * 1.08)
 
 
+def disk_bytes(n: int, dimension: int, m: int = 16) -> int:
+    """What building n rows and their HNSW index takes on disk: the table and the graph."""
+    return table_bytes(n, dimension) + graph_bytes(n, dimension, m)
+
+
 def memory_available() -> int | None:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -49,14 +60,57 @@ def memory_available() -> int | None:
 
 
 def disk_available(db: Database) -> int | None:
-    """Free disk under the embedded server's data directory (None for a remote server)."""
-    if db.kind != "embedded":
+    """Free disk under the embedded server's data directory; None when it cannot be read (a
+    server on another machine, through DATABASE_URL): then only MAX_BUILD_ROWS holds."""
+    if db.kind != "embedded" or db.data_directory is None:
         return None
-    path = db.location.removeprefix("embedded PostgreSQL in ").strip()
     try:
-        return shutil.disk_usage(path).free
+        return shutil.disk_usage(db.data_directory).free
     except OSError:
         return None
+
+
+class SizeRefused(ValueError):
+    """A build refused when it is queued: more rows than MAX_BUILD_ROWS, or more disk than the
+    database's machine has free once the jobs already queued have taken theirs. The message
+    says why, with the figures, to be shown as plain text."""
+
+    shown_as_is = True
+
+
+def check_queued(
+    db: Database,
+    n: int,
+    dimension: int,
+    *,
+    kind: str,
+    key: dict,
+    what: str,
+    m: int = 16,
+    disk: bool = True,
+) -> dict:
+    """Refuse (SizeRefused) to queue `what`, a build of n rows, past MAX_BUILD_ROWS or past
+    the free disk (when it can be read) less what the live jobs will take; else the facts to
+    queue it with (`disk_bytes`, what it will take). `disk` False: it writes nothing (a sweep)."""
+    if n > MAX_BUILD_ROWS:
+        raise SizeRefused(
+            f"{what}: {n:,} rows is more than this lab builds ({MAX_BUILD_ROWS:,} rows at most; "
+            "a room shares one machine)."
+        )
+    if not disk:
+        return {}
+    need = disk_bytes(n, dimension, m)
+    free = disk_available(db)
+    if free is not None:
+        pending = jobs.pending_disk_bytes(db, besides=(kind, key))
+        if (need + pending) * DISK_SPARE > free:
+            queued = f", the jobs already queued about {_size(pending)}," if pending else ""
+            raise SizeRefused(
+                f"{what} needs about {_size(need)} of disk (table and index){queued} and the "
+                f"database's disk has {_size(free)} free (a fifth is kept spare). Build a "
+                "smaller size, or wait for the queue to finish."
+            )
+    return {"disk_bytes": need}
 
 
 MIN_ROWS, MAX_ROWS = 100, 2_000_000_000
@@ -109,10 +163,15 @@ def plan_size(
             f"{_size(gb)} in memory while it is built; this machine has {_size(memory)} free, "
             f"and at most half of it may go to one build."
         )
-    elif disk is not None and (tb + gb) * 1.2 > disk:
+    elif disk is not None and (tb + gb) * DISK_SPARE > disk:
         reason = (
             f"{n:,} rows of {dimension} dimensions need about {_size(tb)} of table and "
             f"{_size(gb)} of index on disk; the database's disk has {_size(disk)} free."
+        )
+    elif n > MAX_BUILD_ROWS:
+        reason = (
+            f"{n:,} rows is more than this lab builds: {MAX_BUILD_ROWS:,} rows at most "
+            "(a room shares one machine)."
         )
     return SizePlan(
         n, dimension, tb, gb, int(mwm // 1024**2), memory, disk, ok=not reason, reason=reason
@@ -145,10 +204,16 @@ def describe_plan(plan: SizePlan, seconds: float | None) -> str:
         if seconds and seconds >= 90
         else (f" Roughly {seconds:.0f} s to load and index here." if seconds else "")
     )
+    disk = (
+        f" The database's disk has {_size(plan.disk_available)} free."
+        if plan.disk_available is not None
+        else " The database's free disk cannot be read (a server on another machine): only "
+        f"the cap of {MAX_BUILD_ROWS:,} rows is checked."
+    )
     return (
         f"{plan.n:,} rows: a table of about {_size(plan.table_bytes)}, and an HNSW graph of "
         f"about {_size(plan.graph_bytes)} in memory while it is built "
-        f"(maintenance_work_mem {plan.maintenance_work_mem_mb:,} MB).{when}"
+        f"(maintenance_work_mem {plan.maintenance_work_mem_mb:,} MB).{disk}{when}"
     )
 
 

@@ -49,14 +49,14 @@ class TextSource:
     """Where full-text search reads: a table, its key, and a tsvector column or a text
     column (turned into one per row with to_tsvector('english', …))."""
 
-    schema: str
+    schema: str | None  # None: a table of the lab's (see lib.harness.recall.Target.name)
     table: str
     key: str
     column: str
     is_tsvector: bool
 
     def name(self) -> sql.Composable:
-        return ident(self.table) if self.schema == "public" else ident(self.schema, self.table)
+        return ident(self.table) if self.schema is None else ident(self.schema, self.table)
 
     def vector(self) -> sql.Composable:
         if self.is_tsvector:
@@ -66,7 +66,7 @@ class TextSource:
 
 def lab_text_source(table: str) -> TextSource:
     """A size's text table (lib/dataset/text_tables.py): its generated tsvector."""
-    return TextSource("public", table, "id", "body_tsv", True)
+    return TextSource(None, table, "id", "body_tsv", True)
 
 
 def any_word(text: str) -> str:

@@ -45,7 +45,7 @@ class HarnessError(Exception):
 class Target:
     """Which column to search, how rows are identified, and with which operator."""
 
-    schema: str
+    schema: str | None  # None: a table of the lab's, in the schema the lab creates its tables in
     table: str
     column: str = "embedding"
     key: str = "id"  # a unique column, or "ctid" when the table has none
@@ -62,8 +62,11 @@ class Target:
         return self.name().as_string()
 
     def name(self) -> sql.Composable:
-        """The table's name as a learner types it (schema shown unless it is public)."""
-        return ident(self.table) if self.schema == "public" else ident(self.schema, self.table)
+        """The table's name as a learner types it. A table of the learner's own is always
+        schema-qualified, so that no search_path sends the query to another table of that
+        name; the lab's own tables are named as the lab created them (the first schema of the
+        search_path)."""
+        return ident(self.table) if self.schema is None else ident(self.schema, self.table)
 
     def query(self, *, with_distance: bool = False) -> sql.Composed:
         """The k-nearest query: $1 is the query vector, $2 is k (sent and shown as is)."""
@@ -433,4 +436,4 @@ def knobs_for(kind: str, *, ef_search: int = 40, probes: int = 1) -> dict[str, S
 
 
 def generated_target(table: str) -> Target:
-    return Target("public", table)
+    return Target(None, table)

@@ -17,7 +17,7 @@ from lib.core import jobs
 from lib.core.database import Database
 from lib.core.jobs import Progress
 from lib.core.vectors import duration
-from lib.dataset import builds, recall_tables
+from lib.dataset import builds, recall_tables, sizing
 from lib.dataset.index_specs import IndexSpec
 from lib.dataset.passages import GENERATOR_FIT_ROWS, Dataset
 from lib.harness import truths
@@ -70,7 +70,11 @@ def request(db: Database, ds: Dataset, n: int, spec: IndexSpec | None = None) ->
     spec = (spec or IndexSpec()).resolved(n)
     spec.check()
     table = recall_tables.table_name(n, ds.dimension)
-    return Job(jobs.request(db, KIND, _key(spec, n), lane_of(n), table))
+    key = _key(spec, n)
+    facts = sizing.check_queued(
+        db, n, ds.dimension, kind=KIND, key=key, what=f"The {n:,}-row table", m=spec.m
+    )  # SizeRefused past the cap or the free disk
+    return Job(jobs.request(db, KIND, key, lane_of(n), table, facts))
 
 
 def position(db: Database, job: Job) -> int:

@@ -1,17 +1,27 @@
 """The shared database for every page, and the check each page makes before it uses it: the
 server answers, and this user may create the lab's tables (else one clear message with the
-fix, and the page stops)."""
+fix, and the page stops). Progress displays that read the database every second use
+`progress_fragment`, which shows a server that is away or busy as a plain message."""
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 from psycopg import sql
 
 from lib.core import data_directory
-from lib.core.database import Database, DatabaseUnavailable, DataDirectoryMismatch, open_database
+from lib.core.database import (
+    Database,
+    DatabaseBusy,
+    DatabaseUnavailable,
+    DataDirectoryMismatch,
+    open_database,
+)
 from lib.ui.text import plain
 
 
@@ -37,8 +47,7 @@ def database(*, creates_tables: bool = True) -> Database:
             _require_create(db)
         return db
     except DatabaseUnavailable as e:
-        st.error(f"**PostgreSQL is not available.** {plain(e.problem)}", icon=":material/error:")
-        st.info(f"**How to fix:** {e.fix}")
+        show_unavailable(e)
         if isinstance(e, DataDirectoryMismatch):
             st.button(
                 f"Move {e.pgdata.name} aside and start an empty PostgreSQL {e.bundled}",
@@ -48,6 +57,38 @@ def database(*, creates_tables: bool = True) -> Database:
                 help="Renames the directory (nothing is deleted); the lab rebuilds its tables.",
             )
         st.stop()
+
+
+def show_unavailable(e: DatabaseUnavailable, *, compact: bool = False) -> None:
+    """Say that the server is away (or busy: SQLSTATE 53300, a full pool), as plain text, with
+    the fix; `compact` for a place that tries again by itself (a progress display)."""
+    if isinstance(e, DatabaseBusy):
+        st.warning(f"**{e.HEADLINE}** {plain(e.detail)}", icon=":material/hourglass_top:")
+    else:
+        st.error(f"**PostgreSQL is not available.** {plain(e.problem)}", icon=":material/error:")
+    if compact:
+        st.caption("This display tries again every second; the work itself goes on in the queue.")
+    else:
+        st.info(f"**How to fix:** {e.fix}")
+
+
+def progress_fragment(run_every: float = 1.0) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`st.fragment(run_every=...)` for a display that reads the database at every tick: a
+    server that went away or is busy shows as one plain message (show_unavailable), not an
+    exception box, and the next tick tries again."""
+
+    def wrap(func: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(func)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return func(*args, **kwargs)
+            except DatabaseUnavailable as e:
+                show_unavailable(e, compact=True)
+                return None
+
+        return st.fragment(guarded, run_every=run_every)
+
+    return wrap
 
 
 @st.cache_data(ttl=10, show_spinner=False)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from lib.core.database import DatabaseUnavailable
+from lib.core.database import DatabaseBusy, DatabaseUnavailable
 from lib.core.embeddings import voyage
 from lib.core.embeddings.registry import default_model_name
 from lib.ui import resources, st_internals, text
@@ -132,6 +132,9 @@ def _served_by(name: str) -> str:
 def _server_facts() -> None:
     try:
         info = shared_database().info()
+    except DatabaseBusy as e:
+        st.warning(f"{e.HEADLINE} {text.plain(e.detail)}")
+        return
     except DatabaseUnavailable as e:
         st.error(f"PostgreSQL unavailable: {text.plain(e.problem)}")
         return

@@ -2,18 +2,33 @@
 a configuration, running the evals, cancelling a job). On a laptop, with no
 LAB_INSTRUCTOR_TOKEN, everyone may. In a room (`make workshop` sets a token), only a session
 that opened the instructor link (`?instructor=<token>`); attendees use what is prepared and
-are told to ask the instructor for the rest."""
+are told to ask the instructor for the rest.
+
+Every session but a room's instructor may also start only so many pieces of such work a
+minute (LIMIT_ENV, default DEFAULT_PER_MINUTE), on a laptop too: the limit protects the
+machine, whoever clicks (the design's "limits hold even without the token")."""
 
 from __future__ import annotations
 
 import hmac
 import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
 
 import streamlit as st
+
+from lib.dataset.sizing import SizeRefused
+from lib.ui.text import plain
 
 TOKEN_ENV = "LAB_INSTRUCTOR_TOKEN"
 PARAM = "instructor"
 _KEY = "_lab_instructor"
+LIMIT_ENV = "LAB_EXPENSIVE_PER_MINUTE"
+DEFAULT_PER_MINUTE = 6
+WINDOW_SECONDS = 60.0
+CLICKS_KEY = "_lab_expensive_clicks"  # when this session started shared work (time.time())
 
 
 def in_a_room() -> bool:
@@ -38,14 +53,53 @@ def instructor() -> bool:
     return False
 
 
-def may(action: str) -> bool:
-    """True when this session may start `action`; otherwise a message on the page says whom
-    to ask, and nothing starts."""
-    if instructor():
-        return True
-    st.info(
-        f"**Ask the instructor.** {action} is shared work that the whole room pays for, so in "
-        "this workshop the instructor starts it. Everything already prepared is yours to use.",
-        icon=":material/school:",
-    )
-    return False
+def per_minute() -> int:
+    """How many pieces of shared work a session may start a minute (LIMIT_ENV)."""
+    value = os.environ.get(LIMIT_ENV, "").strip()
+    try:
+        return max(1, int(value)) if value else DEFAULT_PER_MINUTE
+    except ValueError:
+        return DEFAULT_PER_MINUTE
+
+
+def may(action: str, *, shared: bool = True) -> bool:
+    """True when this session may start `action` now (and the start is counted); otherwise a
+    message on the page says whom to ask, or when to try again, and nothing starts. `shared`
+    work (a build, a job in the queue) is the instructor's in a room; other heavy work (exact
+    scans of one's own table, a measurement run again) is anyone's, within the limit."""
+    if shared and not instructor():
+        st.info(
+            f"**Ask the instructor.** {plain(action)} is shared work that the whole room pays "
+            "for, so in this workshop the instructor starts it. Everything already prepared is "
+            "yours to use.",
+            icon=":material/school:",
+        )
+        return False
+    if in_a_room() and instructor():
+        return True  # the room's work is the instructor's to start, as often as it takes
+    now = time.time()
+    recent = [t for t in st.session_state.get(CLICKS_KEY, []) if now - t < WINDOW_SECONDS]
+    limit = per_minute()
+    if len(recent) >= limit:
+        st.session_state[CLICKS_KEY] = recent
+        again = recent[-limit] + WINDOW_SECONDS
+        st.warning(
+            f"**Not now: try again in {max(1, round(again - now))} s** (at "
+            f"{datetime.fromtimestamp(again):%H:%M:%S}). This session started {len(recent)} "
+            f"pieces of heavy work in the last minute, and {limit} a minute is the limit "
+            f"({LIMIT_ENV}), which keeps the machine answering. {plain(action)} did not start.",
+            icon=":material/timer:",
+        )
+        return False
+    st.session_state[CLICKS_KEY] = [*recent, now]
+    return True
+
+
+@contextmanager
+def refusals() -> Iterator[None]:
+    """Around queueing a build: a size or disk refusal (SizeRefused, checked again when the
+    job is queued, whatever the widget allowed) is shown as plain text, and nothing is queued."""
+    try:
+        yield
+    except SizeRefused as e:
+        st.error(f"**Refused.** {plain(str(e))}", icon=":material/block:")

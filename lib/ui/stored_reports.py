@@ -12,7 +12,7 @@ from lib.core.database import Database
 from lib.dataset.passages import Dataset
 from lib.harness import size_jobs
 from lib.harness.reports import MIN_QUERIES, Stored, Suite
-from lib.ui import resources, room, text
+from lib.ui import connection, resources, room, text
 
 PREPARE_N = 100_000
 
@@ -46,8 +46,9 @@ def pick_size(
         elif st.button(f"Prepare {n:,} rows", icon=":material/build:") and room.may(
             f"Preparing {n:,} rows"
         ):
-            size_jobs.request(db, ds, n)
-            st.rerun()
+            with room.refusals():
+                size_jobs.request(db, ds, n)
+                st.rerun()
         st.stop()
     default = PREPARE_N if PREPARE_N in ready else ready[-1]
     if st.session_state.get(key) not in ready:
@@ -73,7 +74,7 @@ def report_or_stop(
     if found is not None:
         return found
 
-    @st.fragment(run_every=1.0)
+    @connection.progress_fragment(run_every=1.0)
     def job_progress(job_id: int) -> None:
         job = suite.get(db, job_id)  # type: ignore[attr-defined]
         if job is None or not job.running:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from lib.core import jobs
 from lib.core.database import Database
 from lib.core.jobs import Progress
-from lib.dataset import builds, recall_tables
+from lib.dataset import builds, recall_tables, sizing
 from lib.dataset.passages import Dataset
 from lib.harness import truths
 from lib.harness.size_jobs import lane_of
@@ -37,7 +37,9 @@ get, last, live, wait = _reader.get, _reader.last, _reader.live, _reader.wait
 def request(db: Database, ds: Dataset, n: int) -> Job:
     """The live job preparing size `n`'s filtered table, or a new one in the queue."""
     table = tables.table_name(n, ds.dimension)
-    return Job(jobs.request(db, KIND, {"n": n}, lane_of(n), table))
+    what = f"The filtered table of {n:,} rows"
+    facts = sizing.check_queued(db, n, ds.dimension, kind=KIND, key={"n": n}, what=what)
+    return Job(jobs.request(db, KIND, {"n": n}, lane_of(n), table, facts))
 
 
 def progress(db: Database, job: Job) -> Progress:

@@ -215,7 +215,7 @@ def trap_cells(k: int, ef_search: int, max_scan_tuples: int) -> tuple[Cell, Cell
 def query_sql(table: str, cell: Cell) -> str:
     """The statement of `cell` on `table`: $1 the query vector, $2 k, $3 the filter's value,
     $4 the distance threshold (trap paths)."""
-    target = Target("public", table).filtered(cell.filter.column, cell.filter.value)
+    target = Target(None, table).filtered(cell.filter.column, cell.filter.value)
     if cell.path in ("hnsw", "planner"):
         return target.query(with_distance=True).as_string()
     t, column = ident(table), ident(cell.filter.column)
@@ -296,7 +296,7 @@ def truth(db: Database, ds: Dataset, table: FilteredTable, f: Filter) -> Answers
         stored = truths.load(db, table.name, table.built_at, key, TRUTH_K)
         if stored is not None:
             return stored
-        target = Target("public", table.name).filtered(f.column, f.value)
+        target = Target(None, table.name).filtered(f.column, f.value)
         answers = ground_truth(db, target, ds.queries, TRUTH_K)
         truths.store(db, table.name, table.built_at, key, TRUTH_K, answers)
     return answers

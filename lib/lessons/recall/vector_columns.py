@@ -124,7 +124,7 @@ def check_column(db: Database, col: VectorColumn, *, timeout_ms: int = 30_000) -
     from psycopg import sql
 
     settings = {**READ_ONLY, "statement_timeout": f"{timeout_ms}ms"}
-    ident = sql.SQL("{}.{}").format(sql.Identifier(col.schema), sql.Identifier(col.table))
+    ident = sql.Identifier(col.schema, col.table)  # qualified: no search_path redirects it
     c = sql.Identifier(col.column)
     dims = db.fetchall(
         sql.SQL(
@@ -199,7 +199,7 @@ def sample_queries(
     from psycopg import sql
 
     settings = {**READ_ONLY, "statement_timeout": f"{timeout_ms}ms"}
-    ident = sql.SQL("{}.{}").format(sql.Identifier(col.schema), sql.Identifier(col.table))
+    ident = sql.Identifier(col.schema, col.table)  # qualified: no search_path redirects it
     c = sql.Identifier(col.column)
     rows = db.fetchall(
         sql.SQL(

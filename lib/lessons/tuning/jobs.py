@@ -14,7 +14,7 @@ from __future__ import annotations
 from lib.core import jobs
 from lib.core.database import Database
 from lib.core.jobs import Progress
-from lib.dataset import builds, config_tables
+from lib.dataset import builds, config_tables, sizing
 from lib.dataset.index_configs import DEFAULT_OVERSAMPLE, Config, copy_table
 from lib.dataset.passages import Dataset
 from lib.dataset.recall_tables import table_status
@@ -56,7 +56,10 @@ def request_build(db: Database, ds: Dataset, n: int, config: Config) -> Job:
     config = config.resolved(n)
     config.check()
     table = copy_table(n, ds.dimension, config)
-    return Job(jobs.request(db, BUILD, _key(n, config, {}), lane_of(n), table))
+    key = _key(n, config, {})
+    what = f"{config.label()} for {n:,} rows"
+    facts = sizing.check_queued(db, n, ds.dimension, kind=BUILD, key=key, what=what)
+    return Job(jobs.request(db, BUILD, key, lane_of(n), table, facts))
 
 
 def sweep_params(config: Config, oversample: int | None = None) -> dict:
@@ -74,6 +77,8 @@ def request_sweep(
     config = config.resolved(n)
     config.check()
     key = _key(n, config, sweep_params(config, oversample))
+    what = f"Sweeping {config.label()} for {n:,} rows"
+    sizing.check_queued(db, n, ds.dimension, kind=SWEEP, key=key, what=what, disk=False)
     return Job(jobs.request(db, SWEEP, key, lane_of(n), copy_table(n, ds.dimension, config)))
 
 
