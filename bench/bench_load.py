@@ -85,7 +85,7 @@ MB_PER_SESSION = 15.0
 TARGET_SESSIONS, TARGET_THINK = 30, 3.0
 
 ES, DM, RS, FS = "Embedding space", "Distance metrics", "Recall at scale", "Filtered search"
-IT, EV = "Index tuning", "Evals"
+IT, EV, HS = "Index tuning", "Evals", "Hybrid search"
 CLASSIC_STEPS = [
     (ES, "page load"),
     (ES, "type a query"),
@@ -109,11 +109,18 @@ ROOM_STEPS = [
     (FS, "page load (20k rows)"),
     (FS, "switch scan mode"),
     (EV, "page load"),
+    (HS, "page load"),
+    (HS, "pick a labelled query"),
+    (HS, "move RRF's k"),
 ]
 PAGES = list(dict.fromkeys(p for p, _ in ROOM_STEPS))
 # Index tuning draws its frontier only for a prepared size (`make prepare`): without one the
 # action is skipped, not counted as an error, and the table shows no figure for it.
-UNPREPARED_SKIP = {(IT, "move the recall target"): "tuning_target"}
+UNPREPARED_SKIP = {
+    (IT, "move the recall target"): "tuning_target",
+    (HS, "pick a labelled query"): "hybrid_query",  # (a size with its hybrid report)
+    (HS, "move RRF's k"): "hybrid_k",
+}
 STEPS = ROOM_STEPS  # what the printing walks; --scenario classic sets CLASSIC_STEPS
 # Short queries an attendee might type: several sessions type the same ones (cache hits),
 # none types the same twice in a row.
@@ -284,6 +291,10 @@ class Attendee:
             return await s.set_widget("filtered_mode", self._other_option("filtered_mode"))
         if page == IT:
             return await s.set_widget("tuning_target", self._slider_value("tuning_target"))
+        if page == HS and action == "pick a labelled query":
+            return await s.set_widget("hybrid_query", self._other_option("hybrid_query"))
+        if page == HS:
+            return await s.set_widget("hybrid_k", self._slider_value("hybrid_k"))
         return await s.set_widget("recall_ef_search", self._slider_value("recall_ef_search"))
 
     async def _classic(self, page: str) -> RunResult:
@@ -313,10 +324,15 @@ class Attendee:
                 return value
 
     def _other_option(self, key: str) -> str:
-        """Any option of a segmented control but the one it shows."""
-        proto = self.session.widget(key).proto
-        options = [o.content for o in proto.options]
-        default = options[proto.default[0]] if proto.default else None
+        """Any option of a segmented control, a selectbox or a radio but the one it shows."""
+        widget = self.session.widget(key)
+        proto = widget.proto
+        if widget.kind == "button_group":
+            options = [o.content for o in proto.options]
+            default = options[proto.default[0]] if proto.default else None
+        else:
+            options = list(proto.options)
+            default = options[proto.default] if proto.HasField("default") else None
         shown = self.shown.get(key, default)
         self.shown[key] = self.rng.choice([o for o in options if o != shown] or options)
         return self.shown[key]

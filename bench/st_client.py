@@ -517,6 +517,12 @@ def widget_state(widget: Widget, value: Any) -> WidgetState:
         if unknown:
             raise ValueError(f"{widget.label!r} has no option {unknown[0]!r}; it has {options}")
         state.string_array_value.data.extend(chosen)
+    elif kind in ("selectbox", "radio"):  # sent as the option's text, as the page shows it
+        options = list(widget.proto.options)
+        chosen = options[value] if isinstance(value, int) else value
+        if chosen not in options:
+            raise ValueError(f"{widget.label!r} has no option {chosen!r}; it has {options}")
+        state.string_value = chosen
     elif kind == "checkbox":  # checkbox and toggle
         state.bool_value = bool(value)
     elif kind == "button":
