@@ -154,8 +154,11 @@ def main(argv: list[str] | None = None) -> int:
         out({"error": str(e)})
         return 1
     stop = threading.Event()
+    previous = None
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, lambda *_: (say("stopping after this batch…"), stop.set()))
+        previous = signal.signal(
+            signal.SIGINT, lambda *_: (say("stopping after this batch…"), stop.set())
+        )
     try:
         if args.dry_run:
             out(dry_run(db, args, say))
@@ -208,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         out({"error": str(e).strip()})
         return 1
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
         db.close()
 
 
