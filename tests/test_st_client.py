@@ -78,3 +78,23 @@ def test_page_opened_by_url_reruns_itself_and_a_page_change_gets_the_map_from_ca
     assert "Embedding space" in back_texts and captions[0] in back_texts
     assert back.bytes_received < typed.bytes_received - 10_000
     assert back_map == typed_map
+
+
+def test_a_selectbox_is_set_by_the_option_it_shows(app_url):
+    async def scenario():
+        async with StreamlitSession(app_url, timeout=120) as session:
+            await session.open("Embedding space")
+            picker = session.widget("_model_picker")
+            options = list(picker.proto.options)
+            other = next(o for o in options if o != options[picker.proto.default])
+            switched = await session.set_widget("_model_picker", other)
+            texts = session.texts()
+            shown = session.widget("_model_picker").proto
+            with pytest.raises(ValueError, match="has no option"):
+                await session.set_widget("_model_picker", "no such model")
+            return other, switched, texts, shown
+
+    other, switched, texts, shown = _run(scenario)
+    assert switched.status == "ok", switched.exceptions
+    assert list(shown.options)[shown.default] == other  # the page now shows it picked
+    assert any(other in t for t in texts)
