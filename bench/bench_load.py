@@ -7,6 +7,17 @@
     .venv/bin/python bench/bench_load.py --sessions 5 --duration 20 --baseline 10 --ttl 15
     .venv/bin/python bench/bench_load.py --scenario classic --no-per-page   # issue 8's run
     .venv/bin/python bench/bench_load.py --pages "Distance metrics" --no-mixed
+    make bench-load ARGS="--abuse --duration 90"      # the room under abuse (issue 21)
+
+`--abuse` replaces the runs below with two runs of the room under abuse, each on an app of
+its own: instructor mode (LAB_INSTRUCTOR_TOKEN set, no attendee has it), then laptop mode (no
+token). Of --sessions attendees, ABUSERS press every expensive button each page shows
+(prepare or build a size, rebuild the index with other parameters, pin and build Index
+tuning configurations, run the evals, measure recall on their own table, "Measure again"),
+type 10⁹ where a size can be typed and upload 20 MB files into Embedding space; the others
+click as the room scenario does. It prints the others' p50/p95, the lab_jobs rows created
+during the run by kind, the database's size before and after, the refusals the abusers got,
+and the verdicts; then it cancels the jobs the run left running.
 
 The room scenario (the default) plays an attendee who does not follow the script: a slider
 goes to any value its widget allows (its min, max and step read from the page's own delta
@@ -444,7 +455,7 @@ async def run_sessions(
 
 # ---- the room's abuse (issue 21): three attendees press every expensive button ------------
 
-ABUSERS = 3
+ABUSERS = 3  # --abusers
 HUGE_ROWS = "1,000,000,000"  # 10⁹, typed where a size can be typed
 UPLOAD_BYTES = 20_000_000  # 20 MB, under server.maxUploadSize (20 MiB)
 # Buttons that start heavy work (builds, rebuilds, sweeps, evals, scans, measurements).
@@ -693,7 +704,7 @@ async def abuse_run(url: str, server: Server, args: argparse.Namespace, pool: li
     attendees: list[Attendee] = []
     for i in range(args.sessions):
         kw = dict(steps=ROOM_STEPS, pool=pool)
-        if i < ABUSERS:
+        if i < args.abusers:
             attendees.append(
                 Abuser(i, url, args.timeout, random.Random(rng.random()), upload=upload, **kw)
             )
@@ -728,9 +739,10 @@ async def abuse_run(url: str, server: Server, args: argparse.Namespace, pool: li
     }
 
 
-def abuse_report(mode: str, figures: dict, p95_target: float) -> list[str]:
+def abuse_report(mode: str, figures: dict, p95_target: float, abusers: int) -> list[str]:
     """Print one abuse run's figures against its targets; the verdict lines, for the end."""
     run: Run = figures["run"]
+    ABUSERS = abusers  # noqa: N806 (the printout's wording)
     print()
     print(
         f"== room abuse, {mode}: {run.sessions} attendees × {run.duration:.0f} s, {ABUSERS} of "
@@ -746,6 +758,14 @@ def abuse_report(mode: str, figures: dict, p95_target: float) -> list[str]:
         f"{ms(p95)} ms, max {ms(max(done)) if done else 'n/a'} ms, errors "
         + (", ".join(f"{k} {v}" for k, v in errors.items()) or "none")
     )
+    for line in table(run):
+        print("    " + line)
+    slow = Counter((c.page, c.action) for c in run.abuse if c.result.seconds > 2.0)
+    if slow:
+        print(
+            "  the abusers' requests over 2 s: "
+            + ", ".join(f"{p} / {a} {k}" for (p, a), k in slow.most_common(6))
+        )
     abuse_errors = Counter(c.failure for c in run.abuse if c.failure and c.failure != "refused")
     crashes = Counter(
         m for c in run.abuse + others for m in c.result.exceptions if c.failure == "exception"
@@ -835,7 +855,9 @@ async def abuse_main(args: argparse.Namespace) -> None:
     pool = query_pool(args.pool, args.seed)
     verdicts_: list[str] = []
     token = os.environ.pop("LAB_INSTRUCTOR_TOKEN", None) or "bench-abuse-token"
-    for mode, env in (("instructor mode", {"LAB_INSTRUCTOR_TOKEN": token}), ("laptop mode", {})):
+    modes = [("instructor mode", {"LAB_INSTRUCTOR_TOKEN": token}), ("laptop mode", {})]
+    wanted = {m.strip() for m in args.modes.split(",")}
+    for mode, env in [(m, e) for m, e in modes if m.split()[0] in wanted]:
         log_path = Path(tempfile.mkdtemp(prefix="bench-abuse-")) / "streamlit.log"
         proc, url = start_app(args.ttl if args.ttl != 120 else None, log_path, env)
         try:
@@ -843,7 +865,7 @@ async def abuse_main(args: argparse.Namespace) -> None:
             print(f"\n{mode}: app {url} (log {log_path}); warming up…", flush=True)
             await warm_up(url, args.timeout)
             figures = await abuse_run(url, server, args, pool)
-            verdicts_ += abuse_report(mode, figures, args.p95_target)
+            verdicts_ += abuse_report(mode, figures, args.p95_target, args.abusers)
         finally:
             proc.terminate()
             try:
@@ -1395,6 +1417,14 @@ def main() -> None:
         action="store_true",
         help=f"the room under abuse instead: {ABUSERS} of --sessions press every expensive "
         "button, twice (instructor mode, then laptop mode)",
+    )
+    ap.add_argument(
+        "--abusers", type=int, default=ABUSERS, help="with --abuse: how many (0: a control run)"
+    )
+    ap.add_argument(
+        "--modes",
+        default="instructor,laptop",
+        help="with --abuse: which runs (instructor, laptop, or both, comma-separated)",
     )
     args = ap.parse_args()
     asyncio.run(abuse_main(args) if args.abuse else main_async(args))
