@@ -7,6 +7,17 @@
     .venv/bin/python bench/bench_load.py --sessions 5 --duration 20 --baseline 10 --ttl 15
     .venv/bin/python bench/bench_load.py --scenario classic --no-per-page   # issue 8's run
     .venv/bin/python bench/bench_load.py --pages "Distance metrics" --no-mixed
+    make bench-load ARGS="--abuse --duration 90"      # the room under abuse (issue 21)
+
+`--abuse` replaces the runs below with two runs of the room under abuse, each on an app of
+its own: instructor mode (LAB_INSTRUCTOR_TOKEN set, no attendee has it), then laptop mode (no
+token). Of --sessions attendees, ABUSERS press every expensive button each page shows
+(prepare or build a size, rebuild the index with other parameters, pin and build Index
+tuning configurations, run the evals, measure recall on their own table, "Measure again"),
+type 10⁹ where a size can be typed and upload 20 MB files into Embedding space; the others
+click as the room scenario does. It prints the others' p50/p95, the lab_jobs rows created
+during the run by kind, the database's size before and after, the refusals the abusers got,
+and the verdicts; then it cancels the jobs the run left running.
 
 The room scenario (the default) plays an attendee who does not follow the script: a slider
 goes to any value its widget allows (its min, max and step read from the page's own delta
@@ -58,6 +69,7 @@ import asyncio
 import math
 import os
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -193,6 +205,7 @@ class Run:
     reloads: int = 0
     steps: list[tuple[str, str]] = field(default_factory=lambda: ROOM_STEPS)
     page: str | None = None  # a run on one page alone
+    abuse: list[Click] = field(default_factory=list)  # the abusers' requests (--abuse)
 
 
 class Server:
@@ -438,6 +451,430 @@ async def run_sessions(
     await asyncio.sleep(3)  # the server's side of the closed websockets
     run.rss_after_close = server.rss()
     return run
+
+
+# ---- the room's abuse (issue 21): three attendees press every expensive button ------------
+
+ABUSERS = 3  # --abusers
+HUGE_ROWS = "1,000,000,000"  # 10⁹, typed where a size can be typed
+UPLOAD_BYTES = 20_000_000  # 20 MB, under server.maxUploadSize (20 MiB)
+# Buttons that start heavy work (builds, rebuilds, sweeps, evals, scans, measurements).
+EXPENSIVE = re.compile(
+    r"^(Prepare|Embed and build|Build|Rebuild|Sweep again|Measure|Run them|Try again|Pin it)"
+)
+REFUSALS = {  # what a page says when it starts nothing, as the abusers saw it
+    "ask the instructor": "Ask the instructor",
+    "clicks a minute": "Not now: try again in",
+    "refused (size, disk)": "Refused.",
+    "busy": "The database is busy",
+}
+ABUSE_ACTIONS = [
+    (RS, "type 10⁹ rows"),
+    (RS, "pick any size"),
+    (RS, "rebuild the index"),
+    (RS, "measure my own table"),
+    (IT, "pick any size"),
+    (IT, "pin and build configurations"),
+    (FS, "pick any size"),
+    (EV, "run the evals"),
+    (HS, "press what is there"),
+    (ES, "upload 20 MB"),
+]
+
+
+def bomb(size: int = UPLOAD_BYTES, seed: int = 0) -> bytes:
+    """A 20 MB "photo": a PNG header claiming 30,000 × 30,000 pixels, then noise."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", 30_000, 30_000, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    head = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk
+    head += struct.pack(">I", zlib.crc32(chunk))
+    return head + random.Random(seed).randbytes(size - len(head))
+
+
+@dataclass
+class Heavy:
+    """One press of an expensive button by an abuser, and what the page said."""
+
+    session: int
+    at: float
+    label: str
+    refusal: str | None  # a REFUSALS key, or None: nothing on the page refused it
+
+
+class Abuser(Attendee):
+    """An attendee who presses every expensive button on every page, types 10⁹ where a size
+    can be typed and uploads 20 MB files; clicks go to `run.abuse`, not `run.clicks`."""
+
+    def __init__(self, *args, upload: bytes, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.upload = upload
+        self.heavy: list[Heavy] = []
+        self.uploads: Counter = Counter()  # HTTP status of each upload's PUT
+
+    def _refusal(self) -> str | None:
+        texts = self.session.texts()
+        for name, marker in REFUSALS.items():
+            if any(marker in t for t in texts):
+                return name
+        return None
+
+    async def _press(self, widget, run: Run, page: str, action: str) -> None:
+        result = await self._timed(
+            page, action, self.session.set_widget(widget.key or widget.label, True)
+        )
+        run.abuse.append(Click(page, action, self.n, result))
+        if not widget.label.startswith("Pin it") and not (widget.key or "").startswith(
+            "tuning_pin_"
+        ):
+            self.heavy.append(Heavy(self.n, time.perf_counter(), widget.label, self._refusal()))
+
+    async def _timed(self, page: str, action: str, coro) -> RunResult:
+        t0 = time.perf_counter()
+        try:
+            return await coro
+        except LookupError as e:
+            return RunResult("widget_missing", time.perf_counter() - t0, exceptions=[str(e)])
+        except (ValueError, NotImplementedError) as e:  # an option the widget does not have
+            return RunResult("widget_missing", time.perf_counter() - t0, exceptions=[str(e)])
+        except OSError as e:
+            return RunResult("connect_failed", time.perf_counter() - t0, exceptions=[str(e)])
+
+    def _expensive(self) -> list:
+        return [
+            w
+            for w in self.session.widgets()
+            if w.kind == "button"
+            and not w.proto.disabled
+            and (EXPENSIVE.match(w.label) or (w.key or "").startswith("tuning_pin_"))
+        ]
+
+    async def _press_all(self, run: Run, page: str, action: str, limit: int = 4) -> None:
+        """Press the expensive buttons the page shows now (a few, in random order)."""
+        pressed: set[str] = set()
+        for _ in range(limit):
+            left = [w for w in self._expensive() if (w.key or w.label) not in pressed]
+            if not left:
+                return
+            w = self.rng.choice(left)
+            pressed.add(w.key or w.label)
+            await self._press(w, run, page, action)
+            await asyncio.sleep(self.rng.uniform(0.2, 0.6))
+
+    async def _set(self, run: Run, page: str, action: str, key: str, value) -> RunResult:
+        result = await self._timed(page, action, self.session.set_widget(key, value))
+        run.abuse.append(Click(page, action, self.n, result))
+        return result
+
+    async def abuse(self, run: Run, page: str, action: str) -> None:
+        s = self.session
+        result = await self._timed(page, "page load", s.open(page))
+        run.abuse.append(Click(page, "page load", self.n, result))
+        if result.status != "ok":
+            return
+        if action == "type 10⁹ rows":
+            await self._set(run, page, action, "recall_other_size", True)
+            await self._set(run, page, action, "recall_custom", HUGE_ROWS)
+            self.heavy.append(Heavy(self.n, time.perf_counter(), "10⁹ rows", self._refusal()))
+            await self._press_all(run, page, action)  # a "Build and measure" button, if any
+            await self._set(run, page, action, "recall_other_size", False)
+            return
+        elif action == "pick any size" and page == RS:
+            await self._set(run, page, action, "recall_size", self._slider_value("recall_size"))
+        elif action == "pick any size" and page == IT:
+            await self._set(run, page, action, "tuning_size", self._slider_value("tuning_size"))
+        elif action == "pick any size" and page == FS:
+            await self._set(run, page, action, "filtered_size", self._slider_value("filtered_size"))
+        elif action == "rebuild the index":
+            try:
+                s.fill("Index type", self.rng.choice(["hnsw", "ivfflat"]))
+                s.fill("m (HNSW)", self.rng.randint(2, 100))
+                s.fill("ef_construction (HNSW)", self.rng.randint(4, 1000))
+                s.fill("lists (IVFFlat)", self.rng.randint(1, 32768))
+            except LookupError:
+                pass
+        elif action == "measure my own table":
+            if any(w.key == "recall_own_column" for w in s.widgets()):
+                pick = self._other_option("recall_own_column")
+                await self._set(run, page, action, "recall_own_column", pick)
+        elif action == "pin and build configurations":
+            await self._set(run, page, action, "tuning_custom", True)
+            if any(w.key == "tuning_kind" for w in s.widgets()):
+                await self._set(run, page, action, "tuning_kind", self._other_option("tuning_kind"))
+                await self._set(run, page, action, "tuning_m", self.rng.randint(2, 100))
+                await self._set(run, page, action, "tuning_efc", self.rng.randint(4, 1000))
+        elif action == "upload 20 MB":
+            t0 = time.perf_counter()
+            try:
+                status, result = await s.upload("es_image", "huge.png", self.upload)
+            except LookupError as e:
+                status, result = 0, RunResult("widget_missing", 0.0, exceptions=[str(e)])
+            except Exception as e:  # an HTTP error talking to the upload route
+                status = 0
+                result = RunResult("connect_failed", time.perf_counter() - t0, exceptions=[repr(e)])
+            self.uploads[status] += 1
+            run.abuse.append(Click(page, action, self.n, result))
+            return
+        await self._press_all(run, page, action)
+
+    async def loop(self, run: Run, deadline: float, think: float) -> None:
+        try:
+            while time.perf_counter() < deadline:
+                for page, action in self.rng.sample(ABUSE_ACTIONS, len(ABUSE_ACTIONS)):
+                    if time.perf_counter() >= deadline:
+                        return
+                    await self.abuse(run, page, action)
+                    await asyncio.sleep(think * self.rng.uniform(0.2, 0.5))
+                    if self.session.disconnected:
+                        await self.session.close()
+                        self.shown = {}
+                        run.reloads += 1
+        finally:
+            await self.session.close()
+
+
+def job_counts(db, since_id: int) -> dict[str, Counter]:
+    """The lab_jobs rows created after `since_id`, by kind: created, started, and by state."""
+    rows = db.fetchall(
+        "SELECT kind, state, started_at IS NOT NULL FROM lab_jobs WHERE id > %s", (since_id,)
+    )
+    out: dict[str, Counter] = {}
+    for kind, state, started in rows:
+        c = out.setdefault(kind, Counter())
+        c["created"] += 1
+        c["started"] += bool(started)
+        c[state] += 1
+    return out
+
+
+def cancel_since(db, since_id: int, wait: float = 180.0) -> int:
+    """Cancel the jobs the run queued that still run, and wait for them to end."""
+    from lib.core import jobs
+
+    live = db.fetchall(f"SELECT id FROM lab_jobs WHERE id > %s AND {jobs.LIVE}", (since_id,))
+    for (job_id,) in live:
+        jobs.cancel(db, job_id)
+    deadline = time.perf_counter() + wait
+    while time.perf_counter() < deadline:
+        row = db.fetchone(
+            f"SELECT count(*) FROM lab_jobs WHERE id > %s AND {jobs.LIVE}", (since_id,)
+        )
+        if not row or not row[0]:
+            break
+        time.sleep(1)
+    return len(live)
+
+
+def database_bytes(db) -> int:
+    row = db.fetchone("SELECT pg_database_size(current_database())")
+    return int(row[0]) if row else 0
+
+
+def max_per_minute(heavy: list[Heavy]) -> tuple[int, list[str]]:
+    """The most heavy presses one session had accepted (nothing refused them) in any 60 s,
+    and what they were."""
+    best: list[Heavy] = []
+    for session in {h.session for h in heavy}:
+        mine = sorted(
+            (h for h in heavy if h.session == session and h.refusal is None), key=lambda h: h.at
+        )
+        for i, h in enumerate(mine):
+            window = [u for u in mine[i:] if u.at - h.at < 60.0]
+            if len(window) > len(best):
+                best = window
+    return len(best), [h.label for h in best]
+
+
+async def abuse_run(url: str, server: Server, args: argparse.Namespace, pool: list[str]) -> dict:
+    """--sessions attendees for --duration: ABUSERS of them abuse, the rest click as the room
+    scenario does. The figures, as a dict for `abuse_report`."""
+    from lib.core import jobs
+    from lib.core.database import open_database
+
+    db = open_database(os.environ.get("DATABASE_URL") or None)
+    jobs.ensure_table(db)
+    row = db.fetchone("SELECT coalesce(max(id), 0) FROM lab_jobs")
+    since = int(row[0]) if row else 0
+    disk_before = database_bytes(db)
+    run = Run("abuse", args.sessions, args.think, args.duration)
+    rng = random.Random(args.seed + 99)
+    upload = bomb(seed=args.seed)
+    attendees: list[Attendee] = []
+    for i in range(args.sessions):
+        kw = dict(steps=ROOM_STEPS, pool=pool)
+        if i < args.abusers:
+            attendees.append(
+                Abuser(i, url, args.timeout, random.Random(rng.random()), upload=upload, **kw)
+            )
+        else:
+            attendees.append(Attendee(i, url, args.timeout, random.Random(rng.random()), **kw))
+    run.start = server.usage()
+    t0 = time.perf_counter()
+    deadline = t0 + run.duration
+
+    async def staggered(i: int, a: Attendee) -> None:
+        await asyncio.sleep(args.ramp * i / max(1, run.sessions))
+        await a.loop(run, deadline, run.think)
+
+    await asyncio.gather(*(staggered(i, a) for i, a in enumerate(attendees)))
+    run.wall = time.perf_counter() - t0
+    run.end = server.usage()
+    counts = job_counts(db, since)
+    disk_after = database_bytes(db)
+    cancelled = cancel_since(db, since)
+    disk_cleaned = database_bytes(db)
+    db.close()
+    abusers = [a for a in attendees if isinstance(a, Abuser)]
+    alive = all(p.is_running() for p in server.procs)
+    return {
+        "run": run,
+        "jobs": counts,
+        "disk": (disk_before, disk_after, disk_cleaned),
+        "cancelled": cancelled,
+        "heavy": [h for a in abusers for h in a.heavy],
+        "uploads": sum((a.uploads for a in abusers), Counter()),
+        "alive": alive,
+    }
+
+
+def abuse_report(mode: str, figures: dict, p95_target: float, abusers: int) -> list[str]:
+    """Print one abuse run's figures against its targets; the verdict lines, for the end."""
+    run: Run = figures["run"]
+    ABUSERS = abusers  # noqa: N806 (the printout's wording)
+    print()
+    print(
+        f"== room abuse, {mode}: {run.sessions} attendees × {run.duration:.0f} s, {ABUSERS} of "
+        f"them pressing every expensive button"
+    )
+    others = run.clicks
+    done = [c.result.seconds for c in others if c.failure in (None, "exception")]
+    errors = Counter(c.failure for c in others if c.failure)
+    p50 = pct(done, 50) if done else float("inf")
+    p95 = pct(done, 95) if done else float("inf")
+    print(
+        f"  the other {run.sessions - ABUSERS}: {len(others)} clicks, p50 {ms(p50)} ms, p95 "
+        f"{ms(p95)} ms, max {ms(max(done)) if done else 'n/a'} ms, errors "
+        + (", ".join(f"{k} {v}" for k, v in errors.items()) or "none")
+    )
+    for line in table(run):
+        print("    " + line)
+    slow = Counter((c.page, c.action) for c in run.abuse if c.result.seconds > 2.0)
+    if slow:
+        print(
+            "  the abusers' requests over 2 s: "
+            + ", ".join(f"{p} / {a} {k}" for (p, a), k in slow.most_common(6))
+        )
+    abuse_errors = Counter(c.failure for c in run.abuse if c.failure and c.failure != "refused")
+    crashes = Counter(
+        m for c in run.abuse + others for m in c.result.exceptions if c.failure == "exception"
+    )
+    print(
+        f"  the {ABUSERS} abusers: {len(run.abuse)} requests, errors "
+        + (", ".join(f"{k} {v}" for k, v in abuse_errors.items()) or "none")
+    )
+    for m, k in crashes.most_common(3):
+        print(f"    {k}× exception on the page: {m[:150]}")
+    heavy = figures["heavy"]
+    refused = Counter(h.refusal or "not refused" for h in heavy)
+    print(
+        f"  their heavy presses: {len(heavy)} — "
+        + ", ".join(f"{k} {v}" for k, v in refused.most_common())
+    )
+    print(
+        "  uploads of 20 MB (HTTP status of the PUT): "
+        + (", ".join(f"{k} {v}" for k, v in sorted(figures["uploads"].items())) or "none")
+    )
+    jobs_ = figures["jobs"]
+    shared = {k: v for k, v in jobs_.items() if k != "own_recall"}
+    created = sum(v["created"] for v in jobs_.values())
+    print(
+        f"  jobs created during the run: {created}"
+        + "".join(
+            f"\n    {k}: {v['created']} created, {v['started']} started ("
+            + ", ".join(f"{s} {n}" for s, n in v.items() if s not in ("created", "started"))
+            + ")"
+            for k, v in sorted(jobs_.items())
+        )
+    )
+    print(f"  jobs still live at the end, cancelled by the benchmark: {figures['cancelled']}")
+    before, after, cleaned = figures["disk"]
+    print(
+        f"  database size: before {before / MB:,.0f} MB, after {after / MB:,.0f} MB "
+        f"({(after - before) / MB:+,.0f} MB), after the cancels {cleaned / MB:,.0f} MB"
+    )
+    if run.start and run.end:
+        cores = (run.end.at - run.start.at) or 1
+        busy = (run.end.machine_busy - run.start.machine_busy) / cores
+        print(f"  machine: {busy:.2f} of {psutil.cpu_count()} cores busy on average")
+    verdict = []
+
+    def ok(flag: bool) -> str:
+        return "meets" if flag else "MISSES"
+
+    no_crash = figures["alive"] and not crashes and not errors.get("disconnected")
+    if mode == "instructor mode":
+        shared_started = sum(v["started"] for v in shared.values())
+        own = jobs_.get("own_recall", Counter())
+        verdict.append(
+            f"{mode}: no shared job an attendee asked for starts: {shared_started} started — "
+            f"{ok(shared_started == 0)} (own-table recall, anyone's within the limit: "
+            f"{own['created']} created)"
+        )
+        verdict.append(
+            f"{mode}: the other {run.sessions - ABUSERS}'s p95 under {p95_target:g} s: "
+            f"{ms(p95)} ms — {ok(p95 < p95_target)}"
+        )
+    else:
+        worst, labels = max_per_minute(heavy)
+        huge = [h for h in heavy if h.label == "10⁹ rows"]
+        capped = all(h.refusal == "refused (size, disk)" for h in huge)
+        from lib.ui import room
+
+        limit = room.per_minute()
+        verdict.append(
+            f"{mode}: 10⁹ rows refused every time: {sum(h.refusal is not None for h in huge)} of "
+            f"{len(huge)} — {ok(capped)}"
+        )
+        verdict.append(
+            f"{mode}: heavy presses a session had accepted in any minute: at most {worst} "
+            f"(limit {limit}) — {ok(worst <= limit)}: " + "; ".join(labels)
+        )
+        verdict.append(f"{mode}: the other {run.sessions - ABUSERS}'s p95: {ms(p95)} ms (reported)")
+    verdict.append(
+        f"{mode}: nothing crashes (app alive, no exception on any page, no disconnect): "
+        + ok(no_crash)
+    )
+    return verdict
+
+
+async def abuse_main(args: argparse.Namespace) -> None:
+    """Two runs of the room under abuse: instructor mode (a token set, nobody has it) and
+    laptop mode (no token), each on a freshly started app."""
+    pool = query_pool(args.pool, args.seed)
+    verdicts_: list[str] = []
+    token = os.environ.pop("LAB_INSTRUCTOR_TOKEN", None) or "bench-abuse-token"
+    modes = [("instructor mode", {"LAB_INSTRUCTOR_TOKEN": token}), ("laptop mode", {})]
+    wanted = {m.strip() for m in args.modes.split(",")}
+    for mode, env in [(m, e) for m, e in modes if m.split()[0] in wanted]:
+        log_path = Path(tempfile.mkdtemp(prefix="bench-abuse-")) / "streamlit.log"
+        proc, url = start_app(args.ttl if args.ttl != 120 else None, log_path, env)
+        try:
+            server = Server([proc.pid], embedded_postgres_pid())
+            print(f"\n{mode}: app {url} (log {log_path}); warming up…", flush=True)
+            await warm_up(url, args.timeout)
+            figures = await abuse_run(url, server, args, pool)
+            verdicts_ += abuse_report(mode, figures, args.p95_target, args.abusers)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    print("\n== room abuse against the targets (issue 21), on this machine, in this run")
+    for line in verdicts_:
+        print("  " + line)
 
 
 # ---- warm-up, and the server's closed sessions -----------------------------------------
@@ -739,11 +1176,14 @@ def page_verdicts(
 # ---- the app -------------------------------------------------------------------------
 
 
-def start_app(ttl: int | None, log_path: Path) -> tuple[subprocess.Popen, str]:
+def start_app(
+    ttl: int | None, log_path: Path, extra_env: dict | None = None
+) -> tuple[subprocess.Popen, str]:
     """`streamlit run serve.py` as `make run` starts it, on a free port."""
     port = free_port()
     env = {
         **os.environ,
+        **(extra_env or {}),
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
@@ -972,8 +1412,22 @@ def main() -> None:
         default=LOAD_P95_S,
         help="seconds: 1.0 for one process (make run), 0.3 through make workshop",
     )
+    ap.add_argument(
+        "--abuse",
+        action="store_true",
+        help=f"the room under abuse instead: {ABUSERS} of --sessions press every expensive "
+        "button, twice (instructor mode, then laptop mode)",
+    )
+    ap.add_argument(
+        "--abusers", type=int, default=ABUSERS, help="with --abuse: how many (0: a control run)"
+    )
+    ap.add_argument(
+        "--modes",
+        default="instructor,laptop",
+        help="with --abuse: which runs (instructor, laptop, or both, comma-separated)",
+    )
     args = ap.parse_args()
-    asyncio.run(main_async(args))
+    asyncio.run(abuse_main(args) if args.abuse else main_async(args))
 
 
 if __name__ == "__main__":

@@ -45,6 +45,8 @@ from websockets.exceptions import ConnectionClosed
 STREAM_PATH = "_stcore/stream"
 XSRF_COOKIE = "_streamlit_xsrf"
 
+STATEFUL_BLOCKS = ("popover", "expandable")  # blocks that are widgets with on_change="rerun"
+
 FINISHED = {
     ForwardMsg.FINISHED_SUCCESSFULLY: "ok",
     ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY: "ok",
@@ -56,7 +58,7 @@ FINISHED = {
 class RunResult:
     """One request's run, as the browser would have seen it."""
 
-    status: str  # ok, compile_error, timeout, disconnected, page_not_found, cache_miss
+    status: str  # ok, compile_error, timeout, disconnected, page_not_found, cache_miss, refused
     seconds: float  # from sending the BackMsg to its script_finished (or the failure)
     fragment: bool = False  # a fragment run, not the whole page
     exceptions: list[str] = field(default_factory=list)  # exception elements drawn
@@ -87,15 +89,22 @@ class Node:
     run_id: str
     fragment_id: str
     script_hash: str
+    block: Any = None  # streamlit.proto.Block_pb2.Block, for a block
 
     @property
     def kind(self) -> str:
-        return "block" if self.element is None else self.element.WhichOneof("type")
+        if self.element is None:
+            which = self.block.WhichOneof("type") if self.block is not None else None
+            return which if which in STATEFUL_BLOCKS else "block"
+        return self.element.WhichOneof("type")
 
     @property
     def proto(self) -> Any:
-        """The element's own message (the `markdown`, the `slider`, …)."""
-        return None if self.element is None else getattr(self.element, self.kind)
+        """The element's own message (the `markdown`, the `slider`, …), or a stateful block's
+        (a popover or expander opened with on_change="rerun")."""
+        if self.element is None:
+            return getattr(self.block, self.kind) if self.kind in STATEFUL_BLOCKS else None
+        return getattr(self.element, self.kind)
 
 
 @dataclass(frozen=True)
@@ -161,6 +170,8 @@ class StreamlitSession:
         self._run_id = ""
         self._run_fragments: tuple[str, ...] = ()
         self._pending: _Pending | None = None
+        self.cookies: dict[str, str] = {}  # what the server set when the page was fetched
+        self._file_urls: dict[str, asyncio.Future] = {}  # request_id -> FileURLsResponse
 
     def _reset(self) -> None:
         """A new connection is a new session: nothing of the last one carries over."""
@@ -190,6 +201,7 @@ class StreamlitSession:
                     name, _, rest = header.partition("=")
                     cookies[name.strip()] = rest.split(";", 1)[0]
         headers = {"Cookie": _cookie_header(cookies)} if cookies else {}
+        self.cookies = cookies
         self._reset()
         # The frontend passes the XSRF token as the second subprotocol entry.
         protocols = ["streamlit"] + ([cookies[XSRF_COOKIE]] if XSRF_COOKIE in cookies else [])
@@ -263,6 +275,58 @@ class StreamlitSession:
             fragment_id=widget.fragment_id,
             extra=[state],
         )
+
+    def fill(self, label_or_key: str, value: Any) -> None:
+        """Give a widget inside a form a value, as typing into it does: nothing runs until
+        the form's submit button is pressed (`set_widget` on it)."""
+        widget = self.widget(label_or_key)
+        self._widget_states[widget.id] = widget_state(widget, value)
+
+    async def upload(self, label_or_key: str, name: str, data: bytes) -> tuple[int, RunResult]:
+        """Upload a file into a file_uploader as the frontend does: ask the session for an
+        upload URL (a `file_urls_request` BackMsg), PUT the file there over HTTP
+        (/_stcore/upload_file/<session>/<file_id>, multipart, with the XSRF token), then
+        give the widget the uploaded file and wait for the rerun. Returns the PUT's HTTP
+        status and the run (a refused upload, 413 for a file past server.maxUploadSize,
+        changes no widget: its run is the one the page shows, status "refused")."""
+        widget = self.widget(label_or_key)
+        if self._ws is None or self.disconnected:
+            return 0, RunResult("disconnected", 0.0)
+        t0 = time.perf_counter()
+        request_id = f"upload-{len(self._file_urls)}-{time.monotonic_ns()}"
+        future = asyncio.get_running_loop().create_future()
+        self._file_urls[request_id] = future
+        msg = BackMsg()
+        msg.file_urls_request.request_id = request_id
+        msg.file_urls_request.session_id = self.session_id
+        msg.file_urls_request.file_names.append(name)
+        try:
+            await self._ws.send(msg.SerializeToString())
+            response = await asyncio.wait_for(future, self.timeout)
+        except (TimeoutError, ConnectionClosed):
+            return 0, RunResult("timeout", time.perf_counter() - t0)
+        finally:
+            self._file_urls.pop(request_id, None)
+        urls = response.file_urls[0]
+        headers = {"Cookie": _cookie_header(self.cookies)} if self.cookies else {}
+        if XSRF_COOKIE in self.cookies:
+            headers["X-Xsrftoken"] = self.cookies[XSRF_COOKIE]
+        async with httpx.AsyncClient(timeout=self.timeout, trust_env=False) as http:
+            put = await http.put(
+                self.origin + urls.upload_url, files={"file": (name, data)}, headers=headers
+            )
+        if put.status_code >= 300:
+            return put.status_code, RunResult("refused", time.perf_counter() - t0)
+        state = WidgetState(id=widget.id)
+        info = state.file_uploader_state_value.uploaded_file_info.add()
+        info.file_id, info.name, info.size = urls.file_id, name, len(data)
+        info.file_urls.CopyFrom(urls)
+        self._widget_states[widget.id] = state
+        result = await self._rerun(
+            page_script_hash=self.page_script_hash, fragment_id=widget.fragment_id
+        )
+        result.seconds = time.perf_counter() - t0
+        return put.status_code, result
 
     # ---- what the page shows ---------------------------------------------------------
 
@@ -428,6 +492,10 @@ class StreamlitSession:
             event = msg.session_event
             if event.WhichOneof("type") == "script_compilation_exception" and pending:
                 pending.exceptions.append(_exception_text(event.script_compilation_exception))
+        elif kind == "file_urls_response":
+            future = self._file_urls.get(msg.file_urls_response.response_id)
+            if future is not None and not future.done():
+                future.set_result(msg.file_urls_response)
         elif kind == "auto_rerun":
             self.auto_reruns[msg.auto_rerun.fragment_id] = msg.auto_rerun.interval
         elif kind == "script_finished":
@@ -446,7 +514,12 @@ class StreamlitSession:
             for p in [p for p in self._nodes if len(p) > len(path) and p[: len(path)] == path]:
                 del self._nodes[p]
         self._nodes[path] = Node(
-            path, element, self._run_id, delta.fragment_id, msg.metadata.active_script_hash
+            path,
+            element,
+            self._run_id,
+            delta.fragment_id,
+            msg.metadata.active_script_hash,
+            delta.add_block if element is None else None,
         )
         if element is None or pending is None:
             return
@@ -506,6 +579,16 @@ def widget_state(widget: Widget, value: Any) -> WidgetState:
     kind = widget.kind
     if kind in ("text_input", "text_area"):
         state.string_value = str(value)
+    elif kind == "slider" and widget.proto.type == widget.proto.SELECT_SLIDER:
+        # A select_slider's state is its options as the page formats them; a number is an
+        # option's index (its min, max and step are the indexes').
+        options = list(widget.proto.options)
+        values = list(value) if isinstance(value, list | tuple) else [value]
+        chosen = [v if isinstance(v, str) else options[round(v)] for v in values]
+        unknown = [v for v in chosen if v not in options]
+        if unknown:
+            raise ValueError(f"{widget.label!r} has no option {unknown[0]!r}; it has {options}")
+        state.string_array_value.data.extend(chosen)
     elif kind == "slider":
         values = list(value) if isinstance(value, list | tuple) else [value]
         state.double_array_value.data.extend(float(v) for v in values)
@@ -523,8 +606,13 @@ def widget_state(widget: Widget, value: Any) -> WidgetState:
         if chosen not in options:
             raise ValueError(f"{widget.label!r} has no option {chosen!r}; it has {options}")
         state.string_value = chosen
-    elif kind == "checkbox":  # checkbox and toggle
+    elif kind in ("checkbox", *STATEFUL_BLOCKS):  # checkbox, toggle; a popover opened
         state.bool_value = bool(value)
+    elif kind == "number_input":
+        if widget.proto.data_type == widget.proto.INT:
+            state.int_value = int(value)
+        else:
+            state.double_value = float(value)
     elif kind == "button":
         state.trigger_value = True
     else:

@@ -9,7 +9,7 @@ from lib.core.view import when
 from lib.dataset import builds, index_specs, passages, recall_tables, sizing
 from lib.dataset.index_specs import IndexSpec
 from lib.harness import recall, size_jobs
-from lib.lessons.recall import cached, vector_columns, view
+from lib.lessons.recall import cached, own_jobs, view
 from lib.ui import connection, nav, resources, room, text
 
 st.set_page_config(page_title="Recall at scale", page_icon=":material/query_stats:", layout="wide")
@@ -373,12 +373,65 @@ if index is not None:
     st.code(index_specs.index_statement(status.table, index.spec()).psql(), language="sql")
 
 # ---- your own table ----------------------------------------------------------------------
+# A job in the one queue (own_jobs.py): one run per table, column and knob, whoever asks; the
+# page shows the newest result kept for that key and never runs the scans itself.
 st.subheader("Your own table")
 st.markdown(
     "Any table with a `vector` column on this server: the same harness runs the exact scan "
     "and the index on 100 of its own rows as queries, in read-only transactions, at the "
-    "`ef_search` / `probes` set above."
+    "`ef_search` / `probes` set above. It runs in the server's shared queue: everyone asking "
+    "for the same table, column and setting gets one run, and its result is kept, with when "
+    f"it ran. Here each exact scan may take at most {own_jobs.EXACT_TIMEOUT_MS / 1000:g} s "
+    "(`statement_timeout`); a larger table is for the command line (`python -m lib.recall`)."
 )
+
+
+@connection.progress_fragment(run_every=1.0)
+def own_progress(job_id: int) -> None:
+    running = own_jobs.get(db, job_id)
+    if running is None or not running.running:
+        st.rerun(scope="app")
+    p = own_jobs.progress(db, running)
+    st.progress(p.fraction or 0.0, text=text.plain(p.text))  # names from the server
+    st.caption(
+        "This goes on if you leave the page; everyone asking for this table, column and "
+        f"setting shares it (job {running.id}, requested {running.requested_at:%H:%M:%S})."
+    )
+    if room.instructor():
+        st.button(
+            "Cancel this measurement", key=f"recall_own_cancel_{job_id}", on_click=queue.cancel,
+            args=(db, job_id), help="Stops it for everyone; the last result is kept.",
+        )  # fmt: skip
+
+
+def own_result(found: own_jobs.Job) -> None:
+    """The stored result of a done job: what it measured, when, and the SQL that ran."""
+    own = found.recall_report()
+    assert own is not None  # a done job recorded it
+    for w in found.warnings:
+        st.info(text.plain(w))
+    finished = found.finished_at.astimezone(UTC)
+    st.metric(
+        f"recall@10 of {text.plain(str(own.index))} ({view.knob_label(found.knobs)})",
+        f"{own.recall['mean']:.3f}",
+        help=f"worst query {own.recall['min']:.1f}; {own.rows:,} rows with a vector",
+    )
+    st.markdown(own.lesson())
+    st.caption(
+        f"Measured {finished:%Y-%m-%d %H:%M:%S} UTC (job {found.id}, {found.elapsed():.1f} s). "
+        f"Queries: {own.queries} rows sampled from the table itself (each finds itself "
+        f"first). Exact median {own.exact_latency_ms['p50']:.1f} ms, index median "
+        f"{own.index_latency_ms['p50']:.2f} ms."
+    )
+    script = found.script()
+    if script is not None:
+        text.show_sql(script)
+        st.caption(
+            "The index's query as the job ran it for each sampled row, here bound to the first "
+            "one (with its distance column)."
+        )
+
+
 columns = cached.vector_columns()
 if not columns:
     st.info("This server has no readable table with a vector column.")
@@ -386,41 +439,33 @@ else:
     labels = [c.label for c in columns]
     pick = st.selectbox("Schema, table and column", labels, key="recall_own_column")
     col = columns[labels.index(pick)]
-    if st.button("Measure recall on this column") and room.may(
+    own_knobs = own_jobs.knobs_of(
+        col,
+        ef_search=int(state.get("recall_ef_search", 40)),
+        probes=int(state.get("recall_probes", 1)),
+    )
+    newest = own_jobs.last(db, col, own_knobs)
+    stored = own_jobs.last(db, col, own_knobs, done=True)
+    live = newest if newest is not None and newest.running else None
+    label = "Measure again" if stored is not None else "Measure recall on this column"
+    if st.button(label, key="recall_own_measure", disabled=live is not None) and room.may(
         "Measuring recall on your table (exact scans of it)", shared=False
     ):
-        try:
-            facts = vector_columns.check_column(db, col)
-            queries = vector_columns.sample_queries(db, col, 100)
-            own_knobs = recall.knobs_for(
-                facts.index.kind,
-                ef_search=int(state.get("recall_ef_search", 40)),
-                probes=int(state.get("recall_probes", 1)),
-            )
-            own = recall.measure(db, facts.target, queries, knobs=own_knobs, rows=facts.rows)
-        except (vector_columns.ColumnProblem, recall.HarnessError) as e:
-            st.error(text.plain(str(e)), icon=":material/error:")  # names from the server
-        else:
-            for w in facts.warnings:
-                st.info(w)
-            st.metric(
-                f"recall@10 of {own.index} ({view.knob_label(own_knobs)})",
-                f"{own.recall['mean']:.3f}",
-                help=f"worst query {own.recall['min']:.1f}; {own.rows:,} rows with a vector",
-            )
-            st.markdown(own.lesson())
-            st.caption(
-                f"Queries: {own.queries} rows sampled from the table itself (each finds "
-                f"itself first). Exact median {own.exact_latency_ms['p50']:.1f} ms, index "
-                f"median {own.index_latency_ms['p50']:.2f} ms; ran at {own.index_ran_at}."
-            )
-            text.show_sql(
-                recall.answer_script(db, facts.target, queries[0], recall.index_settings(own_knobs))
-            )
-            st.caption(
-                "The index's query as the harness ran it for each sampled row, here bound to "
-                "the first one (with its distance column)."
-            )
+        live = newest = own_jobs.request(db, col, own_knobs)
+    if live is not None:
+        own_progress(live.id)
+    elif newest is not None and newest.state == "failed":
+        st.error(
+            f"Measuring recall on {text.plain(newest.label)} failed: "
+            f"{text.plain(newest.error or '')}",
+            icon=":material/error:",
+        )  # names and messages from the server
+    elif newest is not None and newest.state == "cancelled":
+        st.info("The last measurement was cancelled.")
+    if stored is not None:
+        if newest is not None and newest.id != stored.id:
+            st.caption("The last result kept for this table, column and setting:")
+        own_result(stored)
 
 st.subheader("What to notice")
 st.markdown(

@@ -119,3 +119,149 @@ def test_a_search_path_cannot_send_your_tables_queries_to_another_table(pg_url):
             conn.execute("DROP SCHEMA IF EXISTS decoy CASCADE")
             conn.execute("DROP TABLE IF EXISTS public.shadowed")
         db.close()
+
+
+# ---- as a job in the one queue (own_jobs.py), and the page that shows its stored result -------
+
+
+def _worker_run(db, job):
+    from lib.core import jobs as queue
+    from lib.lessons.recall import own_jobs
+
+    worker = queue.Worker(db, lanes=(job.lane,))
+    try:
+        return own_jobs.wait(db, job, timeout=300)
+    finally:
+        worker.stop()
+
+
+@pytest.fixture(scope="module")
+def measured(db, own):
+    """mine.docs.emb measured by a job at ef_search=10 (the page's key for that setting)."""
+    from lib.lessons.recall import own_jobs
+
+    col = own["mine.docs.emb"]
+    job = own_jobs.request(db, col, own_jobs.knobs_of(col, ef_search=10))
+    assert job.lane == "small"  # 600 rows, as the server counted them at CREATE INDEX
+    done = _worker_run(db, job)
+    assert done.state == "done", done.error
+    return done
+
+
+def test_the_job_records_what_the_harness_measures_directly(db, own, measured):
+    col = own["mine.docs.emb"]
+    facts = vc.check_column(db, col)
+    queries = vc.sample_queries(db, col, 100)
+    direct = measure(db, facts.target, queries, knobs={"hnsw.ef_search": 10}, rows=facts.rows)
+    stored = measured.recall_report()
+    assert stored is not None
+    for field in ("table", "rows", "queries", "index", "per_query_recall", "recall",
+                  "queries_missing", "rows_returned", "exact_plan", "exact_proved"):  # fmt: skip
+        assert getattr(stored, field) == getattr(direct, field), field
+    assert stored.index == "docs_hnsw" and stored.queries == 100 and stored.rows == 594
+    assert stored.exact_settings["statement_timeout"] == "10000ms"  # the job's lower timeout
+    assert stored.index_settings["hnsw.ef_search"] == 10
+    script = measured.script()  # the SQL the page shows, rebuilt without running it
+    assert "FROM mine.docs" in script.text() and "SET LOCAL hnsw.ef_search = 10;" in script.text()
+    assert any("NULL vector" in w for w in measured.warnings)
+
+
+def test_two_requests_of_one_key_make_one_job(db, own):
+    """While the lane is held (as a worker running a long job holds it), everyone asking for
+    the same table, column and setting joins one queued job; another setting is another job."""
+    import psycopg
+
+    from lib.core import jobs as queue
+    from lib.lessons.recall import own_jobs
+
+    col = own["mine.docs.emb"]
+    with psycopg.connect(db.conninfo, autocommit=True) as lane:
+        lane.execute("SELECT pg_advisory_lock(hashtext('lab_jobs_lane_small'))")
+        first = own_jobs.request(db, col, {"hnsw.ef_search": 77})
+        second = own_jobs.request(db, col, {"hnsw.ef_search": 77})
+        other = own_jobs.request(db, col, {"hnsw.ef_search": 78})
+        try:
+            assert first.id == second.id and other.id != first.id
+            assert (
+                len(queue.find(db, own_jobs.KIND, own_jobs.key_of(col, {"hnsw.ef_search": 77})))
+                == 1
+            )
+        finally:
+            for job in (first, other):
+                assert queue.cancel(db, job.id).state == "cancelled"
+
+
+@pytest.fixture(scope="module")
+def slow(db):
+    """A table whose exact scan takes longer than 1 ms: 20,000 rows of 256 dimensions."""
+    with db.transaction() as conn:
+        conn.execute("DROP TABLE IF EXISTS mine.slow")
+        conn.execute("CREATE TABLE mine.slow (id int PRIMARY KEY, emb vector(256))")
+        conn.execute(
+            "INSERT INTO mine.slow SELECT i, array_agg(random()::real ORDER BY j)::vector(256)"
+            " FROM generate_series(1, 20000) i, generate_series(1, 256) j GROUP BY i"
+        )
+        conn.execute(
+            "CREATE INDEX slow_ivf ON mine.slow USING ivfflat (emb vector_l2_ops) WITH (lists = 1)"
+        )
+    return next(c for c in vc.vector_columns(db) if c.qualified == "mine.slow")
+
+
+@pytest.fixture(scope="module")
+def timed_out(db, slow):
+    """A job on mine.slow whose exact scans may take 1 ms each (the worker reads the limit
+    when it runs)."""
+    from lib.lessons.recall import own_jobs
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(own_jobs, "EXACT_TIMEOUT_MS", 1)
+        return _worker_run(db, own_jobs.request(db, slow, own_jobs.knobs_of(slow)))
+
+
+def test_an_exact_scan_past_the_timeout_fails_the_job_with_a_clear_message(timed_out):
+    assert timed_out.state == "failed"
+    assert timed_out.error.startswith(
+        "An exact scan of mine.slow.emb (vector(256)) ran past statement_timeout (0.001 s) "
+        "and was cancelled"
+    )
+    assert timed_out.recall_report() is None
+
+
+def test_the_page_shows_the_stored_result_without_scanning_the_table(
+    pg_url, monkeypatch, db, own, measured, slow, timed_out
+):
+    """The page reads the job's result while another session holds an ACCESS EXCLUSIVE lock
+    on mine.docs: a scan of it would wait. A failed job's message shows as plain text."""
+    from datetime import UTC
+
+    import psycopg
+    from apptest_util import app_at
+
+    from lib.core import jobs as queue
+    from lib.lessons.recall import own_jobs
+    from lib.ui import room
+
+    monkeypatch.setenv(room.TOKEN_ENV, "a-test-token")  # an attendee: no size is built here
+    at = app_at("pages/3_Recall_at_scale.py", pg_url, monkeypatch)
+    at.run()
+    at.slider(key="recall_ef_search").set_value(10).run()
+    col, stored = own["mine.docs.emb"], measured.recall_report()
+    key = own_jobs.key_of(col, {"hnsw.ef_search": 10})
+    before = len(queue.find(db, own_jobs.KIND, key))
+    with psycopg.connect(db.conninfo) as locker:
+        locker.execute("LOCK TABLE mine.docs IN ACCESS EXCLUSIVE MODE")
+        at.selectbox(key="recall_own_column").set_value(col.label).run()
+        assert not at.exception, [e.value for e in at.exception]
+        (metric,) = [m for m in at.metric if m.label.startswith("recall@10 of")]
+        assert metric.value == f"{stored.recall['mean']:.3f}"
+        assert "ef_search=10" in metric.label
+        shown = measured.finished_at.astimezone(UTC).strftime("%Y-%m-%d")
+        assert any(f"Measured {shown}" in c.value for c in at.caption)
+        assert any("FROM mine.docs" in c.value for c in at.code)
+        assert [b.label for b in at.button if b.key == "recall_own_measure"] == ["Measure again"]
+        locker.rollback()
+    assert len(queue.find(db, own_jobs.KIND, key)) == before  # nothing ran again
+
+    at.selectbox(key="recall_own_column").set_value(slow.label).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("ran past statement\\_timeout" in e.value for e in at.error)
