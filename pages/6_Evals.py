@@ -44,15 +44,11 @@ st.caption(
 
 # ---- systems × metrics -----------------------------------------------------------------------
 st.subheader("Which system finds the right answer")
-left, right = st.columns([3, 2])
-with left:
-    st.dataframe(view.metrics_frame(report), hide_index=True, width="stretch")
-    st.caption(
-        "Each cell: the mean over the test queries and its 95% bootstrap interval. Latency is "
-        "each query's own statement, p50 and p95, as it ran in one transaction."
-    )
-with right:
-    st.plotly_chart(view.figure(report), width="stretch", config={"displayModeBar": False})
+stored_reports.metrics_and_figure(
+    report,
+    "Each cell: the mean over the test queries and its 95% bootstrap interval. Latency is "
+    "each query's own statement, p50 and p95, as it ran in one transaction.",
+)
 
 st.subheader("Where each system wins")
 st.dataframe(view.kinds_frame(report), hide_index=True, width="stretch")

@@ -192,15 +192,11 @@ one_query()
 
 # ---- measured on the test queries ------------------------------------------------------------
 st.subheader("Measured on the test queries")
-left, right = st.columns([3, 2])
-with left:
-    st.dataframe(report_view.metrics_frame(report), hide_index=True, width="stretch")
-    st.caption(
-        "Each cell: the mean over the test queries and its 95% bootstrap interval. Latency is each "
-        "query's own statement as the run measured it, p50 and p95 (the re-rank's included)."
-    )
-with right:
-    st.plotly_chart(report_view.figure(report), width="stretch", config={"displayModeBar": False})
+stored_reports.metrics_and_figure(
+    report,
+    "Each cell: the mean over the test queries and its 95% bootstrap interval. Latency is each "
+    "query's own statement as the run measured it, p50 and p95 (the re-rank's included).",
+)
 
 st.markdown("**Per kind of query** (nDCG@10)")
 st.dataframe(report_view.kinds_frame(report), hide_index=True, width="stretch")

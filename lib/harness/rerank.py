@@ -47,16 +47,30 @@ class MaxSim:
     def __call__(
         self, query: str, keys: Sequence[Any], values: Sequence[float]
     ) -> tuple[list[Any], list[float]]:
-        head = list(keys[: self.top])
-        if not head:
-            return list(keys), list(values)
+        return _reranked(self.top, keys, values, lambda head: self._scored(query, head))
+
+    def _scored(self, query: str, head: list) -> list[tuple[int, float]]:
         q, *passages = self.model.token_vectors([query, *self.texts(head)])
         scores = [maxsim(q, p) for p in passages]
-        order = sorted(range(len(head)), key=lambda i: (-scores[i], i))
-        return (
-            [head[i] for i in order] + list(keys[self.top :]),
-            [scores[i] for i in order] + list(values[self.top :]),
-        )
+        return sorted(enumerate(scores), key=lambda x: (-x[1], x[0]))
+
+
+def _reranked(
+    top: int,
+    keys: Sequence[Any],
+    values: Sequence[float],
+    order: Callable[[list], list[tuple[int, float]]],
+) -> tuple[list[Any], list[float]]:
+    """The first `top` keys in `order(head)`'s order (index into the head, new score), the
+    rest as they were."""
+    head = list(keys[:top])
+    if not head:
+        return list(keys), list(values)
+    ranked = order(head)
+    return (
+        [head[i] for i, _ in ranked] + list(keys[top:]),
+        [s for _, s in ranked] + list(values[top:]),
+    )
 
 
 def lab_texts(ds: Dataset) -> Callable[[Sequence[Any]], list[str]]:
@@ -108,13 +122,8 @@ class ApiRerank:
     def __call__(
         self, query: str, keys: Sequence[Any], values: Sequence[float]
     ) -> tuple[list[Any], list[float]]:
-        head = list(keys[: self.top])
-        if not head:
-            return list(keys), list(values)
-        order = self.client.rerank(query, self.texts(head))
-        return (
-            [head[i] for i, _ in order] + list(keys[self.top :]),
-            [s for _, s in order] + list(values[self.top :]),
+        return _reranked(
+            self.top, keys, values, lambda head: self.client.rerank(query, self.texts(head))
         )
 
 

@@ -12,7 +12,7 @@ from lib.core.database import Database
 from lib.dataset.passages import Dataset
 from lib.harness import size_jobs
 from lib.harness.reports import MIN_QUERIES, Stored, Suite
-from lib.ui import connection, resources, room, text
+from lib.ui import connection, report_view, resources, room, text
 
 PREPARE_N = 100_000
 
@@ -111,3 +111,15 @@ def report_or_stop(
         st.rerun()
     st.stop()
     raise AssertionError  # st.stop() does not return
+
+
+def metrics_and_figure(report: dict, caption: str) -> None:
+    """The report's systems × metrics with intervals beside nDCG@10's bars."""
+    left, right = st.columns([3, 2])
+    with left:
+        st.dataframe(report_view.metrics_frame(report), hide_index=True, width="stretch")
+        st.caption(caption)
+    with right:
+        st.plotly_chart(
+            report_view.figure(report), width="stretch", config={"displayModeBar": False}
+        )

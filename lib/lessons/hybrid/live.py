@@ -13,12 +13,11 @@ import numpy as np
 
 from lib.core.database import Database
 from lib.core.psql import Script
-from lib.dataset import bm25_tables
 from lib.dataset.bm25_tables import K1, B
 from lib.dataset.passages import Dataset
-from lib.dataset.recall_tables import table_status
 from lib.harness import evals, hybrid, lexical, rerank
-from lib.harness.recall import HarnessError, generated_target
+from lib.harness.recall import HarnessError
+from lib.lessons.hybrid import reports
 
 SHOWN = 10
 EF_SEARCH = 100
@@ -89,14 +88,7 @@ def run(
     knobs: Knobs = Knobs(),
 ) -> list[Ranked]:
     """`text` (and its embedding `vector`) through each ranker on size `n`, now."""
-    status = table_status(db, ds, n)
-    if not status.ready() or status.index is None or status.index.kind != "hnsw":
-        raise HarnessError(f"the recall table of {n:,} rows is not prepared with an HNSW index")
-    bm25 = bm25_tables.status(db, text_table)
-    if bm25 is None:
-        raise HarnessError(f"{text_table} has no BM25 tables yet")
-    target, index = generated_target(status.table), status.index.name
-    source = lexical.lab_text_source(text_table)
+    target, index, source, bm25 = reports.sides(db, ds, n, text_table)
     out = []
 
     vec = evals.index_system(

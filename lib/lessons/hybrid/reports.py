@@ -43,17 +43,23 @@ def kind_of(q: Query) -> str:
     return KINDS.get(q.kind, q.kind)
 
 
-def systems(db: Database, ds: Dataset, n: int, text_table: str) -> list[System]:
-    """The page's systems on size `n`: HNSW, full text, BM25 two ways, RRF with each BM25,
-    convex fusion, and RRF re-ranked by MaxSim."""
+def sides(db: Database, ds: Dataset, n: int, text_table: str) -> tuple:
+    """Size `n`'s vector side (its k-NN target and HNSW index) and text side (the text table
+    as a source, its BM25 tables)."""
     status = table_status(db, ds, n)
     if not status.ready() or status.index is None or status.index.kind != "hnsw":
         raise HarnessError(f"the recall table of {n:,} rows is not prepared with an HNSW index")
     bm25 = bm25_tables.status(db, text_table)
     if bm25 is None:
-        raise HarnessError(f"{text_table} has no BM25 tables")
+        raise HarnessError(f"{text_table} has no BM25 tables yet")
     target, index = generated_target(status.table), status.index.name
-    source = lexical.lab_text_source(text_table)
+    return target, index, lexical.lab_text_source(text_table), bm25
+
+
+def systems(db: Database, ds: Dataset, n: int, text_table: str) -> list[System]:
+    """The page's systems on size `n`: HNSW, full text, BM25 two ways, RRF with each BM25,
+    convex fusion, and RRF re-ranked by MaxSim."""
+    target, index, source, bm25 = sides(db, ds, n, text_table)
 
     def ranker(kind: str) -> lexical.Ranker:
         return lexical.Ranker(kind, source, bm25 if kind.startswith("bm25") else None)
