@@ -25,14 +25,16 @@ st.markdown(
 
 db = connection.database()
 resources.worker()  # this process takes its part in the job queue
-offered = [n for n in demo.SIZES if n in cached.sizes()] or [demo.DEFAULT_SIZE]
+ran = cached.stored_sizes()
+offered = sorted(set(cached.sizes()) | set(ran)) or [demo.DEFAULT_SIZE]
 if st.session_state.get("reembed_size") not in offered:
-    st.session_state["reembed_size"] = (
-        demo.DEFAULT_SIZE if demo.DEFAULT_SIZE in offered else offered[0]
-    )
+    # the default size, unless only other sizes have a stored run
+    default = demo.DEFAULT_SIZE if demo.DEFAULT_SIZE in ran or not ran else ran[0]
+    st.session_state["reembed_size"] = default if default in offered else offered[0]
 n = st.select_slider(
     "Rows in the demo table", options=offered, key="reembed_size", format_func=lambda v: f"{v:,}",
-    help="The first rows of the recall tables, their vectors read from the embedding cache.",
+    help="The first rows of the recall tables, their vectors read from the embedding cache "
+    "(and any size with a stored run).",
 )  # fmt: skip
 st.caption(
     f"{demo.DEFAULT_SIZE:,} rows by default: the whole migration (re-embedding every row with "

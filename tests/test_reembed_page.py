@@ -97,8 +97,6 @@ def test_the_page_shows_the_stored_run_the_trap_and_the_guard_and_switches(
 ):
     from apptest_util import app_at
 
-    monkeypatch.setattr(demo, "SIZES", (N, *demo.SIZES))
-    monkeypatch.setattr(demo, "DEFAULT_SIZE", N)
     at = app_at("pages/8_Re_embedding.py", pg_url, monkeypatch)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
@@ -136,4 +134,6 @@ def test_the_page_renders_in_chromium(app_url, page, migrated):
     open_page(page, f"{app_url}/Re_embedding")
     main = page.locator('[data-testid="stMain"]')
     expect(main.get_by_text("The trap", exact=True)).to_be_visible(timeout=120_000)
+    expect(main.get_by_text("Zero-downtime re-embedding, live")).to_be_visible()
+    expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)
     assert exceptions(page) == []

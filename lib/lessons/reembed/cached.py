@@ -15,6 +15,11 @@ def sizes() -> list[int]:
     return demo.sizes(recall_dataset())
 
 
+@st.cache_data(ttl=5, show_spinner=False)
+def stored_sizes() -> list[int]:
+    return demo.stored_sizes(database())
+
+
 @st.cache_data(max_entries=8, ttl=5, show_spinner=False)
 def stored(kind: str, n: int) -> demo.Stored | None:
     """The newest stored report (read again at most every 5 s)."""
@@ -47,5 +52,6 @@ def guard(n: int, report_id: int, model: str | None) -> demo.Guard | None:
 
 def clear() -> None:
     stored.clear()
+    stored_sizes.clear()
     view_model.clear()
     guard.clear()

@@ -95,6 +95,13 @@ def stored(db: Database, kind: str, n: int) -> Stored | None:
     return Stored(*row) if row else None
 
 
+def stored_sizes(db: Database) -> list[int]:
+    """The sizes with a stored migration."""
+    ensure_table(db)
+    rows = db.fetchall("SELECT DISTINCT n FROM reembed_lab_reports WHERE kind = 'migration'")
+    return sorted(int(r[0]) for r in rows)
+
+
 def _store(db: Database, kind: str, n: int, table: str, seconds: float, report: dict) -> Stored:
     ensure_table(db)
     row = db.fetchone(
