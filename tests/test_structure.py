@@ -26,6 +26,7 @@ PAGE_LESSON = {
     "5_Filtered_search.py": "filtered",
     "6_Evals.py": "evals",
     "7_Hybrid_search.py": "hybrid",
+    "8_Re_embedding.py": "reembed",
 }
 
 

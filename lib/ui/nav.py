@@ -61,6 +61,12 @@ PAGES = [
         ":material/join:",
         "full text and vectors fused in one SQL query, BM25 three ways, re-ranking and its cost",
     ),
+    (
+        "pages/8_Re_embedding.py",
+        "Re-embedding",
+        ":material/sync_alt:",
+        "the model is part of the data: the mixed-models trap, a live migration, drift",
+    ),
 ]
 
 MODEL_KEY = "model_name"
