@@ -65,15 +65,15 @@ def one_query() -> None:
     judged = None
     if how == "A labelled test query":
         order = sorted(labelled, key=lambda q: (labelled[q]["kind"], labelled[q]["text"].lower()))
-        first = next((q for q in order if labelled[q]["kind"] == "identifier"), order[0])
         if st.session_state.get("hybrid_query") not in labelled:
-            st.session_state["hybrid_query"] = first
+            st.session_state["hybrid_query"] = view.showcase(report) or order[0]
         qid = st.selectbox(
             "A labelled test query", order, key="hybrid_query",
             format_func=lambda q: (
-                f"[{report_view.KIND_LABELS.get(labelled[q]['kind'], labelled[q]['kind'])}] "
+                f"[{labelled[q]['kind'].replace('_', ' ')}] "
                 f"{report_view.short(labelled[q]['text'], 90)}"
             ),
+            help="It opens on the identifier query where BM25 beats the vector index most.",
         )  # fmt: skip
         query = labelled[qid]["text"]
         judged = labelled[qid]["judged"]
@@ -148,16 +148,21 @@ def one_query() -> None:
     st.text(query)
     if judged is None:
         st.caption("Your own query has no labels, so no row is marked relevant.")
-    cols = st.columns(3)
+    if judged is not None:
+        st.caption("rel: 2 the labelled answer, 1 another passage of its section, 0 neither.")
+    cols = st.columns(2)
     for i, r in enumerate(ranked):
-        with cols[i % 3]:
+        with cols[i % 2]:
             st.markdown(f"**{text.plain(r.label)}**")
-            passages = cached.passages(r.keys)
-            st.dataframe(
-                view.ranked_frame(r, passages, judged, doc_id), hide_index=True, height=250,
-                width="stretch",
-                column_config={"passage": st.column_config.TextColumn(width="large")},
-            )  # fmt: skip
+            if not r.keys:
+                words = "every word" if r.name == "fts" else "any word"
+                st.info(f"No row: no passage holds {words} of the query.")
+            else:
+                st.dataframe(
+                    view.ranked_frame(r, cached.passages(r.keys), judged, doc_id),
+                    hide_index=True, height=250, width="stretch",
+                    column_config={"passage": st.column_config.TextColumn(width="large")},
+                )  # fmt: skip
             took = f"{r.ms:.1f} ms " + (
                 "to re-rank (in Python)" if r.script is None else "(round trip)"
             )
@@ -196,10 +201,11 @@ stored_reports.metrics_and_figure(
     report,
     "Each cell: the mean over the test queries and its 95% bootstrap interval. Latency is each "
     "query's own statement as the run measured it, p50 and p95 (the re-rank's included).",
+    view.SHORT,
 )
 
 st.markdown("**Per kind of query** (nDCG@10)")
-st.dataframe(report_view.kinds_frame(report), hide_index=True, width="stretch")
+st.dataframe(report_view.kinds_frame(report, names=view.SHORT), hide_index=True, width="stretch")
 st.caption(
     "A query is filed as naming an identifier when a word of it reads as code (an underscore, "
     "`()`, `::`, an option, a dotted name, letters and digits together); the rest by where its "

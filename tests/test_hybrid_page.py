@@ -159,7 +159,7 @@ def test_the_view_marks_relevant_rows_and_the_cost_of_each_system(ds, stored, ra
     doc_id = evals.lab_doc_ids(ds)
     fused = next(r for r in ranked if r.name == "hybrid")
     frame = view.ranked_frame(fused, live.texts(ds, fused.keys), judged, doc_id)
-    assert list(frame["relevance"]) == [judged.get(doc_id(k), 0) for k in fused.keys]
+    assert list(frame["rel"]) == [judged.get(doc_id(k), 0) for k in fused.keys]
     assert all(f != "—" for f in frame["from"])
     cost = view.cost_frame(stored.report)
     assert list(cost["system"]) == [s["label"] for s in stored.report["systems"]]

@@ -57,13 +57,20 @@ def metrics_frame(report: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def figure(report: Mapping[str, Any], metric: str = "ndcg@10") -> go.Figure:
+def short_label(s: Mapping[str, Any], names: Mapping[str, str] | None) -> str:
+    """A system's name for a narrow place: `names[its name]` when given, else its label."""
+    return (names or {}).get(s["name"], s["label"])
+
+
+def figure(
+    report: Mapping[str, Any], metric: str = "ndcg@10", names: Mapping[str, str] | None = None
+) -> go.Figure:
     """`metric` per system as bars with their 95% intervals."""
     ss = systems(report)
     means = [s["metrics"][metric]["mean"] for s in ss]
     fig = go.Figure(
         go.Bar(
-            x=[s["label"] for s in ss],
+            x=[short_label(s, names) for s in ss],
             y=means,
             error_y={
                 "type": "data",
@@ -85,7 +92,9 @@ def figure(report: Mapping[str, Any], metric: str = "ndcg@10") -> go.Figure:
     return fig
 
 
-def kinds_frame(report: Mapping[str, Any], metric: str = "ndcg@10") -> pd.DataFrame:
+def kinds_frame(
+    report: Mapping[str, Any], metric: str = "ndcg@10", names: Mapping[str, str] | None = None
+) -> pd.DataFrame:
     """Per kind of query: how many, each system's mean of `metric`, and which system won."""
     ss = systems(report)
     kinds = sorted({k for s in ss for k in s["kinds"]})
@@ -98,9 +107,9 @@ def kinds_frame(report: Mapping[str, Any], metric: str = "ndcg@10") -> pd.DataFr
         best, best_mean = None, -1.0
         for s in ss:
             m = s["kinds"].get(kind, {}).get(metric, {})
-            row[s["label"]] = cell(m)
+            row[short_label(s, names)] = cell(m)
             if m.get("mean") is not None and m["mean"] > best_mean:
-                best, best_mean = s["label"], m["mean"]
+                best, best_mean = short_label(s, names), m["mean"]
         row["best"] = best
         rows.append(row)
     return pd.DataFrame(rows)

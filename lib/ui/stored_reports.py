@@ -113,13 +113,16 @@ def report_or_stop(
     raise AssertionError  # st.stop() does not return
 
 
-def metrics_and_figure(report: dict, caption: str) -> None:
-    """The report's systems × metrics with intervals beside nDCG@10's bars."""
+def metrics_and_figure(report: dict, caption: str, names: dict | None = None) -> None:
+    """The report's systems × metrics with intervals beside nDCG@10's bars (`names`: short
+    names of the systems for the bars)."""
     left, right = st.columns([3, 2])
     with left:
         st.dataframe(report_view.metrics_frame(report), hide_index=True, width="stretch")
         st.caption(caption)
     with right:
         st.plotly_chart(
-            report_view.figure(report), width="stretch", config={"displayModeBar": False}
+            report_view.figure(report, names=names),
+            width="stretch",
+            config={"displayModeBar": False},
         )

@@ -14,6 +14,13 @@ from lib.lessons.hybrid.live import Ranked, origin
 from lib.ui.report_view import by_name, comparison, diff_cell, short, significant, systems
 
 BASELINE = "hnsw:100"
+# the report's systems by short names, where a label is too long (bars, column heads)
+SHORT = {
+    "hnsw:100": "HNSW", "fts": "ts_rank_cd", "bm25": "BM25 (SQL)",
+    "bm25_sparse": "BM25 (sparsevec)", "hybrid": "RRF (BM25 SQL)",
+    "hybrid:text=bm25_sparse": "RRF (sparsevec)", "hybrid:convex": "convex (BM25 SQL)",
+    "hybrid:rerank=20": "RRF + MaxSim top 20",
+}  # fmt: skip
 
 
 def ranked_frame(
@@ -25,9 +32,9 @@ def ranked_frame(
     """A ranker's top rows: rank, relevance (2 the answer, 1 its section, 0 neither; blank
     when the query is not labelled), the passage's opening words, the score, and for a fused
     list where the row came from."""
-    frame: dict[str, list] = {"rank": list(range(1, len(r.keys) + 1))}
+    frame: dict[str, list] = {"#": list(range(1, len(r.keys) + 1))}
     if judged is not None:
-        frame["relevance"] = [judged.get(doc_id(k), 0) for k in r.keys]
+        frame["rel"] = [judged.get(doc_id(k), 0) for k in r.keys]
     frame["passage"] = [short(p) if p else "(a generated row: no text)" for p in passages]
     frame["score"] = [round(s, 4) for s in r.scores]
     if r.vector_rank:
@@ -38,6 +45,8 @@ def ranked_frame(
 
 def found(r: Ranked, judged: Mapping[str, int], doc_id: Callable[[Any], str]) -> str:
     """'answer at rank 3' or 'answer not in the top 10', and how many relevant rows."""
+    if not r.keys:
+        return "no row"
     grades = [judged.get(doc_id(k), 0) for k in r.keys]
     at = next((i for i, g in enumerate(grades, 1) if g == 2), None)
     where = f"answer at rank {at}" if at else f"answer not in the top {len(r.keys)}"
@@ -91,3 +100,22 @@ def kind_winners(report: Mapping[str, Any], metric: str = "ndcg@10") -> dict[str
             queries,
         )  # fmt: skip
     return out
+
+
+def showcase(report: Mapping[str, Any], kind: str = "identifier") -> str | None:
+    """A labelled query of `kind` worth opening the page with: full text (BM25) finds its
+    answer where the vector index does worse, and the fused list finds it (nDCG@10 of each,
+    from the stored run); ties by id. None when the report has no query of `kind`."""
+    per = {s["name"]: s["per_query"] for s in systems(report)}
+    labelled = report["labelled"]
+    ids = sorted(q for q in labelled if labelled[q]["kind"] == kind)
+    if not ids or not {"bm25", "hnsw:100", "hybrid"} <= per.keys():
+        return ids[0] if ids else None
+
+    def gain(q: str) -> tuple[float, float]:
+        def nd(name: str) -> float:
+            return per[name].get(q, {}).get("ndcg@10", 0.0)
+
+        return (min(nd("bm25") - nd("hnsw:100"), nd("hybrid")), nd("hybrid"))
+
+    return max(ids, key=lambda q: (gain(q), q))
