@@ -121,8 +121,10 @@ def one_query() -> None:
             help="How much a long passage is discounted (BM25 in SQL only).",
         )  # fmt: skip
         top = c3.select_slider(
-            "Re-rank the fused top", [0, 10, 20, 50], 20, key="hybrid_rerank",
+            "Re-rank the fused top", [0, 10, 20, 50], 0, key="hybrid_rerank",
             format_func=lambda v: "no re-rank" if v == 0 else f"{v} rows",
+            help="Off at first: a re-rank costs every query its own milliseconds (the table "
+            "below measures how many, and what it buys).",
         )  # fmt: skip
         rerankers = ["maxsim", "voyage"] if voyage.available() else ["maxsim"]
         reranker = c3.radio(

@@ -177,7 +177,8 @@ def test_the_page_shows_the_stored_report_under_apptest(pg_url, monkeypatch, sto
     headers = [h.value for h in at.subheader]
     assert "One query through every ranker" in headers
     assert "Measured on the test queries" in headers
-    assert len(at.dataframe) >= 6 + 3
+    assert len(at.dataframe) >= 4 + 3  # the rankers (re-rank off at first; full text may find
+    # no row), the tables
     shown = " ".join(c.value for c in at.code)
     assert "FULL OUTER JOIN keyword" in shown  # the fused SQL that ran, as it ran
     assert not at.error
@@ -203,7 +204,8 @@ def test_the_page_renders_in_chromium_with_every_ranker_and_the_table(app_url, p
     expect(main.get_by_text("Measured on the test queries")).to_be_visible(timeout=120_000)
     expect(main.get_by_text("One query through every ranker")).to_be_visible()
     expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)
-    assert page.locator('[data-testid="stDataFrame"]').count() >= 9
+    # the rankers (full text may say "no row") and the report's tables
+    assert page.locator('[data-testid="stDataFrame"]').count() >= 4 + 3
     assert exceptions(page) == []
 
 
@@ -218,6 +220,7 @@ def test_with_a_voyage_key_the_fused_list_is_re_ranked_by_voyages_endpoint(
         monkeypatch.setenv("VOYAGE_API_KEY", "test-key")
         monkeypatch.setenv("VOYAGE_BASE_URL", fake.base_url)
         at.run(timeout=120)
+        at.select_slider(key="hybrid_rerank").set_value(20)
         at.radio(key="hybrid_reranker").set_value("voyage").run(timeout=120)
         assert not at.exception, [e.value for e in at.exception]
         reranked = [fake_body for fake_body in fake.bodies() if "documents" in fake_body]

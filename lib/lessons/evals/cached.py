@@ -16,9 +16,10 @@ from lib.ui.connection import database
 from lib.ui.resources import model, recall_dataset
 
 
-@st.cache_data(max_entries=8, ttl=15, show_spinner=False)
+@st.cache_resource(max_entries=8, ttl=15, show_spinner=False)
 def stored(n: int) -> reports.Stored | None:
-    """The newest stored report of size `n` (read again at most every 15 s)."""
+    """The newest stored report of size `n` (read again at most every 15 s; the object itself
+    on a hit, not a copy of its large JSON: nothing changes it)."""
     return reports.stored(database(), recall_dataset(), n)
 
 

@@ -4,7 +4,7 @@ now through every ranker."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import streamlit as st
@@ -16,9 +16,10 @@ from lib.ui.connection import database
 from lib.ui.resources import query_vector, recall_dataset
 
 
-@st.cache_data(max_entries=8, ttl=15, show_spinner=False)
+@st.cache_resource(max_entries=8, ttl=15, show_spinner=False)
 def stored(n: int) -> reports.Stored | None:
-    """The newest stored report of size `n` (read again at most every 15 s)."""
+    """The newest stored report of size `n` (read again at most every 15 s; the object itself
+    on a hit, not a copy of its large JSON: nothing changes it)."""
     return reports.stored(database(), recall_dataset(), n)
 
 
@@ -64,13 +65,43 @@ def costs(n: int, ran_at: Any) -> Costs | None:
     )  # fmt: skip
 
 
-@st.cache_data(max_entries=128, ttl=600, show_spinner="Running the query through each ranker…")
-def run(n: int, ran_at: Any, text: str, knobs: live.Knobs) -> list[live.Ranked]:
-    """`text` through every ranker on size `n` (`ran_at`: the stored report's, so a size
-    loaded again is asked again)."""
+# The rankers' answers are kept as they are (st.cache_resource: a hit is the object itself,
+# never a copy; nothing changes them), each by what it depends on, so a knob of the fusion
+# runs the fused statement again and nothing else. `ran_at` is the stored report's, so a size
+# loaded again is asked again.
+
+
+@st.cache_resource(max_entries=512, ttl=600, show_spinner="Running the query…")
+def alone(n: int, ran_at: Any, kind: str, text: str, k1: float, b: float) -> live.Ranked:
     db, ds = database(), recall_dataset()
     vector = query_vector(ds.model_name, text)
-    return live.run(db, ds, n, text_tables.table_name(n), text, vector, knobs)
+    return live.alone(db, ds, n, text_tables.table_name(n), kind, text, vector, k1, b)
+
+
+@st.cache_resource(max_entries=512, ttl=600, show_spinner="Fusing…")
+def fused(n: int, ran_at: Any, text: str, knobs: live.Knobs) -> live.Ranked:
+    db, ds = database(), recall_dataset()
+    vector = query_vector(ds.model_name, text)
+    return live.fused(db, ds, n, text_tables.table_name(n), text, vector, knobs)
+
+
+@st.cache_resource(max_entries=256, ttl=600, show_spinner="Re-ranking…")
+def reranked(n: int, ran_at: Any, text: str, knobs: live.Knobs) -> live.Ranked:
+    fused_list = fused(n, ran_at, text, replace(knobs, rerank=0, reranker="maxsim"))
+    return live.reranked(recall_dataset(), text, fused_list, knobs.rerank, knobs.reranker)
+
+
+def run(n: int, ran_at: Any, text: str, knobs: live.Knobs) -> list[live.Ranked]:
+    """`text` through every ranker on size `n`, each answer from its own cache."""
+    k1, b = knobs.k1, knobs.b
+    out = [
+        alone(n, ran_at, kind, text, *((k1, b) if kind == "bm25" else (live.K1, live.B)))
+        for kind in live.ALONE
+    ]
+    out.append(fused(n, ran_at, text, replace(knobs, rerank=0, reranker="maxsim")))
+    if knobs.rerank:
+        out.append(reranked(n, ran_at, text, knobs))
+    return out
 
 
 @st.cache_data(max_entries=512, ttl=600, show_spinner=False)

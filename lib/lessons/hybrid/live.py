@@ -78,6 +78,69 @@ def _timed(db: Database, system: evals.System, query) -> tuple[Script, float]:
     return script, ms
 
 
+FUSED_DEPTH = 50  # the fused statement's LIMIT: enough for the largest re-rank offered
+
+ALONE = ("hnsw", "fts", "bm25", "bm25_sparse")
+
+
+def alone(
+    db: Database, ds: Dataset, n: int, text_table: str, kind: str, text: str,
+    vector: np.ndarray, k1: float = K1, b: float = B,
+) -> Ranked:  # fmt: skip
+    """One ranker on its own, now: the HNSW index (`vector`), or a lexical one (`text`; BM25
+    in SQL with `k1` and `b`)."""
+    target, index, source, bm25 = reports.sides(db, ds, n, text_table)
+    if kind == "hnsw":
+        system = evals.index_system(
+            f"hnsw:{EF_SEARCH}", f"HNSW ef_search={EF_SEARCH}", target, index, EF_SEARCH,
+            depth=SHOWN,
+        )  # fmt: skip
+        script, ms = _timed(db, system, vector)
+        return _ranked(system, script, ms)
+    if kind not in ALONE:
+        raise ValueError(f"unknown ranker {kind!r}: {', '.join(ALONE)}")
+    if kind == "fts":
+        system = evals.fts_system(source, depth=SHOWN)
+    else:
+        system = hybrid.lexical_system(_ranker(kind, source, bm25, Knobs(k1=k1, b=b)), depth=SHOWN)
+    script, ms = _timed(db, system, text)
+    return _ranked(system, script, ms)
+
+
+def fused(
+    db: Database, ds: Dataset, n: int, text_table: str, text: str, vector: np.ndarray,
+    knobs: Knobs = Knobs(),
+) -> Ranked:  # fmt: skip
+    """The fusion with `knobs` (its re-rank fields aside), now; its `rows` hold the first
+    FUSED_DEPTH rows for a re-rank."""
+    target, index, source, bm25 = reports.sides(db, ds, n, text_table)
+    system = hybrid.fusion_system(
+        target, index, _ranker(knobs.text, source, bm25, knobs), knobs.fusion(),
+        depth=FUSED_DEPTH,
+    )  # fmt: skip
+    script, ms = _timed(db, system, (vector, text))
+    return _ranked(system, script, ms, fused=True)
+
+
+def reranked(ds: Dataset, text: str, fused_list: Ranked, top: int, reranker: str) -> Ranked:
+    """The fused list's first `top` rows re-ranked by `reranker` (maxsim or voyage), now."""
+    if reranker not in ("maxsim", "voyage"):
+        raise ValueError(f"unknown re-ranker {reranker!r}: maxsim or voyage")
+    rows = fused_list.script.rows if fused_list.script is not None else []
+    make = rerank.lab_voyage(ds) if reranker == "voyage" else rerank.lab_maxsim(ds)
+    r = make(top)
+    t0 = time.perf_counter()
+    keys, scores = r(text, [row[0] for row in rows], [float(row[1]) for row in rows])
+    ms = (time.perf_counter() - t0) * 1000
+    sides = {row[0]: (row[2], row[3]) for row in rows}
+    head = keys[:SHOWN]
+    return Ranked(
+        "rerank", f"the fused list, then {r.label}", tuple(int(k) for k in head),
+        tuple(scores[:SHOWN]), ms, None, tuple(sides[k][0] for k in head),
+        tuple(sides[k][1] for k in head),
+    )  # fmt: skip
+
+
 def run(
     db: Database,
     ds: Dataset,
@@ -88,48 +151,10 @@ def run(
     knobs: Knobs = Knobs(),
 ) -> list[Ranked]:
     """`text` (and its embedding `vector`) through each ranker on size `n`, now."""
-    target, index, source, bm25 = reports.sides(db, ds, n, text_table)
-    out = []
-
-    vec = evals.index_system(
-        f"hnsw:{EF_SEARCH}", f"HNSW ef_search={EF_SEARCH}", target, index, EF_SEARCH,
-        depth=SHOWN,
-    )  # fmt: skip
-    script, ms = _timed(db, vec, vector)
-    out.append(_ranked(vec, script, ms))
-    for kind in ("fts", "bm25", "bm25_sparse"):
-        r = _ranker(kind, source, bm25, knobs)
-        system = (
-            evals.fts_system(source, depth=SHOWN)
-            if kind == "fts"
-            else hybrid.lexical_system(r, depth=SHOWN)
-        )
-        script, ms = _timed(db, system, text)
-        out.append(_ranked(system, script, ms))
-
-    fused = hybrid.fusion_system(
-        target, index, _ranker(knobs.text, source, bm25, knobs), knobs.fusion(),
-        depth=max(SHOWN, knobs.rerank),
-    )  # fmt: skip
-    script, ms = _timed(db, fused, (vector, text))
-    rows = script.rows
-    out.append(_ranked(fused, script, ms, fused=True))
+    out = [alone(db, ds, n, text_table, k, text, vector, knobs.k1, knobs.b) for k in ALONE]
+    out.append(fused(db, ds, n, text_table, text, vector, knobs))
     if knobs.rerank:
-        if knobs.reranker not in ("maxsim", "voyage"):
-            raise ValueError(f"unknown re-ranker {knobs.reranker!r}: maxsim or voyage")
-        make = rerank.lab_voyage(ds) if knobs.reranker == "voyage" else rerank.lab_maxsim(ds)
-        reranker = make(knobs.rerank)
-        t0 = time.perf_counter()
-        keys, scores = reranker(text, [r[0] for r in rows], [float(r[1]) for r in rows])
-        rerank_ms = (time.perf_counter() - t0) * 1000
-        sides = {r[0]: (r[2], r[3]) for r in rows}
-        out.append(
-            Ranked(
-                "rerank", f"the fused list, then {reranker.label}",
-                tuple(int(k) for k in keys[:SHOWN]), tuple(scores[:SHOWN]), rerank_ms, None,
-                tuple(sides[k][0] for k in keys[:SHOWN]), tuple(sides[k][1] for k in keys[:SHOWN]),
-            )
-        )  # fmt: skip
+        out.append(reranked(ds, text, out[-1], knobs.rerank, knobs.reranker))
     return out
 
 
