@@ -18,6 +18,7 @@ import argparse
 import re
 import sys
 import time
+from types import SimpleNamespace
 
 from lib.core import jobs as queue
 from lib.core.database import open_database
@@ -33,6 +34,8 @@ from lib.lessons.filtered import jobs as filtered_jobs
 from lib.lessons.filtered import tables as filtered_tables
 from lib.lessons.hybrid import reports as hybrid_reports
 from lib.lessons.recall import generator_check
+from lib.lessons.reembed import demo as reembed_demo
+from lib.lessons.reembed import jobs as reembed_jobs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,6 +105,22 @@ def main(argv: list[str] | None = None) -> int:
         ]  # fmt: skip
         measured = [suite.request(db, n) for n in todo]
         failed += _run(db, ds, measured, args.timeout, suite, suite.what)
+
+    # The Re-embedding page's default run and its drift, when the cache holds its passages
+    n = reembed_demo.DEFAULT_SIZE
+    if n in reembed_demo.sizes(ds):
+        for kind, reader, what in (
+            (reembed_jobs.MIGRATION, reembed_jobs.migration, "the re-embedding run"),
+            (reembed_jobs.DRIFT, reembed_jobs.drift, "the drift months"),
+        ):
+            if reembed_demo.stored(db, "drift" if kind == reembed_jobs.DRIFT else "migration",
+                                   n) is None:  # fmt: skip
+                job = reembed_jobs.request(db, kind, n)
+                follow = SimpleNamespace(
+                    get=reader.get,
+                    progress=lambda db, j, what=what: reembed_jobs.progress(db, j, what),
+                )
+                failed += _run(db, ds, [job], args.timeout, follow, what)
 
     print(f"\nWarming each size (the query set through its index) after {_mins(t0)}:")
     print(

@@ -28,20 +28,22 @@ resources.worker()  # this process takes its part in the job queue
 ran = cached.stored_sizes()
 offered = sorted(set(cached.sizes()) | set(ran)) or [demo.DEFAULT_SIZE]
 if st.session_state.get("reembed_size") not in offered:
-    # the default size, unless only other sizes have a stored run
-    default = demo.DEFAULT_SIZE if demo.DEFAULT_SIZE in ran or not ran else ran[0]
-    st.session_state["reembed_size"] = default if default in offered else offered[0]
+    # the lesson's size if it has a stored run or no size has one; else a size that has one
+    fits = [v for v in offered if v <= demo.DEFAULT_SIZE] or offered
+    default = demo.DEFAULT_SIZE if demo.DEFAULT_SIZE in ran or not ran else ran[-1]
+    st.session_state["reembed_size"] = default if default in offered else fits[-1]
 n = st.select_slider(
     "Rows in the demo table", options=offered, key="reembed_size", format_func=lambda v: f"{v:,}",
     help="The first rows of the recall tables, their vectors read from the embedding cache "
     "(and any size with a stored run).",
 )  # fmt: skip
 st.caption(
-    f"{demo.DEFAULT_SIZE:,} rows by default: the whole migration (re-embedding every row with "
-    f"{demo.B} on two cores shared with the room) then takes well under a minute, so a room can "
-    "watch it. The lesson's 20,000 rows take minutes (the README's bench: 243 s of backfill at "
-    "82 rows/s); offered here when the cache holds their vectors. Only sizes whose passages are "
-    "all in the cache are offered, because nothing is embedded with the old model here."
+    f"{demo.DEFAULT_SIZE:,} rows by default, the lesson's: they hold the answers of enough "
+    f"labelled queries to show nDCG. Re-embedding them with {demo.B} takes a few minutes on two "
+    "cores (the README's bench: 243 s of backfill at 82 rows/s); 2,000 rows take well under a "
+    "minute, for a room that wants to watch the whole run. `make prepare` runs the default size. "
+    "Only sizes whose passages are all in the embedding cache are offered: nothing is embedded "
+    "with the old model here."
 )
 
 
