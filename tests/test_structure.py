@@ -234,3 +234,20 @@ def test_benchmarks_import_nothing_from_the_tests():
     for p in ROOT.glob("bench/*.py"):
         assert "conftest" not in imports_of(p), p.name
         assert not re.search(r'/ "tests"', p.read_text()), p.name  # on sys.path
+
+
+def test_no_local_state_is_tracked():
+    """.venv, .cache and .pgdata are this machine's (a worktree may make them symlinks): a
+    tracked one would replace the real directory on the next checkout."""
+    import subprocess
+
+    tracked = subprocess.run(
+        ["git", "ls-files", "--", ".venv", ".cache", ".pgdata"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert tracked == []
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", ".venv", ".cache", ".pgdata"],
+        cwd=ROOT, capture_output=True, text=True,
+    ).stdout.split()  # fmt: skip
+    assert sorted(ignored) == [".cache", ".pgdata", ".venv"]
