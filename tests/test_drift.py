@@ -20,7 +20,9 @@ N = 2_400  # the first real rows (embedded for the Evals and Hybrid tests too)
 
 @pytest.fixture(scope="module")
 def ds():
-    return load_dataset()
+    ds = load_dataset()
+    ds.embed(N)  # the rows' vectors, if no test before this one embedded them
+    return ds
 
 
 @pytest.fixture(scope="module")
