@@ -4,7 +4,7 @@ import streamlit as st
 
 from lib.ui import connection, nav, resources
 
-st.set_page_config(page_title="pgvector lab", page_icon=":material/hub:", layout="wide")
+st.set_page_config(page_title="pgvector lab", page_icon="🐘", layout="wide")
 nav.sidebar()
 
 st.title("pgvector lab")

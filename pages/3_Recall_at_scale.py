@@ -12,7 +12,7 @@ from lib.harness import recall, size_jobs
 from lib.lessons.recall import cached, own_jobs, view
 from lib.ui import connection, nav, resources, room, text
 
-st.set_page_config(page_title="Recall at scale", page_icon=":material/query_stats:", layout="wide")
+st.set_page_config(page_title="Recall at scale", page_icon="📈", layout="wide")
 nav.sidebar(model_picker=False)
 
 st.title("Recall at scale")

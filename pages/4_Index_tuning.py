@@ -8,7 +8,7 @@ from lib.harness import size_jobs
 from lib.lessons.tuning import cached, frontier, gallery, jobs, view
 from lib.ui import connection, nav, resources, room, text
 
-st.set_page_config(page_title="Index tuning", page_icon=":material/tune:", layout="wide")
+st.set_page_config(page_title="Index tuning", page_icon="🎛️", layout="wide")
 nav.sidebar(model_picker=False)
 
 st.title("Index tuning")

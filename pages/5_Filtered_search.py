@@ -11,7 +11,7 @@ from lib.lessons.filtered import search as fs
 from lib.lessons.filtered.tables import BY_VALUE, PARTIAL, SELECTIVITIES, TWIN
 from lib.ui import connection, nav, resources, room, text
 
-st.set_page_config(page_title="Filtered search", page_icon=":material/filter_alt:", layout="wide")
+st.set_page_config(page_title="Filtered search", page_icon="🔎", layout="wide")
 nav.sidebar(model_picker=False)
 
 st.title("Filtered search")

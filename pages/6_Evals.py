@@ -7,7 +7,7 @@ from lib.core.view import when
 from lib.lessons.evals import cached, reports, view
 from lib.ui import connection, nav, resources, stored_reports, text
 
-st.set_page_config(page_title="Evals", page_icon=":material/fact_check:", layout="wide")
+st.set_page_config(page_title="Evals", page_icon="✅", layout="wide")
 nav.sidebar(model_picker=False)
 
 st.title("Evals")

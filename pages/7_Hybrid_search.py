@@ -11,7 +11,7 @@ from lib.harness.recall import HarnessError
 from lib.lessons.hybrid import cached, live, reports, view
 from lib.ui import connection, nav, report_view, resources, stored_reports, text
 
-st.set_page_config(page_title="Hybrid search", page_icon=":material/join:", layout="wide")
+st.set_page_config(page_title="Hybrid search", page_icon="🔀", layout="wide")
 nav.sidebar(model_picker=False)
 
 st.title("Hybrid search")

@@ -10,7 +10,7 @@ from lib.harness.reembed import ReembedError
 from lib.lessons.reembed import cached, demo, jobs, view
 from lib.ui import connection, nav, resources, room, text
 
-st.set_page_config(page_title="Re-embedding", page_icon=":material/sync_alt:", layout="wide")
+st.set_page_config(page_title="Re-embedding", page_icon="🔄", layout="wide")
 nav.sidebar(model_picker=False)
 
 st.title("Re-embedding")
