@@ -11,9 +11,9 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from lib.lessons.reembed.demo import PHASES
+from lib.lessons.reembed.demo import EARLIER_PHASES, PHASES
 
-COLOURS = {"idle": "#636efa", "backfill": "#ef553b", "index build": "#ffa15a",
+COLOURS = {"warm-up": "#b6b6b6", "idle": "#636efa", "backfill": "#ef553b", "index build": "#ffa15a",
            "ready": "#00cc96", "after cutover": "#ab63fa"}  # fmt: skip
 TARGET = 2.0  # the target: p95 during the run within 2× of idle
 
@@ -38,7 +38,7 @@ def phases_frame(report: Mapping[str, Any]) -> pd.DataFrame:
 def latency_figure(report: Mapping[str, Any]) -> go.Figure:
     q = report["queries"]
     fig = go.Figure()
-    for i, name in enumerate(PHASES):
+    for i, name in enumerate(q.get("phase_names", EARLIER_PHASES)):
         idx = [j for j, p in enumerate(q["phase"]) if p == i]
         if not idx:
             continue
@@ -80,6 +80,11 @@ def verdict(report: Mapping[str, Any]) -> str:
                 f"({idle:.2f} ms; target within {TARGET:.0f}×: "
                 f"{'met' if r <= TARGET else 'missed'})."
             )
+    if "warm-up" in ph:
+        parts.append(
+            f"Idle excludes the stream's first {ph['warm-up']['queries']} queries (warm-up: the "
+            "pool connecting, the index's pages read)."
+        )
     return " ".join(parts)
 
 
