@@ -92,14 +92,19 @@ def _names(s: Source) -> dict[str, sql.Composable]:
     }  # fmt: skip
 
 
+def _as_of(s: Source, indent: str) -> sql.Composable:
+    """The WHERE that shows each query the table as it was when it was asked (none without
+    an `added_at` column)."""
+    if not s.added_at:
+        return sql.SQL("")
+    where = sql.SQL("\n" + indent + "WHERE r.{} <= q.{}")
+    return where.format(ident(s.added_at), ident(s.asked_at))
+
+
 def top1_statement(s: Source, threshold: float) -> Statement:
     """Per period: how many queries, the median and 10th percentile of their top-1 cosine
     similarity, and the share under `threshold` ($1)."""
-    as_of = (
-        sql.SQL("\n        WHERE r.{} <= q.{}").format(ident(s.added_at), ident(s.asked_at))
-        if s.added_at
-        else sql.SQL("")
-    )
+    as_of = _as_of(s, "        ")
     text = sql.SQL(
         "SELECT date_trunc({period}, q.{asked})::date AS period,\n"
         "       count(*) AS queries,\n"
@@ -152,11 +157,7 @@ def centroid_statements(s: Source, baseline_until: datetime) -> list[Statement]:
 
 def top10_statement(s: Source) -> Statement:
     """Each logged query's exact top 10 in the table as it was (for nDCG against labels)."""
-    as_of = (
-        sql.SQL("\n    WHERE r.{} <= q.{}").format(ident(s.added_at), ident(s.asked_at))
-        if s.added_at
-        else sql.SQL("")
-    )
+    as_of = _as_of(s, "    ")
     text = sql.SQL(
         "SELECT q.id AS asked, q.query_id,\n"
         "       date_trunc({period}, q.{asked})::date AS period, nn.{key}\n"
