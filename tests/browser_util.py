@@ -7,6 +7,7 @@ from __future__ import annotations
 
 CONNECTED = '[data-testid="stApp"][data-test-connection-state="CONNECTED"]'
 NOT_RUNNING = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+SKELETON = '[data-testid="stSkeleton"]'
 
 
 def wait_connected(page, timeout: float = 90) -> None:
@@ -23,6 +24,17 @@ def wait_for_run(page, timeout: float = 90) -> None:
     the server's answer arrives: first wait for what the click should draw."""
     wait_connected(page, timeout)
     page.wait_for_selector(NOT_RUNNING, state="attached", timeout=timeout * 1000)
+    wait_drawn(page, timeout)
+
+
+def wait_drawn(page, timeout: float = 90) -> None:
+    """Wait until every element the run sent is drawn. Streamlit loads the code of some
+    elements (st.code's highlighter, charts) on first use and shows a skeleton in their place
+    until it arrives; on a busy machine that is after the run has finished, and the page's
+    text lacks, say, the SQL of every st.code block."""
+    page.wait_for_function(
+        f"() => document.querySelectorAll('{SKELETON}').length === 0", timeout=timeout * 1000
+    )
 
 
 def open_page(page, url: str, timeout: float = 90) -> None:
