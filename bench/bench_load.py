@@ -13,7 +13,8 @@
 its own: instructor mode (LAB_INSTRUCTOR_TOKEN set, no attendee has it), then laptop mode (no
 token). Of --sessions attendees, ABUSERS press every expensive button each page shows
 (prepare or build a size, rebuild the index with other parameters, pin and build Index
-tuning configurations, run the evals, measure recall on their own table, "Measure again"),
+tuning configurations, run the evals, measure recall on their own table, "Measure again",
+re-embed a demo table or simulate its drift at any size),
 type 10⁹ where a size can be typed and upload 20 MB files into Embedding space; the others
 click as the room scenario does. It prints the others' p50/p95, the lab_jobs rows created
 during the run by kind, the database's size before and after, the refusals the abusers got,
@@ -97,7 +98,7 @@ MB_PER_SESSION = 15.0
 TARGET_SESSIONS, TARGET_THINK = 30, 3.0
 
 ES, DM, RS, FS = "Embedding space", "Distance metrics", "Recall at scale", "Filtered search"
-IT, EV, HS = "Index tuning", "Evals", "Hybrid search"
+IT, EV, HS, RE = "Index tuning", "Evals", "Hybrid search", "Re-embedding"
 CLASSIC_STEPS = [
     (ES, "page load"),
     (ES, "type a query"),
@@ -124,6 +125,8 @@ ROOM_STEPS = [
     (HS, "page load"),
     (HS, "pick a labelled query"),
     (HS, "move RRF's k"),
+    (RE, "page load"),
+    (RE, "pick another size"),
 ]
 PAGES = list(dict.fromkeys(p for p, _ in ROOM_STEPS))
 # Index tuning draws its frontier only for a prepared size (`make prepare`): without one the
@@ -308,6 +311,8 @@ class Attendee:
             return await s.set_widget("hybrid_query", self._other_option("hybrid_query"))
         if page == HS:
             return await s.set_widget("hybrid_k", self._slider_value("hybrid_k"))
+        if page == RE:
+            return await s.set_widget("reembed_size", self._slider_value("reembed_size"))
         return await s.set_widget("recall_ef_search", self._slider_value("recall_ef_search"))
 
     async def _classic(self, page: str) -> RunResult:
@@ -460,7 +465,8 @@ HUGE_ROWS = "1,000,000,000"  # 10⁹, typed where a size can be typed
 UPLOAD_BYTES = 20_000_000  # 20 MB, under server.maxUploadSize (20 MiB)
 # Buttons that start heavy work (builds, rebuilds, sweeps, evals, scans, measurements).
 EXPENSIVE = re.compile(
-    r"^(Prepare|Embed and build|Build|Rebuild|Sweep again|Measure|Run them|Try again|Pin it)"
+    r"^(Prepare|Embed and build|Build|Rebuild|Sweep again|Measure|Run them|Try again|Pin it|"
+    r"Simulate)"
 )
 REFUSALS = {  # what a page says when it starts nothing, as the abusers saw it
     "ask the instructor": "Ask the instructor",
@@ -478,6 +484,7 @@ ABUSE_ACTIONS = [
     (FS, "pick any size"),
     (EV, "run the evals"),
     (HS, "press what is there"),
+    (RE, "pick any size"),
     (ES, "upload 20 MB"),
 ]
 
@@ -587,6 +594,8 @@ class Abuser(Attendee):
             await self._set(run, page, action, "tuning_size", self._slider_value("tuning_size"))
         elif action == "pick any size" and page == FS:
             await self._set(run, page, action, "filtered_size", self._slider_value("filtered_size"))
+        elif action == "pick any size" and page == RE:
+            await self._set(run, page, action, "reembed_size", self._slider_value("reembed_size"))
         elif action == "rebuild the index":
             try:
                 s.fill("Index type", self.rng.choice(["hnsw", "ivfflat"]))
