@@ -141,6 +141,22 @@ def test_a_minute_later_the_session_may_again(monkeypatch):
     assert started(at) == 3 and not at.warning
 
 
+def test_reloading_the_page_does_not_reset_the_limit(monkeypatch):
+    """A reload is a new session; the browser (its XSRF cookie, here one fixed key) is the
+    same, and so are its clicks."""
+    monkeypatch.setattr(room, "_browser", lambda: "cookie:one-browser")
+    room._BROWSERS.clear()
+    at = click(clicks_app(monkeypatch, limit="2"), 2)
+    assert started(at) == 2 and not at.warning
+    again = click(clicks_app(monkeypatch, limit="2"), 1)  # the reload: a fresh session
+    assert started(again) == 0
+    assert any("Not now: try again in" in w.value for w in again.warning)
+    monkeypatch.setattr(room, "_browser", lambda: "cookie:another-browser")
+    other = click(clicks_app(monkeypatch, limit="2"), 1)
+    assert started(other) == 1 and not other.warning
+    room._BROWSERS.clear()
+
+
 def test_the_rooms_instructor_is_not_limited(monkeypatch):
     at = click(clicks_app(monkeypatch, token=TOKEN, link=TOKEN, limit="2", shared=True), 5)
     assert started(at) == 5 and not at.warning and not at.info

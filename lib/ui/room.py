@@ -6,12 +6,15 @@ are told to ask the instructor for the rest.
 
 Every session but a room's instructor may also start only so many pieces of such work a
 minute (LIMIT_ENV, default DEFAULT_PER_MINUTE), on a laptop too: the limit protects the
-machine, whoever clicks (the design's "limits hold even without the token")."""
+machine, whoever clicks (the design's "limits hold even without the token"). It counts per
+browser, so reloading the page does not reset it."""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -78,21 +81,62 @@ def may(action: str, *, shared: bool = True) -> bool:
     if in_a_room() and instructor():
         return True  # the room's work is the instructor's to start, as often as it takes
     now = time.time()
-    recent = [t for t in st.session_state.get(CLICKS_KEY, []) if now - t < WINDOW_SECONDS]
-    limit = per_minute()
-    if len(recent) >= limit:
+    browser = _browser()
+    with _BROWSERS_LOCK:
+        earlier = _BROWSERS.get(browser, []) if browser else []
+        recent = [
+            t for t in [*earlier, *st.session_state.get(CLICKS_KEY, [])] if now - t < WINDOW_SECONDS
+        ]
+        recent = sorted(set(recent))
+        limit = per_minute()
+        allowed = len(recent) < limit
+        if allowed:
+            recent.append(now)
         st.session_state[CLICKS_KEY] = recent
+        if browser:
+            _BROWSERS[browser] = recent
+            _forget_idle_browsers(now)
+    if not allowed:
         again = recent[-limit] + WINDOW_SECONDS
         st.warning(
             f"**Not now: try again in {max(1, round(again - now))} s** (at "
-            f"{datetime.fromtimestamp(again):%H:%M:%S}). This session started {len(recent)} "
+            f"{datetime.fromtimestamp(again):%H:%M:%S}). This browser started {len(recent)} "
             f"pieces of heavy work in the last minute, and {limit} a minute is the limit "
             f"({LIMIT_ENV}), which keeps the machine answering. {plain(action)} did not start.",
             icon=":material/timer:",
         )
         return False
-    st.session_state[CLICKS_KEY] = [*recent, now]
     return True
+
+
+# Heavy clicks by browser, so that reloading the page (a new session) does not reset the
+# limit: a browser is its Streamlit XSRF cookie (kept across reloads), or, without one (a
+# script), its address. A room's replicas are sticky, so a browser meets one process.
+BROWSER_COOKIES = ("_streamlit_xsrf", "_xsrf")
+_BROWSERS: dict[str, list[float]] = {}
+_BROWSERS_LOCK = threading.Lock()
+
+
+def _browser() -> str | None:
+    """Who clicks, across reloads: a cookie the browser keeps, else its address; None when
+    neither is known (a test's session: the session's own clicks count)."""
+    try:
+        cookies = st.context.cookies
+        for name in BROWSER_COOKIES:
+            value = cookies.get(name)
+            if value:
+                return f"cookie:{hashlib.sha256(value.encode()).hexdigest()[:24]}"
+        address = st.context.ip_address
+    except Exception:  # no browser behind this run (AppTest, a bare script)
+        return None
+    return f"address:{address}" if address else None
+
+
+def _forget_idle_browsers(now: float) -> None:
+    for key in [
+        k for k, times in _BROWSERS.items() if not times or now - times[-1] > WINDOW_SECONDS
+    ]:
+        del _BROWSERS[key]
 
 
 @contextmanager
