@@ -26,7 +26,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
 .PHONY: install install-runtime lock run test lint format chromium haproxy vectors bench bench-load \
-	prepare workshop clean-db move-db-aside layout versions tested-with clip chunk-sources chunks \
+	prepare workshop psql clean-db move-db-aside layout versions tested-with clip chunk-sources chunks \
 	embed-chunks labels glossaries
 
 # Installs come from the locks in requirements/, hashes checked, nothing resolved on the day:
@@ -137,6 +137,11 @@ bench: install
 # A room of 30: one session's baseline, then 30 sessions for 2 minutes (bench/bench_load.py).
 bench-load: install
 	$(BIN)/python bench/bench_load.py $(ARGS)
+
+# psql on the app's database (DATABASE_URL, else the embedded server) with the lab's
+# search_path (pgvector_lab first): a statement pasted from a page finds the same tables.
+psql: install-runtime
+	$(BIN)/python -m lib.core.database psql
 
 # Stop the embedded PostgreSQL and delete its data directory (tables are rebuilt on demand;
 # `make prepare` builds them again). Asks first, unless FORCE=1; deletes nothing if the server

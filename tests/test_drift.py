@@ -93,10 +93,11 @@ def test_the_signals_sql_pasted_into_psql_gives_the_same_rows(simulated, pg_url)
 
 def test_the_signals_run_on_a_table_without_added_at_read_only(db, simulated):
     with db.transaction() as conn:
-        conn.execute("DROP TABLE IF EXISTS own_docs; DROP TABLE IF EXISTS own_log")
-        conn.execute("CREATE TABLE own_docs AS SELECT id, embedding FROM drift_rows")
+        # the learner's own tables, in public (the lab's are in pgvector_lab)
+        conn.execute("DROP TABLE IF EXISTS public.own_docs; DROP TABLE IF EXISTS public.own_log")
+        conn.execute("CREATE TABLE public.own_docs AS SELECT id, embedding FROM drift_rows")
         conn.execute(
-            "CREATE TABLE own_log AS SELECT id, asked_at AS ts, embedding FROM drift_queries"
+            "CREATE TABLE public.own_log AS SELECT id, asked_at AS ts, embedding FROM drift_queries"
         )
     own = drift.Source(("public", "own_docs"), "id", "embedding", ("public", "own_log"),
                        "embedding", "ts", None, "week")  # fmt: skip

@@ -96,7 +96,7 @@ def test_a_search_path_cannot_send_your_tables_queries_to_another_table(pg_url):
         with db.transaction() as conn:
             conn.execute("CREATE SCHEMA IF NOT EXISTS decoy")
             schemas = conn.execute("SELECT current_schemas(false)").fetchone()[0]
-            assert schemas == ["decoy", "public"]
+            assert schemas == ["pgvector_lab", "decoy", "public"]  # the lab's, then the URL's
             conn.execute("DROP TABLE IF EXISTS public.shadowed, decoy.shadowed")
             for schema, first in (("public", 0), ("decoy", 10_000)):
                 conn.execute(f"CREATE TABLE {schema}.shadowed (id int PRIMARY KEY, e vector(8))")

@@ -1,6 +1,6 @@
 """A `DATABASE_URL` user who may not create tables gets, on every page that needs its own
-tables, one clear message and the GRANT that fixes it, pasteable into psql; once it is run,
-the page works at the next click."""
+tables, one clear message and the statement that fixes it (here the lab's schema, owned by
+that user), pasteable into psql; once it is run, the page works at the next click."""
 
 from __future__ import annotations
 
@@ -45,12 +45,12 @@ def test_a_user_without_create_gets_the_grant_and_the_page_works_once_it_ran(
 ):
     owner_url, learner_url, role = database_without_create
     with serve_app(tmp_path / "app.log", DATABASE_URL=learner_url) as url:
-        grant = f'GRANT CREATE ON SCHEMA "public" TO "{role}";'
+        grant = f'CREATE SCHEMA "pgvector_lab" AUTHORIZATION "{role}";'
         for name in PAGES_WITH_TABLES:
             open_page(page, f"{url}/{name}")
             assert exceptions(page) == [], name
             expect(page.get_by_text(DENIED)).to_be_visible()
-            expect(page.locator("code").filter(has_text="GRANT CREATE")).to_have_text(grant)
+            expect(page.locator("code").filter(has_text="CREATE SCHEMA")).to_have_text(grant)
         # The distance picture makes no table: it works; the page's corpus part says why not.
         open_page(page, f"{url}/Distance_metrics")
         assert exceptions(page) == []

@@ -81,7 +81,8 @@ def test_settings_stay_inside_the_measurement(db, ds, small):
 def test_queries_run_under_statement_timeout(db, ds, small):
     with db.transaction() as conn:
         conn.execute(
-            "CREATE OR REPLACE VIEW slow_vectors AS SELECT id, embedding FROM recall_n500_d384"
+            "CREATE OR REPLACE VIEW public.slow_vectors AS"
+            " SELECT id, embedding FROM recall_n500_d384"
             " WHERE pg_sleep(0.002)::text = ''"
         )
     slow = Target("public", "slow_vectors")

@@ -189,7 +189,7 @@ def test_a_build_script_pasted_into_psql_builds_the_same_index(db, ds, table, pg
         psql(pg_url, script.text())
         rows = db.fetchall("SELECT indexdef FROM pg_indexes WHERE tablename = %s", (scratch,))
         assert [r[0] for r in rows] == [
-            f"CREATE INDEX {scratch}_binary ON public.{scratch} USING hnsw "
+            f"CREATE INDEX {scratch}_binary ON pgvector_lab.{scratch} USING hnsw "
             "(((binary_quantize(embedding))::bit(384)) bit_hamming_ops) "
             "WITH (m='16', ef_construction='64')"
         ]

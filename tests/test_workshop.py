@@ -14,9 +14,11 @@ import psutil
 import psycopg
 import pytest
 from browser_util import exceptions, open_page, wait_connected, wait_for_run
-from conftest import PROJECT_DIR, free_port, own_server, serve_app, short_tmp_dir
+from conftest import PROJECT_DIR, free_port, own_server, serve_app, short_tmp_dir, with_extension
 from psycopg.conninfo import make_conninfo
 from relay import Relay
+
+from lib.core.lab_schema import lab_conninfo
 
 pytestmark = [pytest.mark.browser, pytest.mark.db]
 
@@ -30,6 +32,7 @@ def fresh_database(pg_url):
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = make_conninfo(pg_url, dbname=name)
+    with_extension(url)
     yield url
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
@@ -56,7 +59,7 @@ def test_two_app_processes_asking_for_the_same_new_size_run_one_build(
         for c in contexts:
             c.close()
 
-    with psycopg.connect(fresh_database) as conn:
+    with psycopg.connect(lab_conninfo(fresh_database)) as conn:  # as `make psql` connects
         ran = conn.execute(
             "SELECT count(*) FILTER (WHERE (facts ->> 'loaded')::boolean),"
             " count(*) FILTER (WHERE (facts ->> 'indexed')::boolean),"
@@ -95,7 +98,7 @@ def test_every_page_says_the_server_is_away_and_recovers_when_it_is_started_agai
 ):
     # the test's own server, stopped and started as `docker compose restart` would
     with (
-        own_server() as server,
+        own_server(extension=True) as server,
         serve_app(tmp_path / "app.log", DATABASE_URL=server.get_uri()) as url,
     ):
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -146,10 +149,15 @@ def _measurements(page) -> int:
 
 
 def test_behind_haproxy_a_dropped_connection_comes_back_to_its_own_page_state(
-    pg_url, browser, tmp_path
+    pg_url, db, browser, tmp_path
 ):
     """`scripts/workshop.py`: two app processes behind HAProxy; an attendee's connection
     drops (every TCP connection cut) and comes back to the same process and session."""
+    from test_tuning import prepared
+
+    from lib.dataset.passages import load_dataset
+
+    prepared(db, load_dataset(), 500)  # as `make prepare` would: in a room, attendees build none
     port = free_port()
     env = {**os.environ, "DATABASE_URL": pg_url}
     with open(tmp_path / "workshop.log", "wb") as log:

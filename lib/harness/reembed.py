@@ -11,7 +11,7 @@ naming the model that made the column behind it, and every k-NN statement filter
 (the planner folds the filter to a one-time `false`: no scan at all) and `knn` raises
 `ModelMismatch`.
 
-The steps, each recorded in `public.reembed_runs` (state, models, counts, timings):
+The steps, each recorded in `pgvector_lab.reembed_runs` (state, models, counts, timings):
 
 1. `plan`: `ALTER TABLE … ADD COLUMN <shadow> vector(d)` (no rewrite, no default), the view on
    the current column if it is missing, a run row in state `planned`.
@@ -57,9 +57,10 @@ from psycopg import sql
 from lib.core import operators
 from lib.core.database import Database, Setting
 from lib.core.embeddings.base import EmbeddingModel, checked_vectors
+from lib.core.lab_schema import LAB_SCHEMA
 from lib.core.psql import Script, Statement, ident
 
-RUNS_SCHEMA, RUNS_TABLE = "public", "reembed_runs"
+RUNS_SCHEMA, RUNS_TABLE = LAB_SCHEMA, "reembed_runs"
 ACTIVE = ("planned", "backfilling", "indexing", "ready", "cut_over", "rolled_back")
 STATES = (*ACTIVE, "finished", "abandoned")
 BATCH = 256

@@ -1,7 +1,8 @@
 """The shared database for every page, and the check each page makes before it uses it: the
-server answers, and this user may create the lab's tables (else one clear message with the
-fix, and the page stops). Progress displays that read the database every second use
-`progress_fragment`, which shows a server that is away or busy as a plain message."""
+server answers, and this user may create the lab's tables in its schema, pgvector_lab (else
+one clear message with the fix, and the page stops). Progress displays that read the
+database every second use `progress_fragment`, which shows a server that is away or busy as
+a plain message."""
 
 from __future__ import annotations
 
@@ -16,12 +17,18 @@ from psycopg import sql
 
 from lib.core import data_directory
 from lib.core.database import (
+    CREATE_EXTENSION,
+    UPDATE_EXTENSION,
     Database,
     DatabaseBusy,
     DatabaseUnavailable,
     DataDirectoryMismatch,
+    ExtensionMissing,
+    manage_extension,
     open_database,
 )
+from lib.core.lab_schema import LAB_SCHEMA
+from lib.ui import room
 from lib.ui.text import plain
 
 
@@ -48,6 +55,8 @@ def database(*, creates_tables: bool = True) -> Database:
         return db
     except DatabaseUnavailable as e:
         show_unavailable(e)
+        if isinstance(e, ExtensionMissing):
+            offer_extension("create")
         if isinstance(e, DataDirectoryMismatch):
             st.button(
                 f"Move {e.pgdata.name} aside and start an empty PostgreSQL {e.bundled}",
@@ -72,6 +81,32 @@ def show_unavailable(e: DatabaseUnavailable, *, compact: bool = False) -> None:
         st.info(f"**How to fix:** {e.fix}")
 
 
+def offer_extension(action: str, where: str = "page") -> None:
+    """The button that asks, on a database the lab does not own, before it changes pgvector:
+    `action` "create" (`CREATE EXTENSION vector`) or "update" (`ALTER EXTENSION vector
+    UPDATE`); `where` "page" or "sidebar" (both may show it). In a room it is the
+    instructor's; what the server says when it refuses is shown as text."""
+    statement = CREATE_EXTENSION if action == "create" else UPDATE_EXTENSION
+    label = "Create the extension" if action == "create" else "Update the extension"
+    if not st.button(label, key=f"lab_extension_{action}_{where}", icon=":material/extension:",
+                     help=f"Runs `{statement}` in this database, as the app's user."):  # fmt: skip
+        return
+    if not room.may(f"Changing this database's pgvector ({statement})"):
+        return
+    try:
+        if action == "create":  # no Database opened without it: the next run opens one
+            manage_extension(os.environ["DATABASE_URL"])
+        else:
+            db = shared_database()
+            manage_extension(db.conninfo)
+            db.forget_info()  # the sidebar reads the versions again
+    except DatabaseUnavailable as e:
+        st.error(f"**{statement} did not run.** {plain(e.problem)}", icon=":material/error:")
+        st.info(f"**How to fix:** {e.fix}")
+        return
+    st.rerun()
+
+
 def progress_fragment(run_every: float = 1.0) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """`st.fragment(run_every=...)` for a display that reads the database at every tick: a
     server that went away or is busy shows as one plain message (show_unavailable), not an
@@ -93,33 +128,34 @@ def progress_fragment(run_every: float = 1.0) -> Callable[[Callable[..., Any]], 
 
 @st.cache_data(ttl=10, show_spinner=False)
 def _create_denied(conninfo: str) -> tuple[str, str] | None:
-    """None when this user may create tables in the schema the lab's tables go to (the first
-    of its search_path that exists); else the problem and the statement that fixes it. Asked
-    again after ten seconds; a denial is not kept (`_require_create`)."""
+    """None when this user may create tables in the lab's schema (LAB_SCHEMA); else the
+    problem and the statement that fixes it. Asked again after ten seconds; a denial is not
+    kept (`_require_create`)."""
     db = shared_database()
     with db.connection() as conn:
-        user, schema, database_name, allowed = conn.execute(
-            "SELECT current_user, current_schema(), current_database(),"
-            " coalesce(has_schema_privilege(current_schema(), 'CREATE'), false)"
+        user, database_name, exists, allowed = conn.execute(
+            "SELECT current_user, current_database(), to_regnamespace(%s) IS NOT NULL,"
+            " coalesce(has_schema_privilege(to_regnamespace(%s), 'CREATE'), false)",
+            (LAB_SCHEMA, LAB_SCHEMA),
         ).fetchone()
         if allowed:
             return None
-        if schema is None:
+        if not exists:
             problem = (
-                f"User {user} has no schema to create the lab's tables in: no schema of its "
-                "search_path exists in this database."
+                f"The lab keeps its tables in the schema {LAB_SCHEMA}, which database "
+                f"{database_name} does not have, and user {user} may not create it."
             )
             fix = sql.SQL("CREATE SCHEMA {} AUTHORIZATION {};").format(
-                sql.Identifier(user), sql.Identifier(user)
+                sql.Identifier(LAB_SCHEMA), sql.Identifier(user)
             )
         else:
             problem = (
-                f"User {user} may not create tables in schema {schema} of database "
+                f"User {user} may not create tables in schema {LAB_SCHEMA} of database "
                 f"{database_name}, and the lab keeps its tables there (each model's corpus, "
                 "the recall tables, their jobs)."
             )
             fix = sql.SQL("GRANT CREATE ON SCHEMA {} TO {};").format(
-                sql.Identifier(schema), sql.Identifier(user)
+                sql.Identifier(LAB_SCHEMA), sql.Identifier(user)
             )
         return problem, fix.as_string(conn)
 

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from lib.core.database import DatabaseBusy, DatabaseUnavailable
+from lib.core.database import DatabaseBusy, DatabaseUnavailable, ExtensionMissing, psql_command
 from lib.core.embeddings import voyage
 from lib.core.embeddings.registry import default_model_name
+from lib.core.lab_schema import LAB_SCHEMA
 from lib.ui import resources, st_internals, text
-from lib.ui.connection import shared_database
+from lib.ui.connection import offer_extension, shared_database
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
@@ -141,6 +142,10 @@ def _server_facts() -> None:
     except DatabaseBusy as e:
         st.warning(f"{e.HEADLINE} {text.plain(e.detail)}")
         return
+    except ExtensionMissing as e:
+        st.error(text.plain(e.problem))
+        offer_extension("create", "sidebar")
+        return
     except DatabaseUnavailable as e:
         st.error(f"PostgreSQL unavailable: {text.plain(e.problem)}")
         return
@@ -151,6 +156,10 @@ def _server_facts() -> None:
     st.caption(
         f"{info.location}  \nPostgreSQL {info.server_version} · pgvector "
         f"{info.pgvector_version} in this database, {info.pgvector_available} on the server"
+        f"  \nThe lab's tables: schema `{LAB_SCHEMA}`. To paste a page's SQL: "
+        f"`{psql_command(info.kind, shared_database().conninfo)}`"
     )
     if info.pgvector_outdated:
         st.warning(info.pgvector_outdated, icon=":material/warning:")
+        if info.kind == "url":  # the lab's own server is updated at start
+            offer_extension("update", "sidebar")

@@ -19,6 +19,7 @@ from psycopg.types.json import Jsonb
 
 from lib.core.database import Database
 from lib.core.embeddings.local import MINILM
+from lib.core.lab_schema import LAB_SCHEMA
 from lib.core.psql import Script, Statement, ident, run, short_value, vector_literal
 from lib.dataset.passages import N_QUERIES, Dataset
 from lib.harness import drift, evals, scores
@@ -26,7 +27,7 @@ from lib.harness import labels as labels_mod
 from lib.harness import reembed as rm
 
 A, B = MINILM.name, "paraphrase-MiniLM-L3-v2"
-SCHEMA = "public"
+SCHEMA = LAB_SCHEMA
 SIZES = (2_000, 5_000, 20_000)
 DEFAULT_SIZE = 20_000  # the lesson's: its rows hold enough labelled answers for nDCG
 HELD_OUT = 50  # held-out queries for the overlap and recall@10
