@@ -157,6 +157,19 @@ def test_reloading_the_page_does_not_reset_the_limit(monkeypatch):
     room._BROWSERS.clear()
 
 
+def test_a_browsers_xsrf_cookie_names_it_whatever_mask_each_load_gives_it():
+    token = bytes.fromhex("ea33fbe8f9f88056")
+
+    def masked(mask: bytes) -> str:
+        hidden = bytes(b ^ mask[i % 4] for i, b in enumerate(token))
+        return f"2|{mask.hex()}|{hidden.hex()}|1796657501"
+
+    first, reload = masked(b"\x66\x11\x11\x3b"), masked(b"\xdd\x4c\x92\x8d")
+    assert first != reload  # as Tornado writes it at each page load
+    assert room._unmasked(first) == room._unmasked(reload) == token
+    assert room._unmasked("not-a-tornado-cookie") == b"not-a-tornado-cookie"
+
+
 def test_the_rooms_instructor_is_not_limited(monkeypatch):
     at = click(clicks_app(monkeypatch, token=TOKEN, link=TOKEN, limit="2", shared=True), 5)
     assert started(at) == 5 and not at.warning and not at.info

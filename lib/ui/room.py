@@ -125,11 +125,25 @@ def _browser() -> str | None:
         for name in BROWSER_COOKIES:
             value = cookies.get(name)
             if value:
-                return f"cookie:{hashlib.sha256(value.encode()).hexdigest()[:24]}"
+                return f"cookie:{hashlib.sha256(_unmasked(value)).hexdigest()[:24]}"
         address = st.context.ip_address
     except Exception:  # no browser behind this run (AppTest, a bare script)
         return None
     return f"address:{address}" if address else None
+
+
+def _unmasked(cookie: str) -> bytes:
+    """The token an XSRF cookie carries. Tornado writes it masked ("2|mask|masked|time"), with
+    a new mask at every page load; the token under it stays the browser's."""
+    parts = cookie.split("|")
+    if len(parts) == 4 and parts[0] == "2":
+        try:
+            mask, masked = bytes.fromhex(parts[1]), bytes.fromhex(parts[2])
+        except ValueError:
+            return cookie.encode()
+        if mask:
+            return bytes(b ^ mask[i % len(mask)] for i, b in enumerate(masked))
+    return cookie.encode()
 
 
 def _forget_idle_browsers(now: float) -> None:
