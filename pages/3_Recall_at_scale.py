@@ -449,7 +449,7 @@ else:
     live = newest if newest is not None and newest.running else None
     label = "Measure again" if stored is not None else "Measure recall on this column"
     if st.button(label, key="recall_own_measure", disabled=live is not None) and room.may(
-        "Measuring recall on your table (exact scans of it)", shared=False
+        "Measuring recall on your table (exact scans of it, a job in the shared queue)"
     ):
         live = newest = own_jobs.request(db, col, own_knobs)
     if live is not None:

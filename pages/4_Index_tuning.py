@@ -104,14 +104,26 @@ stored = frontier.latest_ids(db, [k for k, s in zip(keys, statuses, strict=True)
 sweeps = [cached.tuning_sweep(stored[k]) if k in stored else None for k in keys]
 live_jobs = jobs.live(db, n)
 live_for = {(j.kind, j.config): j for j in live_jobs}
-for s, sweep in zip(statuses, sweeps, strict=True):
-    # A built configuration with no stored sweep gets one (queries only, shared, stored).
+unswept = []  # built, no stored sweep, and this session may not start one
+for i, (s, sweep) in enumerate(zip(statuses, sweeps, strict=True)):
+    # A built configuration with no stored sweep gets one (queries only, shared, stored). In
+    # a room only the table's own index does for everyone (once per size); the others, and
+    # another oversampling, are the instructor's.
     if s.built and sweep is None and ("sweep", s.config) not in live_for:
-        if jobs.last_failed(db, n, "sweep", s.config) is None:
+        if i > 0 and not room.instructor():
+            unswept.append(s.config.label())
+        elif jobs.last_failed(db, n, "sweep", s.config) is None:
             with room.refusals():
                 job = jobs.request_sweep(db, ds, n, s.config, oversample)
                 live_for[("sweep", s.config)] = job
                 live_jobs.append(job)
+if unswept:
+    st.info(
+        f"**Ask the instructor.** No curve yet for {text.plain(', '.join(unswept))} with these "
+        "settings: its sweep is shared work that the whole room pays for, so in this workshop "
+        "the instructor starts it.",
+        icon=":material/school:",
+    )
 
 
 @connection.progress_fragment(run_every=1.0)

@@ -198,3 +198,54 @@ def test_a_page_button_counts_against_the_limit_and_a_refused_click_queues_nothi
     prepare_button(at).click().run()
     assert any("Not now: try again in" in w.value for w in at.warning)
     assert size_jobs.live(db, N) is None
+
+
+# ---- Index tuning's sweeps ----------------------------------------------------------------------
+
+
+def test_in_a_room_only_the_instructor_starts_a_pinned_configurations_sweep(
+    pg_url, monkeypatch, db
+):
+    """A built configuration without a stored sweep: an attendee's visit asks the instructor
+    and queues nothing; the instructor's visit queues its sweep."""
+    from test_tuning import built, prepared
+
+    from lib.dataset.index_configs import Config
+    from lib.dataset.passages import load_dataset
+
+    n, config = 5000, Config("halfvec", 12, 40)  # this test's own: no sweep stored for it
+    ds = load_dataset()
+    prepared(db, ds, n)
+    built(db, ds, n, config)
+    contains = {"n": n, "config": config.resolved(n).to_json()}
+
+    def sweeps() -> int:
+        return len(queue.find(db, "tuning_sweep", contains))
+
+    def visit(link: str | None) -> AppTest:
+        monkeypatch.setenv("DATABASE_URL", pg_url)
+        monkeypatch.delenv("VOYAGE_API_KEY", raising=False)
+        monkeypatch.setenv(room.TOKEN_ENV, TOKEN)
+        from apptest_util import PROJECT_DIR
+
+        at = AppTest.from_file(str(PROJECT_DIR / "streamlit_app.py"), default_timeout=180)
+        if link is not None:
+            at.query_params[room.PARAM] = link
+        at.run()
+        at.session_state["tuning_size"] = n
+        at.session_state["tuning_pinned"] = [config.to_json()]
+        at.switch_page(PAGE)
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        return at
+
+    before = sweeps()
+    at = visit(None)
+    assert sweeps() == before
+    assert any("No curve yet for" in i.value and "Ask the instructor" in i.value for i in at.info)
+    visit(TOKEN)
+    assert sweeps() == before + 1
+    (job,) = queue.find(db, "tuning_sweep", contains)[:1]
+    if job.state in ("queued", "running"):
+        queue.cancel(db, job.id)
+    queue.wait(db, job, timeout=300)
