@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -243,7 +244,7 @@ class StreamlitSession:
         as opening its URL does."""
         if self._ws is None or self.disconnected:
             await self.close()
-            path = page.replace(" ", "_")
+            path = page.replace(" ", "_").replace("-", "_")  # "Re-embedding": Re_embedding
             await self.connect(path)
             return await self._rerun(page_name=path)
         page_hash = self.page_hash(page)
@@ -359,8 +360,11 @@ class StreamlitSession:
         raise LookupError(f"no widget {label_or_key!r} on the page; it shows {shown}")
 
     def page_hash(self, page: str) -> str:
+        def plain(name: str) -> str:  # "Re-embedding", "Re embedding", "Re_embedding" alike
+            return re.sub(r"[-_ ]+", " ", name).strip().lower()
+
         for page_hash, p in self.pages.items():
-            if page in (p.page_name, p.url_pathname, page_hash):
+            if page == page_hash or plain(page) in (plain(p.page_name), plain(p.url_pathname)):
                 return page_hash
         raise LookupError(
             f"no page {page!r}; the app has {[p.page_name for p in self.pages.values()]}"

@@ -23,7 +23,8 @@ from types import SimpleNamespace
 from lib.core import jobs as queue
 from lib.core.database import open_database
 from lib.core.vectors import bar, duration, embedding_rate, printer
-from lib.dataset import builds, recall_tables, sizing
+from lib.dataset import builds, config_tables, recall_tables, sizing
+from lib.dataset.index_configs import DEFAULT_OVERSAMPLE, Config
 from lib.dataset.index_specs import IndexSpec
 from lib.dataset.passages import load_dataset
 from lib.harness import recall, truths
@@ -36,6 +37,8 @@ from lib.lessons.hybrid import reports as hybrid_reports
 from lib.lessons.recall import generator_check
 from lib.lessons.reembed import demo as reembed_demo
 from lib.lessons.reembed import jobs as reembed_jobs
+from lib.lessons.tuning import frontier
+from lib.lessons.tuning import jobs as tuning_jobs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,6 +96,19 @@ def main(argv: list[str] | None = None) -> int:
         for job in _queued(filtered_jobs.request, db, ds, n)
     ]  # fmt: skip
     failed += _run(db, ds, filtered, args.timeout, filtered_jobs, "the filtered table")
+
+    # Index tuning's first curve: each size's own index swept (in a room attendees start none)
+    sweeps = []
+    for n in sizes:
+        status = recall_tables.table_status(db, ds, n)
+        if not status.ready():
+            continue
+        current = Config.of_spec(status.index.spec())
+        (own,) = config_tables.statuses(db, ds, n, status, [current])
+        key = frontier.key_of(own, status.loaded_at, len(ds.queries), DEFAULT_OVERSAMPLE)
+        if own.built and not frontier.latest_ids(db, [key]):
+            sweeps.append(tuning_jobs.request_sweep(db, ds, n, current))
+    failed += _run(db, ds, sweeps, args.timeout, tuning_jobs, "the Index tuning sweep")
 
     # The Evals and Hybrid search pages' reports, for the sizes whose tables hold enough
     # labelled answers

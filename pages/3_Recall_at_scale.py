@@ -8,7 +8,7 @@ from lib.core import jobs as queue
 from lib.core.view import when
 from lib.dataset import builds, index_specs, passages, recall_tables, sizing
 from lib.dataset.index_specs import IndexSpec
-from lib.harness import recall, size_jobs
+from lib.harness import recall, size_drop, size_jobs
 from lib.lessons.recall import cached, own_jobs, view
 from lib.ui import connection, nav, resources, room, text
 
@@ -143,6 +143,14 @@ if job is None and not (status.ready() and truth is not None):
         if st.button(f"Embed and build {n:,} rows", key=f"recall_embed_{n}") and room.may(
             f"Preparing {n:,} rows"
         ):
+            with room.refusals():
+                job = size_jobs.request(db, ds, n, index.spec() if index else None)
+    elif n in st.session_state.get("recall_dropped", ()):  # dropped here: not rebuilt unasked
+        st.info(f"**{n:,} rows were dropped.** Nothing of this size is on the server now.")
+        if st.button(f"Build {n:,} rows again", key=f"recall_rebuild_dropped_{n}") and room.may(
+            f"Preparing {n:,} rows"
+        ):
+            st.session_state["recall_dropped"] = st.session_state["recall_dropped"] - {n}
             with room.refusals():
                 job = size_jobs.request(db, ds, n, index.spec() if index else None)
     elif room.may(f"Preparing {n:,} rows"):  # picking a size that is not built starts it
@@ -371,6 +379,29 @@ if submitted and room.may(f"Rebuilding the {n:,}-row index"):
 if index is not None:
     st.caption("Current index, as it was built:")
     st.code(index_specs.index_statement(status.table, index.spec()).psql(), language="sql")
+if status.loaded and job is None and room.instructor():
+    with st.popover("Drop this size…", icon=":material/delete:", key="recall_drop"):
+        st.markdown(
+            f"Drops `{status.table}` with its index and ground truth, the Index tuning copies "
+            f"made from it and, unless another model has a {n:,}-row table, the passages' text "
+            "and BM25 tables of this size: for everyone on this server. Stored measurements "
+            f"stay. Building it again takes what `make prepare` took for {n:,} rows."
+        )
+        sure = st.checkbox("Yes, drop it for everyone", key="recall_drop_sure")
+        if st.button(
+            f"Drop {n:,} rows", key="recall_drop_go", disabled=not sure, type="primary"
+        ) and room.may(f"Dropping {n:,} rows"):
+            try:
+                dropped = size_drop.drop_size(db, n, ds.dimension)
+            except size_drop.SizeBusy as e:
+                st.error(text.plain(str(e)), icon=":material/hourglass_top:")
+            else:
+                st.session_state["recall_dropped"] = {
+                    *st.session_state.get("recall_dropped", ()),
+                    n,
+                }
+                st.toast(f"Dropped {', '.join(dropped)}", icon=":material/delete:")
+                st.rerun()
 
 # ---- your own table ----------------------------------------------------------------------
 # A job in the one queue (own_jobs.py): one run per table, column and knob, whoever asks; the

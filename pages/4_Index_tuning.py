@@ -87,30 +87,17 @@ for data in state["tuning_pinned"]:
         configs.append(c)
 statuses = config_tables.statuses(db, ds, n, status, configs)
 oversample = int(state.get("tuning_oversample", index_configs.DEFAULT_OVERSAMPLE))
-keys = [
-    frontier.SweepKey(
-        s.place.index,
-        s.built_at,
-        status.loaded_at,
-        s.config.knob,
-        tuple(s.config.sweep_values()),
-        10,
-        len(ds.queries),
-        oversample if s.config.kind == "binary" else None,
-    )  # fmt: skip
-    for s in statuses
-]
+keys = [frontier.key_of(s, status.loaded_at, len(ds.queries), oversample) for s in statuses]
 stored = frontier.latest_ids(db, [k for k, s in zip(keys, statuses, strict=True) if s.built])
 sweeps = [cached.tuning_sweep(stored[k]) if k in stored else None for k in keys]
 live_jobs = jobs.live(db, n)
 live_for = {(j.kind, j.config): j for j in live_jobs}
 unswept = []  # built, no stored sweep, and this session may not start one
-for i, (s, sweep) in enumerate(zip(statuses, sweeps, strict=True)):
+for s, sweep in zip(statuses, sweeps, strict=True):
     # A built configuration with no stored sweep gets one (queries only, shared, stored). In
-    # a room only the table's own index does for everyone (once per size); the others, and
-    # another oversampling, are the instructor's.
+    # a room that is the instructor's: `make prepare` sweeps each size's own index before.
     if s.built and sweep is None and ("sweep", s.config) not in live_for:
-        if i > 0 and not room.instructor():
+        if not room.instructor():
             unswept.append(s.config.label())
         elif jobs.last_failed(db, n, "sweep", s.config) is None:
             with room.refusals():

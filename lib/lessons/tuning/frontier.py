@@ -281,6 +281,22 @@ class SweepKey:
     oversample: int | None
 
 
+def key_of(s, source_loaded_at: datetime | None, queries: int, oversample: int) -> SweepKey:
+    """The key of the sweep the Index tuning page shows for configuration status `s` (a
+    config_tables.ConfigStatus) on a table loaded at `source_loaded_at`: its knob's values,
+    k = 10, the query set's size, and `oversample` for a binary configuration."""
+    return SweepKey(
+        s.place.index,
+        s.built_at,
+        source_loaded_at,
+        s.config.knob,
+        tuple(s.config.sweep_values()),
+        10,
+        queries,
+        oversample if s.config.kind == "binary" else None,
+    )
+
+
 def latest_ids(db: Database, keys: Sequence[SweepKey]) -> dict[SweepKey, int]:
     """The newest stored sweep of each key that has one (one query for all)."""
     ensure_table(db)
