@@ -118,8 +118,12 @@ else:
         f"{nd['min']}), so no nDCG here; 20,000 rows hold enough."
     )
 st.plotly_chart(view.overlap_figure(report), width="stretch", config={"displayModeBar": False})
-with st.expander("The wrong query, as it ran (the first of them)"):
-    st.code(trap["example"], language="sql")
+box_trap_sql = st.expander(
+    "The wrong query, as it ran (the first of them)", key="reembed_trap_sql", on_change="rerun"
+)
+if box_trap_sql.open:  # drawn only when open: no statement text sent unasked
+    with box_trap_sql:
+        st.code(trap["example"], language="sql")
 
 st.subheader("The guard")
 model_now = cached.view_model(n)
@@ -156,6 +160,7 @@ st.markdown(
 )
 st.plotly_chart(cached.latency_figure(found.id, n), width="stretch",
                 config={"displayModeBar": False})  # fmt: skip
+st.caption(view.latency_caption(report))
 st.markdown(view.verdict(report))
 st.dataframe(view.phases_frame(report), hide_index=True, width="stretch")
 ceiling = report["ceiling"]
@@ -166,13 +171,19 @@ st.caption(
     f"measured just before); embedding {b['embed_seconds']:.1f} s, writing "
     f"{b['write_seconds']:.1f} s. HNSW built concurrently in **{report['index_seconds']:.2f} s**."
 )
-with st.expander("Every statement that ran, each kind once (with how often and how long)"):
-    st.caption("Parameters too long to print (a batch's vectors) are described in a comment.")
-    for r in report["ran"]:
-        st.markdown(f"**{r['what']}**: {r['count']}×, {r['seconds']:.2f} s in all")
-        st.code(r["text"], language="sql")
-    st.markdown("**k-NN through the view** (the stream's queries)")
-    st.code(report["knn"], language="sql")
+box_ran_sql = st.expander(
+    "Every statement that ran, each kind once (with how often and how long)",
+    key="reembed_ran_sql",
+    on_change="rerun",
+)
+if box_ran_sql.open:  # drawn only when open: no statement text sent unasked
+    with box_ran_sql:
+        st.caption("Parameters too long to print (a batch's vectors) are described in a comment.")
+        for r in report["ran"]:
+            st.markdown(f"**{r['what']}**: {r['count']}×, {r['seconds']:.2f} s in all")
+            st.code(r["text"], language="sql")
+        st.markdown("**k-NN through the view** (the stream's queries)")
+        st.code(report["knn"], language="sql")
 
 st.markdown(f"**Switch now.** The view serves **{model_now or 'nothing'}**'s vectors.")
 k1, k2, k3 = st.columns(3)
@@ -208,10 +219,14 @@ st.caption(
     "(`enable_seqscan = off`: a small table's planner would rather scan it) and proved used by "
     "EXPLAIN. nDCG needs labelled queries whose answers the table holds."
 )
-with st.expander("The queries behind it (the first of each)"):
-    for name, sql_text in report["examples"].items():
-        st.markdown(f"**{name}**")
-        st.code(sql_text, language="sql")
+box_before_after_sql = st.expander(
+    "The queries behind it (the first of each)", key="reembed_before_after_sql", on_change="rerun"
+)
+if box_before_after_sql.open:  # drawn only when open: no statement text sent unasked
+    with box_before_after_sql:
+        for name, sql_text in report["examples"].items():
+            st.markdown(f"**{name}**")
+            st.code(sql_text, language="sql")
 
 # ---- 4. drift ------------------------------------------------------------------------------------
 st.subheader("Drift you can watch")
@@ -239,17 +254,27 @@ else:
         f"standard deviations or a floor. Measured {when(drifted.ran_at.isoformat())} in "
         f"{drifted.seconds:.1f} s."
     )
-    with st.expander("Each signal's SQL, as it ran"):
-        for name, sql_text in d["scripts"].items():
-            st.markdown(f"**{name}**")
-            st.code(sql_text, language="sql")
-    with st.expander("The same signals on your own table and query log (text to copy)"):
-        st.caption(
-            "For a table `public.docs (id, embedding)` and a log `public.query_log (asked_at, "
-            "embedding)`, per week, without an `added_at` column (with one, `drift.Source(..., "
-            "added_at='added_at')` compares each query with the table as it was). Read-only."
-        )
-        st.code(demo.own_table_sql(d["threshold"]), language="sql")
+    box_drift_sql = st.expander(
+        "Each signal's SQL, as it ran", key="reembed_drift_sql", on_change="rerun"
+    )
+    if box_drift_sql.open:  # drawn only when open: no statement text sent unasked
+        with box_drift_sql:
+            for name, sql_text in d["scripts"].items():
+                st.markdown(f"**{name}**")
+                st.code(sql_text, language="sql")
+    box_own_sql = st.expander(
+        "The same signals on your own table and query log (text to copy)",
+        key="reembed_own_sql",
+        on_change="rerun",
+    )
+    if box_own_sql.open:  # drawn only when open: no statement text sent unasked
+        with box_own_sql:
+            st.caption(
+                "For a table `public.docs (id, embedding)` and a log `public.query_log (asked_at, "
+                "embedding)`, per week, without an `added_at` column (with one, `drift.Source(..., "
+                "added_at='added_at')` compares each query with the table as it was). Read-only."
+            )
+            st.code(demo.own_table_sql(d["threshold"]), language="sql")
 
 # ---- 5. what to notice ---------------------------------------------------------------------------
 st.subheader("What to notice")

@@ -26,7 +26,7 @@ def stored(kind: str, n: int) -> demo.Stored | None:
     return demo.stored(database(), kind, n)
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
+@st.cache_resource(max_entries=8, show_spinner=False)  # one spec, shared, never copied
 def latency_figure(report_id: int, n: int):
     found = stored("migration", n)
     return view.latency_figure(found.report) if found else None
