@@ -137,3 +137,29 @@ def test_the_page_renders_in_chromium(app_url, page, migrated):
     expect(main.get_by_text("Zero-downtime re-embedding, live")).to_be_visible()
     expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)
     assert exceptions(page) == []
+
+
+def test_the_latency_figure_sums_every_query_it_was_given(migrated):
+    """The figure draws windows, not queries: each window's count, median, p95 and slowest
+    come from the recorded latencies, and together the windows hold every query."""
+    import numpy as np
+    import plotly.graph_objects as go
+
+    from lib.lessons.reembed import view
+
+    report = migrated.report
+    q = report["queries"]
+    rows = view.latency_windows(report)
+    assert sum(r["queries"] for r in rows) == len(q["ms"])
+    assert max(r["max"] for r in rows) == max(q["ms"])
+    width = view.window_seconds(report)
+    first = min(rows, key=lambda r: r["t"])
+    start = min(q["t"])
+    ms = [m for t, m, p in zip(q["t"], q["ms"], q["phase"], strict=True)
+          if t - start < width and q["phase_names"][p] == first["phase"]]  # fmt: skip
+    assert first["queries"] == len(ms) and first["p95"] == float(np.percentile(ms, 95))
+    spec = view.latency_figure(report).to_dict()
+    go.Figure(spec)  # a valid plotly spec
+    assert len(str(spec)) < 100_000  # windows, not one point per query
+    names = {t["name"] for t in spec["data"] if t.get("showlegend")}
+    assert names == {p for p in q["phase_names"] if p in {r["phase"] for r in rows}}
