@@ -705,7 +705,8 @@ def max_per_minute(heavy: list[Heavy]) -> tuple[int, list[str]]:
             window = [u for u in window if u.at - h.at < 60.0 - slack]
             if len(window) > len(best):
                 best = window
-    return len(best), [h.label for h in best]
+    start = best[0].at if best else 0.0
+    return len(best), [f"{h.label} (+{h.at - start:.1f} s, took {h.took:.1f} s)" for h in best]
 
 
 async def abuse_run(url: str, server: Server, args: argparse.Namespace, pool: list[str]) -> dict:

@@ -210,13 +210,24 @@ def test_in_a_room_only_the_instructor_starts_a_pinned_configurations_sweep(
     and queues nothing; the instructor's visit queues its sweep."""
     from test_tuning import built, prepared
 
+    from lib.dataset import config_tables
     from lib.dataset.index_configs import Config
     from lib.dataset.passages import load_dataset
 
-    n, config = 5000, Config("halfvec", 12, 40)  # this test's own: no sweep stored for it
+    # this test's own configuration (no sweep stored for it), on a copy of its own: a second
+    # halfvec index on the shared quantized copy would change other tests' plans
+    n, config = 5000, Config("hnsw", 12, 40)
     ds = load_dataset()
     prepared(db, ds, n)
-    built(db, ds, n, config)
+    place = built(db, ds, n, config).place
+    assert place.is_copy
+    try:
+        _sweeps_wait_for_the_instructor(pg_url, monkeypatch, db, n, config)
+    finally:
+        config_tables.drop_config(db, place)
+
+
+def _sweeps_wait_for_the_instructor(pg_url, monkeypatch, db, n, config) -> None:
     contains = {"n": n, "config": config.resolved(n).to_json()}
 
     def sweeps() -> int:
