@@ -170,6 +170,20 @@ def test_a_browsers_xsrf_cookie_names_it_whatever_mask_each_load_gives_it():
     assert room._unmasked("not-a-tornado-cookie") == b"not-a-tornado-cookie"
 
 
+def test_the_app_keeps_its_own_record_of_each_decision_when_asked(monkeypatch, tmp_path):
+    """RECORD_ENV: a JSON line per limited decision, which bench_load --abuse judges by."""
+    import json
+
+    record = tmp_path / "heavy.jsonl"
+    monkeypatch.setenv(room.RECORD_ENV, str(record))
+    at = click(clicks_app(monkeypatch, limit="2"), 3)
+    assert started(at) == 2
+    lines = [json.loads(line) for line in record.read_text().splitlines()]
+    assert [d["allowed"] for d in lines] == [True, True, False]
+    assert {d["action"] for d in lines} == {"Heavy work"}
+    assert len({d["session"] for d in lines}) == 1
+
+
 def test_the_rooms_instructor_is_not_limited(monkeypatch):
     at = click(clicks_app(monkeypatch, token=TOKEN, link=TOKEN, limit="2", shared=True), 5)
     assert started(at) == 5 and not at.warning and not at.info

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import threading
 import time
@@ -96,6 +97,7 @@ def may(action: str, *, shared: bool = True) -> bool:
         if browser:
             _BROWSERS[browser] = recent
             _forget_idle_browsers(now)
+    _record(action, allowed, now)
     if not allowed:
         again = recent[-limit] + WINDOW_SECONDS
         st.warning(
@@ -107,6 +109,24 @@ def may(action: str, *, shared: bool = True) -> bool:
         )
         return False
     return True
+
+
+RECORD_ENV = "LAB_HEAVY_WORK_LOG"  # a file: every limited decision, a JSON line each
+
+
+def _record(action: str, allowed: bool, at: float) -> None:
+    """Append this decision to RECORD_ENV's file, when set: the server's own account of the
+    limit (bench_load --abuse judges the limit by it, not by what a page happened to show)."""
+    path = os.environ.get(RECORD_ENV)
+    if not path:
+        return
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    line = {"session": ctx.session_id if ctx else None, "at": at, "allowed": allowed,
+            "action": action}  # fmt: skip
+    with _BROWSERS_LOCK, open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(line) + "\n")
 
 
 # Heavy clicks by browser, so that reloading the page (a new session) does not reset the
