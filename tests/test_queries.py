@@ -76,3 +76,25 @@ def test_an_image_model_embeds_an_upload_next_to_the_matching_words():
     v = image_vector(model, image)
     words = model.embed(["a red apple", "green grass", "blue sky"], input_type="document")
     assert int(np.argmax(words @ v)) == 0
+
+
+def test_a_query_the_evals_embedded_is_read_from_the_cache_and_typed_text_is_not_stored(
+    minilm, monkeypatch, tmp_path
+):
+    """resources.query_vector: a labelled query's vector comes from the embedding cache (here
+    one planted there, unlike the model's, so that its source shows); other text is embedded
+    and the cache on disk is left as it was."""
+    from lib.core.embeddings.cache import EmbeddingCache
+    from lib.harness.evals import query_key
+    from lib.ui import resources
+
+    monkeypatch.setenv("EMBEDDING_CACHE_PATH", str(tmp_path / "cache.sqlite"))
+    cache = EmbeddingCache(tmp_path / "cache.sqlite")
+    planted = np.full(minilm.info.dimension, 0.05, dtype=np.float32)
+    cache.put_many(minilm.info.name, [query_key("labelled text")], planted[None, :])
+    got = resources.query_vector(minilm.info.name, "labelled text")
+    assert np.array_equal(got, planted)
+    typed = resources.query_vector(minilm.info.name, "typed by an attendee")
+    assert np.allclose(typed, text_vector(minilm, "typed by an attendee"))
+    key = query_key("typed by an attendee")
+    assert cache.get_many(minilm.info.name, minilm.info.dimension, [key]) == {}

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import psycopg
 import streamlit as st
 
+from lib.core import vectors
 from lib.core.corpus import load_items
 from lib.core.embeddings.base import EmbeddingModel
+from lib.core.embeddings.cache import EmbeddingCache
 from lib.core.embeddings.local import use_one_thread_per_query
 from lib.core.embeddings.registry import ModelChoice, load_model
 from lib.core.embeddings.registry import model_choices as _model_choices
@@ -23,6 +26,7 @@ from lib.core.vectors import embeddable, item_vectors
 from lib.dataset.passages import load_dataset
 from lib.harness import size_jobs as jobs
 from lib.harness import truths
+from lib.harness.evals import query_key
 from lib.harness.recall import K
 from lib.ui.connection import _open_database, database, shared_database
 
@@ -39,11 +43,26 @@ def model(name: str) -> EmbeddingModel:
     return load_model(name)
 
 
+@st.cache_resource(show_spinner=False)
+def _embedding_cache(path: str) -> EmbeddingCache:
+    return EmbeddingCache(Path(path))
+
+
 @st.cache_data(max_entries=256, show_spinner=False)
 def query_vector(model_name: str, text: str) -> np.ndarray:
     """`model_name`'s query vector for `text`, shared by every page and session (a rerun or a
-    second learner asking for the same text does not embed it again)."""
-    return text_vector(model(model_name), text)
+    second learner asking for the same text does not embed it again). A query the evals
+    already embedded (every labelled query, by `make prepare`) is read from the embedding
+    cache, the same float32 vector the model gave then; others are embedded now, and not
+    written there (typed text stays out of the cache on disk)."""
+    m = model(model_name)
+    key = query_key(text)
+    found = (
+        _embedding_cache(str(vectors.cache_path()))
+        .get_many(m.info.name, m.info.dimension, [key])
+        .get(key)
+    )
+    return found if found is not None else text_vector(m, text)
 
 
 @dataclass(frozen=True)
