@@ -58,6 +58,7 @@ st.markdown(
 
 @st.fragment
 def one_query() -> None:
+    connection.database()  # a rerun of this part alone checks the server once, here
     how = st.radio(
         "Query", ["A labelled test query", "Your own words"], horizontal=True, key="hybrid_how",
         label_visibility="collapsed",

@@ -211,8 +211,9 @@ def run(
     try:
         with db.transaction() as conn:
             cur = psycopg.RawCursor(conn)
-            for name, value in script.settings.items():
-                cur.execute(setting_line(name, value), prepare=False)
+            if script.settings:  # the SET LOCAL lines as shown, sent together: one round trip
+                lines = "\n".join(setting_line(n, v) for n, v in script.settings.items())
+                cur.execute(lines, prepare=False)
             for s in script.statements:
                 cur.execute(s.text, s.params or None, prepare=False)
                 if cur.description is None:

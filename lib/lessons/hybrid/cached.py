@@ -12,7 +12,7 @@ import streamlit as st
 from lib.dataset import bm25_tables, text_tables
 from lib.dataset.recall_tables import table_status
 from lib.lessons.hybrid import live, reports
-from lib.ui.connection import database
+from lib.ui.connection import database, shared_database
 from lib.ui.resources import query_vector, recall_dataset
 
 
@@ -71,18 +71,29 @@ def costs(n: int, ran_at: Any) -> Costs | None:
 # loaded again is asked again.
 
 
+@st.cache_resource(max_entries=8, ttl=15, show_spinner=False)
+def sides(n: int, ran_at: Any) -> tuple:
+    """Size `n`'s vector and text sides (reports.sides: three catalog reads), once for every
+    ranker of a query, and looked up again at most every 15 s."""
+    return reports.sides(shared_database(), recall_dataset(), n, text_tables.table_name(n))
+
+
+# The page has checked the server (connection.database()) before it calls these: they use the
+# shared pool as it is, not one more round trip each.
 @st.cache_resource(max_entries=512, ttl=600, show_spinner="Running the query…")
 def alone(n: int, ran_at: Any, kind: str, text: str, k1: float, b: float) -> live.Ranked:
-    db, ds = database(), recall_dataset()
+    db, ds = shared_database(), recall_dataset()
     vector = query_vector(ds.model_name, text)
-    return live.alone(db, ds, n, text_tables.table_name(n), kind, text, vector, k1, b)
+    return live.alone(
+        db, ds, n, text_tables.table_name(n), kind, text, vector, k1, b, sides(n, ran_at)
+    )
 
 
 @st.cache_resource(max_entries=512, ttl=600, show_spinner="Fusing…")
 def fused(n: int, ran_at: Any, text: str, knobs: live.Knobs) -> live.Ranked:
-    db, ds = database(), recall_dataset()
+    db, ds = shared_database(), recall_dataset()
     vector = query_vector(ds.model_name, text)
-    return live.fused(db, ds, n, text_tables.table_name(n), text, vector, knobs)
+    return live.fused(db, ds, n, text_tables.table_name(n), text, vector, knobs, sides(n, ran_at))
 
 
 @st.cache_resource(max_entries=256, ttl=600, show_spinner="Re-ranking…")

@@ -85,11 +85,11 @@ ALONE = ("hnsw", "fts", "bm25", "bm25_sparse")
 
 def alone(
     db: Database, ds: Dataset, n: int, text_table: str, kind: str, text: str,
-    vector: np.ndarray, k1: float = K1, b: float = B,
+    vector: np.ndarray, k1: float = K1, b: float = B, sides: tuple | None = None,
 ) -> Ranked:  # fmt: skip
     """One ranker on its own, now: the HNSW index (`vector`), or a lexical one (`text`; BM25
-    in SQL with `k1` and `b`)."""
-    target, index, source, bm25 = reports.sides(db, ds, n, text_table)
+    in SQL with `k1` and `b`). `sides`: reports.sides of the size, when the caller has it."""
+    target, index, source, bm25 = sides or reports.sides(db, ds, n, text_table)
     if kind == "hnsw":
         system = evals.index_system(
             f"hnsw:{EF_SEARCH}", f"HNSW ef_search={EF_SEARCH}", target, index, EF_SEARCH,
@@ -109,11 +109,11 @@ def alone(
 
 def fused(
     db: Database, ds: Dataset, n: int, text_table: str, text: str, vector: np.ndarray,
-    knobs: Knobs = Knobs(),
+    knobs: Knobs = Knobs(), sides: tuple | None = None,
 ) -> Ranked:  # fmt: skip
     """The fusion with `knobs` (its re-rank fields aside), now; its `rows` hold the first
-    FUSED_DEPTH rows for a re-rank."""
-    target, index, source, bm25 = reports.sides(db, ds, n, text_table)
+    FUSED_DEPTH rows for a re-rank. `sides` as for `alone`."""
+    target, index, source, bm25 = sides or reports.sides(db, ds, n, text_table)
     system = hybrid.fusion_system(
         target, index, _ranker(knobs.text, source, bm25, knobs), knobs.fusion(),
         depth=FUSED_DEPTH,
