@@ -136,3 +136,22 @@ def test_the_page_renders_in_chromium_with_its_table_plot_and_drill_down(app_url
     expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)
     assert page.locator('[data-testid="stDataFrame"]').count() >= 4
     assert exceptions(page) == []
+
+
+def test_a_reports_bars_are_drawn_once_per_report_object():
+    """stored_reports.figure_of: the same spec for the same report object, a new one for
+    another object (a report read again), both the figure report_view draws."""
+    from lib.ui import report_view, stored_reports
+
+    def report(mean: float) -> dict:
+        m = {"mean": mean, "low": mean - 0.1, "high": mean + 0.1}
+        return {"systems": [{"name": "hnsw", "label": "HNSW", "input": "vector",
+                             "metrics": {"ndcg@10": m}}]}  # fmt: skip
+
+    first, again = report(0.5), report(0.7)
+    spec = stored_reports.figure_of(first, {"hnsw": "H"})
+    assert stored_reports.figure_of(first, {"hnsw": "H"}) is spec
+    assert spec.to_dict() == report_view.figure(first, names={"hnsw": "H"}).to_dict()
+    other = stored_reports.figure_of(again, {"hnsw": "H"})
+    assert other is not spec
+    assert other.to_dict() == report_view.figure(again, names={"hnsw": "H"}).to_dict()
