@@ -61,6 +61,17 @@ def job_progress(reader, job_id: int, what: str) -> None:
                   args=(db, job_id), help="Stops it for everyone.")  # fmt: skip
 
 
+def named_sql(label: str, key: str, statements: dict[str, str]) -> None:
+    """Named statements, as they ran, in an expander drawn only when open (no statement text
+    is sent unasked)."""
+    box = st.expander(label, key=key, on_change="rerun")
+    if box.open:
+        with box:
+            for name, sql_text in statements.items():
+                st.markdown(f"**{name}**")
+                st.code(sql_text, language="sql")
+
+
 def start(kind: str, label: str, what: str) -> None:
     if st.button(label, icon=":material/play_arrow:", key=f"start_{kind}") and room.may(what):
         jobs.request(db, kind, n)
@@ -219,14 +230,8 @@ st.caption(
     "(`enable_seqscan = off`: a small table's planner would rather scan it) and proved used by "
     "EXPLAIN. nDCG needs labelled queries whose answers the table holds."
 )
-box_before_after_sql = st.expander(
-    "The queries behind it (the first of each)", key="reembed_before_after_sql", on_change="rerun"
-)
-if box_before_after_sql.open:  # drawn only when open: no statement text sent unasked
-    with box_before_after_sql:
-        for name, sql_text in report["examples"].items():
-            st.markdown(f"**{name}**")
-            st.code(sql_text, language="sql")
+named_sql("The queries behind it (the first of each)", "reembed_before_after_sql",
+          report["examples"])  # fmt: skip
 
 # ---- 4. drift ------------------------------------------------------------------------------------
 st.subheader("Drift you can watch")
@@ -254,14 +259,7 @@ else:
         f"standard deviations or a floor. Measured {when(drifted.ran_at.isoformat())} in "
         f"{drifted.seconds:.1f} s."
     )
-    box_drift_sql = st.expander(
-        "Each signal's SQL, as it ran", key="reembed_drift_sql", on_change="rerun"
-    )
-    if box_drift_sql.open:  # drawn only when open: no statement text sent unasked
-        with box_drift_sql:
-            for name, sql_text in d["scripts"].items():
-                st.markdown(f"**{name}**")
-                st.code(sql_text, language="sql")
+    named_sql("Each signal's SQL, as it ran", "reembed_drift_sql", d["scripts"])
     box_own_sql = st.expander(
         "The same signals on your own table and query log (text to copy)",
         key="reembed_own_sql",

@@ -57,6 +57,28 @@ def with_extension(url: str) -> None:
         conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
 
 
+@contextmanager
+def new_database(pg_url: str, name: str, *, extension: bool) -> Iterator[str]:
+    """A new database `name` on the test server (dropped first if a run left it), with
+    pgvector if `extension`; its URL, and the database dropped afterwards."""
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import make_conninfo
+
+    ident = sql.Identifier(name)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(ident))
+    url = make_conninfo(pg_url, dbname=name)
+    try:
+        if extension:
+            with_extension(url)
+        yield url
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
+
+
 def short_tmp_dir() -> Path:
     """A new directory under /tmp: short, because a server's Unix socket lives in it (socket
     paths max out near 100 characters), and reachable by the server's own system user."""

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from conftest import new_database
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from streamlit.testing.v1 import AppTest
@@ -157,17 +158,8 @@ def test_the_sidebars_button_updates_the_extension(old_vector, monkeypatch):
 @pytest.fixture
 def no_vector(pg_url) -> Iterator[str]:
     """The URL of a new database without pgvector."""
-    name = "pglab_no_vector"
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield make_conninfo(pg_url, dbname=name)
-    finally:
-        with psycopg.connect(pg_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    with new_database(pg_url, "pglab_no_vector", extension=False) as url:
+        yield url
 
 
 def test_a_database_without_pgvector_is_asked_before_the_extension_is_created(

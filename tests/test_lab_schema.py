@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from conftest import new_database
 from psql_util import psql
-from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from lib.core import lab_schema
@@ -19,20 +19,8 @@ pytestmark = pytest.mark.db
 
 @pytest.fixture
 def fresh(pg_url) -> Iterator[str]:
-    name = "pglab_schema"
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = make_conninfo(pg_url, dbname=name)
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION vector")
-    try:
+    with new_database(pg_url, "pglab_schema", extension=True) as url:
         yield url
-    finally:
-        with psycopg.connect(pg_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def schema_of(url: str, name: str) -> str | None:

@@ -5,6 +5,7 @@ everyone may."""
 from __future__ import annotations
 
 import pytest
+from apptest_util import app_at
 from streamlit.testing.v1 import AppTest
 
 from lib.core import jobs as queue
@@ -248,19 +249,12 @@ def _sweeps_wait_for_the_instructor(pg_url, monkeypatch, db, n, config) -> None:
         return len(queue.find(db, "tuning_sweep", contains))
 
     def visit(link: str | None) -> AppTest:
-        monkeypatch.setenv("DATABASE_URL", pg_url)
-        monkeypatch.delenv("VOYAGE_API_KEY", raising=False)
         monkeypatch.setenv(room.TOKEN_ENV, TOKEN)
-        from apptest_util import PROJECT_DIR
-
-        at = AppTest.from_file(str(PROJECT_DIR / "streamlit_app.py"), default_timeout=180)
-        if link is not None:
-            at.query_params[room.PARAM] = link
-        at.run()
-        at.session_state["tuning_size"] = n
-        at.session_state["tuning_pinned"] = [config.to_json()]
-        at.switch_page(PAGE)
-        at.run()
+        at = app_at(
+            PAGE, pg_url, monkeypatch,
+            query_params={room.PARAM: link} if link is not None else None,
+            state={"tuning_size": n, "tuning_pinned": [config.to_json()]},
+        ).run()  # fmt: skip
         assert not at.exception, [e.value for e in at.exception]
         return at
 

@@ -5,6 +5,7 @@ Recall page is the instructor's, behind a confirmation, and does not start a reb
 from __future__ import annotations
 
 import pytest
+from apptest_util import app_at
 from streamlit.testing.v1 import AppTest
 from test_tuning import built, prepared
 
@@ -68,18 +69,11 @@ def test_a_size_a_job_works_on_is_not_dropped(db):
 
 
 def recall_page(pg_url, monkeypatch, link: str | None) -> AppTest:
-    from apptest_util import PROJECT_DIR
-
-    monkeypatch.setenv("DATABASE_URL", pg_url)
-    monkeypatch.delenv("VOYAGE_API_KEY", raising=False)
     monkeypatch.setenv(room.TOKEN_ENV, TOKEN)
-    at = AppTest.from_file(str(PROJECT_DIR / "streamlit_app.py"), default_timeout=180)
-    if link is not None:
-        at.query_params[room.PARAM] = link
-    at.run()
-    at.session_state["recall_size"] = N
-    at.switch_page("pages/3_Recall_at_scale.py")
-    at.run()
+    at = app_at(
+        "pages/3_Recall_at_scale.py", pg_url, monkeypatch,
+        query_params={room.PARAM: link} if link is not None else None, state={"recall_size": N},
+    ).run()  # fmt: skip
     assert not at.exception, [e.value for e in at.exception]
     return at
 

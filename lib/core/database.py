@@ -146,13 +146,15 @@ class DataDirectoryMismatch(DatabaseUnavailable):
 
 @dataclass(frozen=True)
 class ServerInfo:
-    """What the sidebar shows: where the server is and which versions it runs."""
+    """What the sidebar shows: where the server is, which versions it runs, and how to reach
+    it with psql."""
 
     kind: str  # "embedded" or "url"
     location: str  # data directory, or the URL with its password masked
     server_version: str
     pgvector_version: str  # the extension's version in this database
     pgvector_available: str  # the version the server's pgvector files would install
+    psql: str = ""  # how to open psql on it with the lab's search_path (psql_command)
 
     @property
     def pgvector_outdated(self) -> str | None:
@@ -614,7 +616,9 @@ class Database:
                     " default_version FROM pg_available_extensions WHERE name = 'vector'"
                 )
                 assert row is not None
-                self._info = ServerInfo(self.kind, self.location, *row)
+                self._info = ServerInfo(
+                    self.kind, self.location, *row, psql=psql_command(self.kind, self.conninfo)
+                )
             return self._info
 
     def forget_info(self) -> None:

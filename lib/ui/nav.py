@@ -8,7 +8,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from lib.core.database import DatabaseBusy, DatabaseUnavailable, ExtensionMissing, psql_command
+from lib.core.database import DatabaseBusy, DatabaseUnavailable, ExtensionMissing
 from lib.core.embeddings import voyage
 from lib.core.embeddings.registry import default_model_name
 from lib.core.lab_schema import LAB_SCHEMA
@@ -157,7 +157,7 @@ def _server_facts() -> None:
         f"{info.location}  \nPostgreSQL {info.server_version} · pgvector "
         f"{info.pgvector_version} in this database, {info.pgvector_available} on the server"
         f"  \nThe lab's tables: schema `{LAB_SCHEMA}`. To paste a page's SQL: "
-        f"`{psql_command(info.kind, shared_database().conninfo)}`"
+        f"`{info.psql}`"
     )
     if info.pgvector_outdated:
         st.warning(info.pgvector_outdated, icon=":material/warning:")
