@@ -30,14 +30,16 @@ class Script:
         self.sessions: Sessions | None = Sessions(0, 0)
         self.calls: list[tuple[float, int]] = []
         self.expired: list[int] = []
+        self.full: list[bool] = []
         self.keeper = Keeper(
             lambda: self.sessions, clock=lambda: self.now, give_back=self._give_back, **kwargs
         )
 
-    def _give_back(self, dropped: int, expired: int) -> Returned:
+    def _give_back(self, dropped: int, expired: int, full: bool) -> Returned:
         self.calls.append((self.now, dropped))
         self.expired.append(expired)
-        return Returned(dropped, expired, 0, None, None, 0.0, False)
+        self.full.append(full)
+        return Returned(dropped, expired, 0, None, None, 0.0, False, full)
 
     def tick(self, active: int, held: int, expired: int = 0, *, seconds: float = 2.0) -> None:
         self.now += seconds
@@ -92,6 +94,27 @@ def test_while_tabs_are_open_give_backs_are_at_least_the_gap_apart():
     assert sum(d for _, d in s.calls) <= 40
 
 
+def test_while_tabs_are_open_only_the_new_objects_are_collected_and_fully_now_and_then():
+    s = Script(settle=5, gap=30, full_every=600)
+    s.tick(10, 12)
+    for _ in range(200):  # one session reaches its TTL every 6 s while ten tabs click
+        s.tick(10, 11, expired=1, seconds=2)
+        s.tick(10, 11, seconds=2)
+        s.tick(10, 11, seconds=2)
+    times = [t for t, _ in s.calls]
+    assert s.full[0] and not all(s.full)  # the first freezes what the first visits loaded
+    fulls = [t for t, f in zip(times, s.full, strict=True) if f]
+    assert len(fulls) >= 2
+    last_full = times[0]
+    for t, full in zip(times[1:], s.full[1:], strict=True):  # full: the first one 600 s after
+        assert full == (t - last_full >= 600)
+        last_full = t if full else last_full
+    s.tick(0, 11)  # the last tab closes: a full one, whatever the clock says
+    for _ in range(4):
+        s.tick(0, 11)
+    assert s.full[-1] and s.calls[-1][0] - fulls[-1] < 600
+
+
 def test_drops_that_never_settle_are_given_back_after_its_patience():
     s = Script(settle=5, gap=0, patience=20)
     s.tick(5, 100)
@@ -127,6 +150,24 @@ def test_give_back_collects_cycles_and_freezes_what_is_left():
         assert result.sessions_dropped == 3 and gc.get_freeze_count() > 0
         line = result.line()
         assert re.match(r"memory: 3 closed sessions dropped \(2 after the TTL, shut down\); ", line)
+    finally:
+        gc.unfreeze()
+        gc.enable()
+
+
+def test_a_give_back_while_tabs_are_open_leaves_the_frozen_alone_and_collects_the_new():
+    gc.disable()
+    try:
+        gc.collect()
+        gc.freeze()
+        frozen = gc.get_freeze_count()
+        garbage = Node()
+        gone = weakref.ref(garbage)
+        del garbage
+        result = give_back(1, 1, full=False)
+        assert gone() is None and result.objects_freed >= 1 and not result.full
+        assert gc.get_freeze_count() >= frozen  # nothing was unfrozen to be looked at
+        assert "(new objects only)" in result.line()
     finally:
         gc.unfreeze()
         gc.enable()

@@ -2,9 +2,17 @@
 
 The Keeper, a thread started once per process, limits glibc to one malloc arena
 (`limit_malloc_arenas`); when sessions have been dropped for good or the last tab has closed,
-and the count has settled, it gives memory back once: `gc.unfreeze`, `gc.collect`, `gc.freeze`
-of what is left (so Python's own collections skip the model and caches while tabs are open),
-then `malloc_trim(0)`. The app's servers start with `SERVER_ENV` (`PYTHONMALLOC=malloc`) so
+and the count has settled, it gives memory back once: a collection, `gc.freeze` of what is
+left (so Python's own collections skip the model and caches while tabs are open), then
+`malloc_trim(0)`.
+
+Two kinds of collection. With no tab open, a full one: `gc.unfreeze` first, so that everything
+is looked at (about half a second with the model and the dataset loaded, and it pauses every
+thread). While tabs are open, only what was made since the last freeze: a closed session's
+objects are all younger than that, and this takes a small part of the time, so nobody's click
+waits half a second for it. A cycle that reaches into frozen objects waits for the next full
+one, which runs when the last tab closes, and while tabs stay open at most every
+`full_every` seconds. The app's servers start with `SERVER_ENV` (`PYTHONMALLOC=malloc`) so
 that small objects live in glibc's heap, whose free pages `malloc_trim` returns.
 
 What reads the sessions is passed in (lib/ui/st_internals.py); when it returns None the Keeper
@@ -49,6 +57,7 @@ class Returned:
     rss_after: int | None
     seconds: float
     trimmed: bool
+    full: bool = True  # everything looked at (gc.unfreeze first), or only the unfrozen
 
     def line(self) -> str:
         rss = ""
@@ -62,7 +71,8 @@ class Returned:
         why = f"{n} closed session{'s' if n != 1 else ''} dropped" if n else "no tab open"
         why += f" ({e} after the TTL, shut down)" if e else ""
         took = f"in {self.seconds:.2f} s"
-        return f"memory: {why}; {self.objects_freed:,} objects collected{rss} {took}"
+        kind = "" if self.full else " (new objects only)"
+        return f"memory: {why}; {self.objects_freed:,} objects collected{kind}{rss} {took}"
 
 
 def _libc() -> ctypes.CDLL | None:
@@ -97,16 +107,20 @@ def rss() -> int | None:
         return None
 
 
-def give_back(sessions_dropped: int = 0, sessions_expired: int = 0) -> Returned:
-    """Collect every object, freeze the survivors, and return free pages to the OS."""
+def give_back(sessions_dropped: int = 0, sessions_expired: int = 0, full: bool = True) -> Returned:
+    """Collect every object (`full`) or those made since the last freeze, freeze the
+    survivors, and return free pages to the OS."""
     before = rss()
     t0 = time.perf_counter()
-    gc.unfreeze()
+    if full:
+        gc.unfreeze()
     freed = gc.collect()
     gc.freeze()
     trimmed = malloc_trim()
     seconds = time.perf_counter() - t0
-    return Returned(sessions_dropped, sessions_expired, freed, before, rss(), seconds, trimmed)
+    return Returned(
+        sessions_dropped, sessions_expired, freed, before, rss(), seconds, trimmed, full
+    )
 
 
 class Keeper:
@@ -114,8 +128,9 @@ class Keeper:
 
     A give-back waits until no session has been dropped for `settle` seconds (sessions whose
     TTL passed together are returned together), and, while tabs are connected, until `gap`
-    seconds after the previous one (it pauses every thread for a fraction of a second);
-    with drops that never settle it runs after `patience` seconds."""
+    seconds after the previous one (it pauses every thread for a moment); with drops that
+    never settle it runs after `patience` seconds. It is a full collection when no tab is
+    open or the last full one is `full_every` seconds old, otherwise of the unfrozen only."""
 
     def __init__(
         self,
@@ -125,12 +140,14 @@ class Keeper:
         settle: float = 5.0,
         gap: float = 30.0,
         patience: float = 60.0,
+        full_every: float = 600.0,
         clock: Callable[[], float] = time.monotonic,
-        give_back: Callable[[int, int], Returned] = give_back,
+        give_back: Callable[..., Returned] = give_back,
         report: Callable[[str], None] | None = None,
     ) -> None:
         self.read = read
         self.tick, self.settle, self.gap, self.patience = tick, settle, gap, patience
+        self.full_every = full_every
         self.clock = clock
         self._give_back = give_back
         self.report = report
@@ -140,6 +157,7 @@ class Keeper:
         self.first_drop: float | None = None
         self.last_drop: float | None = None
         self.last_give_back: float | None = None
+        self.last_full: float | None = None
         self.returned: list[Returned] = []
 
     def check(self) -> Returned | None:
@@ -160,7 +178,14 @@ class Keeper:
             self.first_drop = self.first_drop if self.first_drop is not None else now
             self.last_drop = now
         if self.first_drop is not None and self._due(now, s):
-            result = self._give_back(self.dropped, self.expired)
+            full = (
+                s.active == 0
+                or self.last_full is None
+                or now - self.last_full >= self.full_every
+            )
+            result = self._give_back(self.dropped, self.expired, full=full)
+            if full:
+                self.last_full = now
             self.returned.append(result)
             self.dropped, self.expired, self.first_drop, self.last_drop = 0, 0, None, None
             self.last_give_back = now
