@@ -179,9 +179,7 @@ class Keeper:
             self.last_drop = now
         if self.first_drop is not None and self._due(now, s):
             full = (
-                s.active == 0
-                or self.last_full is None
-                or now - self.last_full >= self.full_every
+                s.active == 0 or self.last_full is None or now - self.last_full >= self.full_every
             )
             result = self._give_back(self.dropped, self.expired, full=full)
             if full:
