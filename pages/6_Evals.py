@@ -5,7 +5,7 @@ import streamlit as st
 
 from lib.core.view import when
 from lib.lessons.evals import cached, reports, view
-from lib.ui import connection, nav, resources, stored_reports, text
+from lib.ui import connection, derived, nav, resources, stored_reports, text
 
 st.set_page_config(page_title="Evals", page_icon="✅", layout="wide")
 nav.sidebar(model_picker=False)
@@ -51,7 +51,7 @@ stored_reports.metrics_and_figure(
 )
 
 st.subheader("Where each system wins")
-st.dataframe(view.kinds_frame(report), hide_index=True, width="stretch")
+st.dataframe(derived.table_of(report, "kinds", lambda: view.kinds_frame(report)), width="stretch")
 st.caption(
     "nDCG@10 per kind of query. Full-text search needs the query's words in the passage; "
     "vectors match meaning. Look at the kinds whose wording shares no word with the answer."
@@ -59,7 +59,8 @@ st.caption(
 
 # ---- the link to recall ----------------------------------------------------------------------
 st.subheader("What a recall@10 costs in nDCG")
-st.dataframe(view.recall_link_frame(report), hide_index=True, width="stretch")
+link = derived.table_of(report, "recall link", lambda: view.recall_link_frame(report))
+st.dataframe(link, width="stretch")
 st.caption(
     "Recall@10 here is measured against the exact scan on these same queries (no labels), from "
     "the top 10 each system returned; the difference in nDCG@10 against the exact scan comes "
@@ -91,8 +92,14 @@ else:
 # ---- one query ---------------------------------------------------------------------------
 st.subheader("One query, drilled down")
 labelled = report["labelled"]
-first = view.systems(report)[0]["per_query"]
-query_ids = sorted(first, key=lambda q: (labelled[q]["kind"], labelled[q]["text"].lower()))
+query_ids = derived.of(
+    report,
+    "query order",
+    lambda: sorted(
+        view.systems(report)[0]["per_query"],
+        key=lambda q: (labelled[q]["kind"], labelled[q]["text"].lower()),
+    ),
+)
 qid = st.selectbox(
     "Query", query_ids, key="evals_query",
     format_func=lambda q: f"[{labelled[q]['kind']}] {view.short(labelled[q]['text'], 90)}",
@@ -111,12 +118,19 @@ st.caption(
     "The answer came at rank: "
     + " · ".join(f"{name}: {r if r else 'not in the top 10'}" for name, r in ranks.items())
 )
-tables = view.drill_rows(report, qid, judged, passage)
+tables = derived.of(
+    report,
+    ("drill", qid),
+    lambda: {
+        name: derived.table(frame)
+        for name, frame in view.drill_rows(report, qid, judged, passage).items()
+    },
+)
 cols = st.columns(2)
 for i, (name, frame) in enumerate(tables.items()):
     with cols[i % 2]:
         st.markdown(f"**{name}**")
-        st.dataframe(frame, hide_index=True, width="stretch")
+        st.dataframe(frame, width="stretch")
 
 with st.expander("The SQL each system ran for this query, run now", expanded=False):
     st.caption(

@@ -9,7 +9,7 @@ from lib.core.view import when
 from lib.harness import evals
 from lib.harness.recall import HarnessError
 from lib.lessons.hybrid import cached, live, reports, view
-from lib.ui import connection, nav, report_view, resources, stored_reports, text
+from lib.ui import connection, derived, nav, report_view, resources, stored_reports, text
 
 st.set_page_config(page_title="Hybrid search", page_icon="🔀", layout="wide")
 nav.sidebar(model_picker=False)
@@ -63,9 +63,15 @@ def one_query() -> None:
         "Query", ["A labelled test query", "Your own words"], horizontal=True, key="hybrid_how",
         label_visibility="collapsed",
     )  # fmt: skip
-    judged = None
+    judged = qid = None
     if how == "A labelled test query":
-        order = sorted(labelled, key=lambda q: (labelled[q]["kind"], labelled[q]["text"].lower()))
+        order = derived.of(
+            report,
+            "query order",
+            lambda: sorted(
+                labelled, key=lambda q: (labelled[q]["kind"], labelled[q]["text"].lower())
+            ),
+        )
         if st.session_state.get("hybrid_query") not in labelled:
             st.session_state["hybrid_query"] = view.showcase(report) or order[0]
         qid = st.selectbox(
@@ -161,9 +167,12 @@ def one_query() -> None:
                 words = "every word" if r.name == "fts" else "any word"
                 st.info(f"No row: no passage holds {words} of the query.")
             else:
+                frame = derived.table_of(
+                    r, ("ranked", qid),
+                    lambda r=r: view.ranked_frame(r, cached.passages(r.keys), judged, doc_id),
+                )  # fmt: skip
                 st.dataframe(
-                    view.ranked_frame(r, cached.passages(r.keys), judged, doc_id),
-                    hide_index=True, height=250, width="stretch",
+                    frame, height=250, width="stretch",
                     column_config={"passage": st.column_config.TextColumn(width="large")},
                 )  # fmt: skip
             took = f"{r.ms:.1f} ms " + (
@@ -208,7 +217,8 @@ stored_reports.metrics_and_figure(
 )
 
 st.markdown("**Per kind of query** (nDCG@10)")
-st.dataframe(report_view.kinds_frame(report, names=view.SHORT), hide_index=True, width="stretch")
+kinds = derived.table_of(report, "kinds", lambda: report_view.kinds_frame(report, names=view.SHORT))
+st.dataframe(kinds, width="stretch")
 st.caption(
     "A query is filed as naming an identifier when a word of it reads as code (an underscore, "
     "`()`, `::`, an option, a dotted name, letters and digits together); the rest by where its "
@@ -216,7 +226,7 @@ st.caption(
 )
 
 st.markdown("**What fusion and re-ranking gain, and what they cost**")
-st.dataframe(view.cost_frame(report), hide_index=True, width="stretch")
+st.dataframe(derived.table_of(report, "cost", lambda: view.cost_frame(report)), width="stretch")
 st.caption(
     "Each system against HNSW alone on the same queries: the difference in nDCG@10, its 95% "
     'bootstrap interval and the paired randomisation test\'s p. "More than chance" applies the '
@@ -265,7 +275,8 @@ st.markdown(
 # ---- what to notice ------------------------------------------------------------------------
 st.subheader("What to notice")
 notes = []
-for kind, (vec, lex_label, lex, fused_label, fused, queries) in view.kind_winners(report).items():
+winners = derived.of(report, "winners", lambda: view.kind_winners(report))
+for kind, (vec, lex_label, lex, fused_label, fused, queries) in winners.items():
     name = report_view.KIND_LABELS.get(kind, kind)
     notes.append(
         f"- **{name}** ({queries} queries): HNSW {vec:.3f}, the best lexical ranker "

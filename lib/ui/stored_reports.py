@@ -3,7 +3,6 @@ the report of the chosen one, or else its job's progress or the button that star
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 import streamlit as st
@@ -14,7 +13,7 @@ from lib.core.view import PlainFigure
 from lib.dataset.passages import Dataset
 from lib.harness import size_jobs
 from lib.harness.reports import MIN_QUERIES, Stored, Suite
-from lib.ui import connection, report_view, resources, room, text
+from lib.ui import connection, derived, report_view, resources, room, text
 
 PREPARE_N = 100_000
 
@@ -115,28 +114,13 @@ def report_or_stop(
     raise AssertionError  # st.stop() does not return
 
 
-# A stored report's bars, drawn once per report object (the stored report is itself kept by
-# the page's cache, one object for every session): each entry holds the report it was drawn
-# from, so an entry is used only for that very object.
-_FIGURES: dict[tuple, tuple[dict, PlainFigure]] = {}
-_FIGURES_LOCK = threading.Lock()
-_FIGURES_KEPT = 16
-
-
 def figure_of(report: dict, names: dict | None = None) -> PlainFigure:
     """report_view.figure of `report` as a plain spec, built once per report object (it was
     a go.Figure built at every page load, about 30 ms of CPU)."""
-    key = (id(report), tuple(sorted((names or {}).items())))
-    with _FIGURES_LOCK:
-        hit = _FIGURES.get(key)
-    if hit is not None and hit[0] is report:
-        return hit[1]
-    spec = PlainFigure(report_view.figure(report, names=names).to_dict())
-    with _FIGURES_LOCK:
-        if len(_FIGURES) >= _FIGURES_KEPT:
-            _FIGURES.pop(next(iter(_FIGURES)))
-        _FIGURES[key] = (report, spec)
-    return spec
+    key = ("bars", tuple(sorted((names or {}).items())))
+    return derived.of(
+        report, key, lambda: PlainFigure(report_view.figure(report, names=names).to_dict())
+    )
 
 
 def metrics_and_figure(report: dict, caption: str, names: dict | None = None) -> None:
@@ -144,7 +128,8 @@ def metrics_and_figure(report: dict, caption: str, names: dict | None = None) ->
     names of the systems for the bars)."""
     left, right = st.columns([3, 2])
     with left:
-        st.dataframe(report_view.metrics_frame(report), hide_index=True, width="stretch")
+        frame = derived.table_of(report, "metrics", lambda: report_view.metrics_frame(report))
+        st.dataframe(frame, width="stretch")
         st.caption(caption)
     with right:
         st.plotly_chart(figure_of(report, names), width="stretch", config={"displayModeBar": False})

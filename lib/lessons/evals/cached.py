@@ -23,7 +23,9 @@ def stored(n: int) -> reports.Stored | None:
     return reports.stored(database(), recall_dataset(), n)
 
 
-@st.cache_data(max_entries=16, ttl=600, show_spinner=False)
+# No TTL: the count follows from the labels and the size's sample, which do not change while
+# the process runs (it took about 50 ms a size, and the size picker asks for every size).
+@st.cache_data(max_entries=16, show_spinner=False)
 def evaluable(n: int) -> int:
     return reports.evaluable(recall_dataset(), n)
 
