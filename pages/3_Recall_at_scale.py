@@ -10,7 +10,7 @@ from lib.dataset import builds, index_specs, passages, recall_tables, sizing
 from lib.dataset.index_specs import IndexSpec
 from lib.harness import recall, size_drop, size_jobs
 from lib.lessons.recall import cached, own_jobs, view
-from lib.ui import connection, nav, resources, room, text
+from lib.ui import connection, derived, nav, resources, room, text
 
 st.set_page_config(page_title="Recall at scale", page_icon="📈", layout="wide")
 nav.sidebar(model_picker=False)
@@ -312,13 +312,20 @@ def measurement() -> None:
         passage = ds.query_passages[chosen]
         shown = text.plain(" ".join(passage.text.split())[:300])
         st.caption(f"Query text: “{shown}” ({text.plain(passage.where())})")
-        exact_run, index_run = cached.recall_side_by_side(*measured, chosen)
-        truth_df, got_df = view.side_by_side(ds, exact_run.rows, index_run.rows)
+        pair = cached.recall_side_by_side(*measured, chosen)
+        exact_run, index_run = pair
+        truth_df, got_df = derived.of(
+            pair,
+            "tables",
+            lambda: tuple(
+                map(derived.table, view.side_by_side(ds, exact_run.rows, index_run.rows))
+            ),
+        )
         a, b = st.columns(2)
         a.markdown("**True top 10** (exact scan)")
-        a.dataframe(truth_df, hide_index=True, width="stretch")
+        a.dataframe(truth_df, width="stretch")
         b.markdown(f"**What the index returned** ({view.knob_label(knobs)})")
-        b.dataframe(got_df, hide_index=True, width="stretch")
+        b.dataframe(got_df, width="stretch")
         with a:
             text.show_sql(exact_run)
         with b:

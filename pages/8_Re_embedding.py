@@ -5,10 +5,10 @@ drift you can watch."""
 import streamlit as st
 
 from lib.core import jobs as queue
-from lib.core.view import when
+from lib.core.view import PlainFigure, when
 from lib.harness.reembed import ReembedError
 from lib.lessons.reembed import cached, demo, jobs, view
-from lib.ui import connection, nav, resources, room, text
+from lib.ui import connection, derived, nav, resources, room, text
 
 st.set_page_config(page_title="Re-embedding", page_icon="🔄", layout="wide")
 nav.sidebar(model_picker=False)
@@ -128,7 +128,10 @@ else:
         f"{n:,} rows hold the answers of only {nd['queries']} labelled test queries (fewer than "
         f"{nd['min']}), so no nDCG here; 20,000 rows hold enough."
     )
-st.plotly_chart(view.overlap_figure(report), width="stretch", config={"displayModeBar": False})
+overlaps = derived.of(
+    report, "overlaps", lambda: PlainFigure(view.overlap_figure(report).to_dict())
+)
+st.plotly_chart(overlaps, width="stretch", config={"displayModeBar": False})
 box_trap_sql = st.expander(
     "The wrong query, as it ran (the first of them)", key="reembed_trap_sql", on_change="rerun"
 )
@@ -173,7 +176,7 @@ st.plotly_chart(cached.latency_figure(found.id, n), width="stretch",
                 config={"displayModeBar": False})  # fmt: skip
 st.caption(view.latency_caption(report))
 st.markdown(view.verdict(report))
-st.dataframe(view.phases_frame(report), hide_index=True, width="stretch")
+st.dataframe(derived.table_of(report, "phases", lambda: view.phases_frame(report)), width="stretch")
 ceiling = report["ceiling"]
 st.caption(
     f"Backfill: {b['rows']:,} rows in {b['seconds']:.1f} s = **{b['rate']:,.0f} rows/s**, "
@@ -223,7 +226,8 @@ if "reembed_switch" in st.session_state:
 
 # ---- 3. before and after -------------------------------------------------------------------------
 st.subheader("Before and after")
-st.dataframe(view.before_after_frame(report), hide_index=True, width="stretch")
+before_after = derived.table_of(report, "before after", lambda: view.before_after_frame(report))
+st.dataframe(before_after, width="stretch")
 st.caption(
     "Each model against its own exact scan (index scans off) on its own column, with the same "
     f"held-out passages as queries; HNSW at `ef_search` = {demo.EF_SEARCH}, the index forced "

@@ -101,6 +101,26 @@ def stored(db: Database, kind: str, n: int) -> Stored | None:
     return Stored(*row) if row else None
 
 
+def newest_id(db: Database, kind: str, n: int) -> int | None:
+    """The id of the newest stored report of `kind` for size `n` (the report not read)."""
+    ensure_table(db)
+    row = db.fetchone(
+        "SELECT max(id) FROM reembed_lab_reports WHERE kind = %s AND n = %s", (kind, n)
+    )
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def stored_by_id(db: Database, report_id: int) -> Stored | None:
+    """One stored report."""
+    ensure_table(db)
+    row = db.fetchone(
+        "SELECT id, kind, n, table_name, ran_at, seconds, report FROM reembed_lab_reports"
+        " WHERE id = %s",
+        (report_id,),
+    )
+    return Stored(*row) if row else None
+
+
 def stored_sizes(db: Database) -> list[int]:
     """The sizes with a stored migration."""
     ensure_table(db)
