@@ -3,13 +3,13 @@ pgvector 0.8's iterative scans and the other fixes, measured side by side."""
 
 import streamlit as st
 
-from lib.core.view import when
+from lib.core.view import PlainFigure, when
 from lib.dataset import passages, recall_tables
 from lib.harness.recall import HarnessError
 from lib.lessons.filtered import cached, jobs, tables, view
 from lib.lessons.filtered import search as fs
 from lib.lessons.filtered.tables import BY_VALUE, PARTIAL, SELECTIVITIES, TWIN
-from lib.ui import connection, nav, resources, room, text
+from lib.ui import connection, derived, nav, resources, room, text
 
 st.set_page_config(page_title="Filtered search", page_icon="🔎", layout="wide")
 nav.sidebar(model_picker=False)
@@ -241,9 +241,12 @@ def explore(table: tables.FilteredTable) -> None:
         for c in SELECTIVITIES
         for md in fs.MODES
     ]
-    grid = dict(cached.filtered_stored(n, built, tuple(grid_cells)))
-    grid[cell] = run
-    st.plotly_chart(view.figure(grid, k), width="stretch", key="filtered_plot")
+    stored = cached.filtered_stored(n, built, tuple(grid_cells))
+    grid = {**stored, cell: run}
+    plot = derived.of(
+        (stored, run), ("grid", cell), lambda: PlainFigure(view.figure(grid, k).to_dict())
+    )
+    st.plotly_chart(plot, width="stretch", key="filtered_plot")
     missing = [c for c in grid_cells if c not in grid]
     if missing:
         st.caption(
@@ -256,13 +259,14 @@ def explore(table: tables.FilteredTable) -> None:
     label = BY_VALUE[category].label
     st.subheader(f"The fixes at {label}, side by side")
     fix_cells = fs.fixes(category, k, ef, mst, mode)
-    fixes = dict(cached.filtered_stored(n, built, tuple(fix_cells)))
-    fixes[cell] = run
-    st.dataframe(
-        view.fixes_frame([(c, fixes.get(c)) for c in fix_cells], table),
-        hide_index=True,
-        width="stretch",
+    stored = cached.filtered_stored(n, built, tuple(fix_cells))
+    fixes = {**stored, cell: run}
+    frame = derived.table_of(  # the stored runs are those of this table as built (n, built)
+        (stored, run),
+        ("fixes", cell),
+        lambda: view.fixes_frame([(c, fixes.get(c)) for c in fix_cells], table),
     )
+    st.dataframe(frame, width="stretch")
     missing = [c for c in fix_cells if c not in fixes]
     if missing:
         measure_button(missing, f"Measure the {len(missing)} missing", "filtered_fixes_missing")
@@ -292,11 +296,10 @@ def explore(table: tables.FilteredTable) -> None:
     st.subheader("The trap: a distance threshold that no row meets")
     trap = fs.trap_cells(k, ef, mst)
     traps = cached.filtered_stored(n, built, trap)
-    st.dataframe(
-        view.trap_frame([(c, traps.get(c)) for c in trap], table),
-        hide_index=True,
-        width="stretch",
+    frame = derived.table_of(
+        traps, "trap", lambda: view.trap_frame([(c, traps.get(c)) for c in trap], table)
     )
+    st.dataframe(frame, width="stretch")
     if all(c in traps for c in trap):
         st.markdown(view.trap_sentence(traps[trap[0]], traps[trap[1]]))
     else:

@@ -39,3 +39,11 @@ def test_a_table_has_the_frames_columns_and_no_index():
     assert table.column("passage").to_pylist() == ["a", "b"]
     once = derived.table_of(frame, "t", lambda: frame)
     assert derived.table_of(frame, "t", lambda: frame.head(1)) is once
+
+
+def test_a_value_drawn_from_several_objects_answers_only_for_those_very_objects():
+    stored, run, other_run = {"a": 1}, [1], [1]
+    first = derived.of((stored, run), "figure", lambda: "first")
+    assert derived.of((stored, run), "figure", lambda: "again") == "first"  # a new tuple
+    assert derived.of((stored, other_run), "figure", lambda: "other") == "other"
+    assert first == "first"

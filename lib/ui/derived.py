@@ -27,12 +27,22 @@ _KEPT: OrderedDict[tuple, tuple[Any, Any]] = OrderedDict()
 _LOCK = threading.Lock()
 
 
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
+    return a is b
+
+
 def of(obj: Any, key: Hashable, make: Callable[[], T]) -> T:
-    """`make()` the first time `key` is asked of this very `obj`, the kept value after."""
-    slot = (id(obj), key)
+    """`make()` the first time `key` is asked of this very `obj`, the kept value after.
+
+    `obj` may be a tuple of the objects a value is drawn from: it then answers only for those
+    very objects, each of them."""
+    ids = tuple(map(id, obj)) if isinstance(obj, tuple) else id(obj)
+    slot = (ids, key)
     with _LOCK:
         hit = _KEPT.get(slot)
-        if hit is not None and hit[0] is obj:
+        if hit is not None and _same(hit[0], obj):
             _KEPT.move_to_end(slot)
             return hit[1]
     value = make()
