@@ -1,6 +1,7 @@
 """Hybrid search: full text and vectors fused in one SQL statement, BM25 three ways, and a
 re-rank, each run on a query and measured on the labelled test queries."""
 
+import pyarrow as pa
 import streamlit as st
 
 from lib.core.embeddings import voyage
@@ -239,7 +240,7 @@ if costs is not None:
     mib = 1024 * 1024
     hnsw_built = "—" if costs.hnsw_seconds is None else f"{costs.hnsw_seconds:.1f} s"
     st.table(
-        {
+        pa.table({
             "index": [f"HNSW `{costs.hnsw}`", f"GIN `{costs.gin}` (tsvector)", "BM25's tables"],
             "built in": [
                 hnsw_built, f"{costs.gin_seconds:.1f} s",
@@ -250,7 +251,7 @@ if costs is not None:
                 f"{costs.bm25_bytes / mib:.1f} MiB"
                 + (f" ({costs.bm25_terms:,} lexemes)" if costs.bm25_terms else ""),
             ],
-        }
+        })
     )  # fmt: skip
     st.caption(
         f"Read from the server now. The text table itself (passages and their generated "
