@@ -95,6 +95,7 @@ BASELINE_P50_S = 0.040
 LOAD_P95_S = 1.0  # one process; through `make workshop` (a proxy, --url): --p95-target 0.3
 CPU_PER_CLICK_S = 0.030
 MB_PER_SESSION = 15.0
+QUIET_SETTLE = 7.0  # seconds after a run's tabs close: the empty server's full collection
 TARGET_SESSIONS, TARGET_THINK = 30, 3.0
 
 ES, DM, RS, FS = "Embedding space", "Distance metrics", "Recall at scale", "Filtered search"
@@ -455,6 +456,11 @@ async def run_sessions(
         watcher.cancel()
     await asyncio.sleep(3)  # the server's side of the closed websockets
     run.rss_after_close = server.rss()
+    # With every tab closed the server collects in full once the count settles (5 s, then
+    # its 2 s tick; about 0.5 s of paused threads, lib/core/memory.py). A room does that when
+    # it empties; the benchmark empties it after every run, so it waits that out rather than
+    # bill the next run's first clicks for its own coming and going.
+    await asyncio.sleep(QUIET_SETTLE)
     return run
 
 
