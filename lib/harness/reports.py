@@ -69,6 +69,15 @@ class Stored:
     report: dict
 
 
+def stored_by_id(db: Database, report_id: int) -> Stored | None:
+    """One stored report, by its id."""
+    row = db.fetchone(
+        "SELECT n, table_name, loaded_at, ran_at, seconds, report FROM evals_reports WHERE id = %s",
+        (report_id,),
+    )
+    return Stored(*row) if row else None
+
+
 class Job(jobs.View):
     """A report's job: the queue's fields and its size."""
 
@@ -101,17 +110,21 @@ class Suite:
 
     def stored(self, db: Database, ds: Dataset, n: int) -> Stored | None:
         """The newest report for size `n`'s table as it is loaded now, if any."""
+        report_id = self.newest_id(db, ds, n)
+        return None if report_id is None else stored_by_id(db, report_id)
+
+    def newest_id(self, db: Database, ds: Dataset, n: int) -> int | None:
+        """The id of `stored`'s report (the report itself not read)."""
         ensure_table(db)
         status = table_status(db, ds, n)
         if not status.loaded:
             return None
         row = db.fetchone(
-            "SELECT n, table_name, loaded_at, ran_at, seconds, report FROM evals_reports"
-            " WHERE table_name = %s AND loaded_at = %s AND split = %s AND suite = %s"
-            " ORDER BY id DESC LIMIT 1",
+            "SELECT max(id) FROM evals_reports"
+            " WHERE table_name = %s AND loaded_at = %s AND split = %s AND suite = %s",
             (status.table, status.loaded_at, SPLIT, self.name),
         )
-        return Stored(*row) if row else None
+        return None if row is None or row[0] is None else int(row[0])
 
     def labels(self, ds: Dataset, n: int, labels: Labels | None = None) -> Labels:
         """The test queries size `n` can evaluate, each filed under the suite's kinds."""

@@ -12,10 +12,41 @@ from lib.core.database import Database
 from lib.core.view import PlainFigure
 from lib.dataset.passages import Dataset
 from lib.harness import size_jobs
-from lib.harness.reports import MIN_QUERIES, Stored, Suite
+from lib.harness.reports import MIN_QUERIES, Stored, Suite, stored_by_id
 from lib.ui import connection, derived, report_view, resources, room, text
 
 PREPARE_N = 100_000
+
+# A page's stored reports. A stored report never changes: it is read once by its id and every
+# session is handed that object (never a copy), so what a page draws from it is drawn once too
+# (lib/ui/derived.py). Only which report is the newest is asked again, at most every 15 s.
+_SUITES: dict[str, Suite] = {}
+
+
+@st.cache_data(max_entries=32, ttl=15, show_spinner=False)
+def newest_id(suite: str, n: int) -> int | None:
+    return _SUITES[suite].newest_id(connection.database(), resources.recall_dataset(), n)
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def stored_report(report_id: int) -> Stored | None:
+    return stored_by_id(connection.database(), report_id)
+
+
+class StoredOf:
+    """`stored(n)`: the suite's newest stored report of size `n` (None: none yet);
+    `stored.clear()` asks again at the next call."""
+
+    def __init__(self, suite: Suite) -> None:
+        self.suite = suite
+        _SUITES[suite.name] = suite
+
+    def __call__(self, n: int) -> Stored | None:
+        report_id = newest_id(self.suite.name, n)
+        return None if report_id is None else stored_report(report_id)
+
+    def clear(self) -> None:
+        newest_id.clear()  # every suite and size: each is asked again once, cheaply
 
 
 def pick_size(

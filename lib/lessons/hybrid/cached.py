@@ -14,13 +14,11 @@ from lib.dataset.recall_tables import table_status
 from lib.lessons.hybrid import live, reports
 from lib.ui.connection import database, shared_database
 from lib.ui.resources import query_vector, recall_dataset
+from lib.ui.stored_reports import StoredOf
 
-
-@st.cache_resource(max_entries=8, ttl=15, show_spinner=False)
-def stored(n: int) -> reports.Stored | None:
-    """The newest stored report of size `n` (read again at most every 15 s; the object itself
-    on a hit, not a copy of its large JSON: nothing changes it)."""
-    return reports.stored(database(), recall_dataset(), n)
+# The newest stored report of a size: asked again at most every 15 s, read once by its id, and
+# the object itself on a hit (lib/ui/stored_reports.py).
+stored = StoredOf(reports.SUITE)
 
 
 # No TTL: the count follows from the labels and the size's sample, which do not change while
