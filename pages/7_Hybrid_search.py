@@ -186,7 +186,7 @@ def one_query() -> None:
     by = {r.name: r for r in ranked}
     if "bm25" in by and "bm25_sparse" in by and (k1, b) == (1.2, 0.75):
         a = live.agreement(by["bm25"], by["bm25_sparse"])
-        same, compared = live.stored_agreement(report)
+        same, compared = derived.of(report, "bm25 agreement", lambda: live.stored_agreement(report))
         rel = "—" if a.max_relative is None else f"{a.max_relative:.1e}"
         st.caption(
             f"BM25 in SQL against BM25 as sparsevec, this query: same order "
@@ -194,7 +194,10 @@ def one_query() -> None:
             f"{a.compared} rows (float4 weights against float8: tolerance {live.REL:.0e}). On the "
             f"stored run: the same top 10 on {same:,} of {compared:,} test queries."
         )
-    with st.expander("The SQL each ranker ran, run now", expanded=False):
+    box = st.expander("The SQL each ranker ran, run now", key="hybrid_sql", on_change="rerun")
+    if not box.open:  # drawn only when open: no statement text sent unasked
+        return
+    with box:
         st.caption(
             "Each statement as it ran just now, with its settings (`SET LOCAL`, read-only); "
             "pasted into psql with its parameters it gives the same rows. The re-rank runs in "

@@ -37,6 +37,8 @@ def test_a_table_has_the_frames_columns_and_no_index():
     table = derived.table(frame)
     assert table.column_names == ["#", "passage"]
     assert table.column("passage").to_pylist() == ["a", "b"]
+    columns = derived.table({"#": [1, 2], "passage": ["a", "b"]})
+    assert columns.to_pydict() == table.to_pydict() == {"#": [1, 2], "passage": ["a", "b"]}
     once = derived.table_of(frame, "t", lambda: frame)
     assert derived.table_of(frame, "t", lambda: frame.head(1)) is once
 

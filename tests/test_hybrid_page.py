@@ -179,6 +179,9 @@ def test_the_page_shows_the_stored_report_under_apptest(pg_url, monkeypatch, sto
     assert "Measured on the test queries" in headers
     assert len(at.dataframe) >= 4 + 3  # the rankers (re-rank off at first; full text may find
     # no row), the tables
+    assert "FULL OUTER JOIN keyword" not in " ".join(c.value for c in at.code)  # until opened
+    at.session_state["hybrid_sql"] = True  # the expander of the SQL each ranker ran, opened
+    at.run(timeout=120)
     shown = " ".join(c.value for c in at.code)
     assert "FULL OUTER JOIN keyword" in shown  # the fused SQL that ran, as it ran
     assert not at.error

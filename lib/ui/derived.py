@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any, TypeVar
 
 import pandas as pd
@@ -54,11 +54,16 @@ def of(obj: Any, key: Hashable, make: Callable[[], T]) -> T:
     return value
 
 
-def table(frame: pd.DataFrame) -> pa.Table:
-    """A frame as `st.dataframe(..., hide_index=True)` shows it: its columns, no index."""
-    return pa.Table.from_pandas(frame, preserve_index=False)
+def table(frame: pd.DataFrame | Mapping[str, list]) -> pa.Table:
+    """A frame, or columns by name, as `st.dataframe(..., hide_index=True)` shows it: its
+    columns, no index."""
+    if isinstance(frame, pd.DataFrame):
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    return pa.table(dict(frame))
 
 
-def table_of(obj: Any, key: Hashable, make: Callable[[], pd.DataFrame]) -> pa.Table:
+def table_of(
+    obj: Any, key: Hashable, make: Callable[[], pd.DataFrame | Mapping[str, list]]
+) -> pa.Table:
     """`table(make())`, once per object and key."""
     return of(obj, ("table", key), lambda: table(make()))

@@ -28,10 +28,11 @@ def ranked_frame(
     passages: Sequence[str],
     judged: Mapping[str, int] | None,
     doc_id: Callable[[Any], str],
-) -> pd.DataFrame:
-    """A ranker's top rows: rank, relevance (2 the answer, 1 its section, 0 neither; blank
-    when the query is not labelled), the passage's opening words, the score, and for a fused
-    list where the row came from."""
+) -> dict[str, list]:
+    """A ranker's top rows, as columns: rank, relevance (2 the answer, 1 its section, 0
+    neither; blank when the query is not labelled), the passage's opening words, the score,
+    and for a fused list where the row came from. (Columns, not a pandas frame: the page
+    makes an Arrow table of them, and a new query draws six.)"""
     frame: dict[str, list] = {"#": list(range(1, len(r.keys) + 1))}
     if judged is not None:
         frame["rel"] = [judged.get(doc_id(k), 0) for k in r.keys]
@@ -40,7 +41,7 @@ def ranked_frame(
     if r.vector_rank:
         frame["from"] = [origin(v, t) for v, t in zip(r.vector_rank, r.text_rank, strict=True)]
     frame["id"] = list(r.keys)
-    return pd.DataFrame(frame)
+    return frame
 
 
 def found(r: Ranked, judged: Mapping[str, int], doc_id: Callable[[Any], str]) -> str:
