@@ -982,8 +982,8 @@ async def warm_up(url: str, timeout: float, wait: float = 900.0, rooms: bool = T
         for mode in (1, 2, 0):  # every mode's query set measured once, then shared
             check(await s.set_widget("filtered_mode", mode), FS)
         if rooms:  # a page whose size is not prepared says so, and is measured as it is
-            check(await s.open(IT), IT)
-            check(await s.open(EV), EV)
+            for page in (IT, EV, HS, RE):  # one visit each, as every page above had
+                check(await s.open(page), page)
     print(f"warm in {time.perf_counter() - t0:.1f} s: the figures below are of the steady state")
     return alerts
 
