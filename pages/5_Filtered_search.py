@@ -3,7 +3,7 @@ pgvector 0.8's iterative scans and the other fixes, measured side by side."""
 
 import streamlit as st
 
-from lib.core.view import PlainFigure, when
+from lib.core.view import when
 from lib.dataset import passages, recall_tables
 from lib.harness.recall import HarnessError
 from lib.lessons.filtered import cached, jobs, tables, view
@@ -241,12 +241,8 @@ def explore(table: tables.FilteredTable) -> None:
         for c in SELECTIVITIES
         for md in fs.MODES
     ]
-    stored = cached.filtered_stored(n, built, tuple(grid_cells))
-    grid = {**stored, cell: run}
-    plot = derived.of(
-        (stored, run), ("grid", cell), lambda: PlainFigure(view.figure(grid, k).to_dict())
-    )
-    st.plotly_chart(plot, width="stretch", key="filtered_plot")
+    grid = {**cached.filtered_stored(n, built, tuple(grid_cells)), cell: run}
+    st.plotly_chart(view.figure(grid, k), width="stretch", key="filtered_plot")
     missing = [c for c in grid_cells if c not in grid]
     if missing:
         st.caption(
@@ -259,14 +255,9 @@ def explore(table: tables.FilteredTable) -> None:
     label = BY_VALUE[category].label
     st.subheader(f"The fixes at {label}, side by side")
     fix_cells = fs.fixes(category, k, ef, mst, mode)
-    stored = cached.filtered_stored(n, built, tuple(fix_cells))
-    fixes = {**stored, cell: run}
-    frame = derived.table_of(  # the stored runs are those of this table as built (n, built)
-        (stored, run),
-        ("fixes", cell),
-        lambda: view.fixes_frame([(c, fixes.get(c)) for c in fix_cells], table),
-    )
-    st.dataframe(frame, width="stretch")
+    fixes = {**cached.filtered_stored(n, built, tuple(fix_cells)), cell: run}
+    frame = view.fixes_frame([(c, fixes.get(c)) for c in fix_cells], table)
+    st.dataframe(derived.table(frame), width="stretch")
     missing = [c for c in fix_cells if c not in fixes]
     if missing:
         measure_button(missing, f"Measure the {len(missing)} missing", "filtered_fixes_missing")
@@ -296,10 +287,8 @@ def explore(table: tables.FilteredTable) -> None:
     st.subheader("The trap: a distance threshold that no row meets")
     trap = fs.trap_cells(k, ef, mst)
     traps = cached.filtered_stored(n, built, trap)
-    frame = derived.table_of(
-        traps, "trap", lambda: view.trap_frame([(c, traps.get(c)) for c in trap], table)
-    )
-    st.dataframe(frame, width="stretch")
+    frame = view.trap_frame([(c, traps.get(c)) for c in trap], table)
+    st.dataframe(derived.table(frame), width="stretch")
     if all(c in traps for c in trap):
         st.markdown(view.trap_sentence(traps[trap[0]], traps[trap[1]]))
     else:

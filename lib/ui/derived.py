@@ -21,7 +21,10 @@ import pandas as pd
 import pyarrow as pa
 
 T = TypeVar("T")
-KEPT = 256
+# An entry holds its object too, so an object the page's cache let go lives on until its
+# entries go: keep few, and use this only for objects a cache keeps for minutes (stored reports,
+# a ranker's answer, a measured pair), never for a copy st.cache_data hands out at each call.
+KEPT = 64
 
 _KEPT: OrderedDict[tuple, tuple[Any, Any]] = OrderedDict()
 _LOCK = threading.Lock()

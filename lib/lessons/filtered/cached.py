@@ -21,10 +21,12 @@ def _filtered_table(n: int, built_at: Any):
     return table
 
 
-# The runs are st.cache_resource: a hit is the object itself, shared and never changed (the
-# page only reads it), where st.cache_data unpickled a copy of every query's figures on every
-# click; and what the page draws from them is drawn once per object (lib/ui/derived.py).
-@st.cache_resource(max_entries=256, ttl=600, show_spinner="Running the query set…")
+# The query set a page shows is st.cache_resource: a hit is the object itself, shared and never
+# changed (the page only reads it), where st.cache_data unpickled a copy of every query's
+# figures at every click. A Run holds about 54 kB as Python objects (6 kB pickled), so fewer are
+# kept this way; the stored sets below stay pickled (st.cache_data): they are read again every
+# 15 s, and kept as objects each new read would be 0.6 MB more until the cache let it go.
+@st.cache_resource(max_entries=64, ttl=600, show_spinner="Running the query set…")
 def filtered_run(n: int, built_at: Any, cell):
     """One filtered query set on size `n`'s filtered table as built: the stored run, or one
     measured now and stored (for every process). Cached here for ten minutes."""
@@ -32,7 +34,7 @@ def filtered_run(n: int, built_at: Any, cell):
     return filtered_search.stored_or_measured(database(), recall_dataset(), table, cell)
 
 
-@st.cache_resource(max_entries=64, ttl=15, show_spinner=False)
+@st.cache_data(max_entries=64, ttl=15, show_spinner=False)
 def filtered_stored(n: int, built_at: Any, cells: tuple):
     """The runs of `cells` stored so far (read again at most every 15 s)."""
     return filtered_search.stored(database(), _filtered_table(n, built_at), cells)
