@@ -41,6 +41,14 @@ class Script:
         self.full.append(full)
         return Returned(dropped, expired, 0, None, None, 0.0, False, full)
 
+    def ten_tabs_clicking(self, rounds: int) -> None:
+        """Ten tabs open while one closed session reaches its TTL every 6 s, `rounds` times."""
+        self.tick(10, 12)
+        for _ in range(rounds):
+            self.tick(10, 11, expired=1, seconds=2)
+            self.tick(10, 11, seconds=2)
+            self.tick(10, 11, seconds=2)
+
     def tick(self, active: int, held: int, expired: int = 0, *, seconds: float = 2.0) -> None:
         self.now += seconds
         self.sessions = Sessions(active, held, expired)
@@ -83,11 +91,7 @@ def test_the_last_tab_closing_is_a_give_back_of_its_own():
 
 def test_while_tabs_are_open_give_backs_are_at_least_the_gap_apart():
     s = Script(settle=5, gap=30)
-    s.tick(10, 12)
-    for _ in range(40):  # one session reaches its TTL every 6 s while ten tabs click
-        s.tick(10, 11, expired=1, seconds=2)
-        s.tick(10, 11, seconds=2)
-        s.tick(10, 11, seconds=2)
+    s.ten_tabs_clicking(40)
     times = [t for t, _ in s.calls]
     assert len(times) >= 3
     assert all(b - a >= 30 for a, b in zip(times, times[1:], strict=False))
@@ -96,11 +100,7 @@ def test_while_tabs_are_open_give_backs_are_at_least_the_gap_apart():
 
 def test_while_tabs_are_open_only_the_new_objects_are_collected_and_fully_now_and_then():
     s = Script(settle=5, gap=30, full_every=600)
-    s.tick(10, 12)
-    for _ in range(200):  # one session reaches its TTL every 6 s while ten tabs click
-        s.tick(10, 11, expired=1, seconds=2)
-        s.tick(10, 11, seconds=2)
-        s.tick(10, 11, seconds=2)
+    s.ten_tabs_clicking(200)
     times = [t for t, _ in s.calls]
     assert s.full[0] and not all(s.full)  # the first freezes what the first visits loaded
     fulls = [t for t, f in zip(times, s.full, strict=True) if f]
