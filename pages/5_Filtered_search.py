@@ -242,7 +242,10 @@ def explore(table: tables.FilteredTable) -> None:
         for md in fs.MODES
     ]
     grid = {**cached.filtered_stored(n, built, tuple(grid_cells)), cell: run}
-    st.plotly_chart(view.figure(grid, k), width="stretch", key="filtered_plot")
+    # drawn once per set of runs (the same run objects until one is measured again)
+    shown = tuple(grid.get(c) for c in grid_cells)
+    figure = derived.of(shown, ("filtered_figure", k), lambda: view.figure(grid, k))
+    st.plotly_chart(figure, width="stretch", key="filtered_plot")
     missing = [c for c in grid_cells if c not in grid]
     if missing:
         st.caption(
@@ -256,8 +259,12 @@ def explore(table: tables.FilteredTable) -> None:
     st.subheader(f"The fixes at {label}, side by side")
     fix_cells = fs.fixes(category, k, ef, mst, mode)
     fixes = {**cached.filtered_stored(n, built, tuple(fix_cells)), cell: run}
-    frame = view.fixes_frame([(c, fixes.get(c)) for c in fix_cells], table)
-    st.dataframe(derived.table(frame), width="stretch")
+    frame = derived.table_of(
+        tuple(fixes.get(c) for c in fix_cells),
+        ("filtered_fixes", table.name),
+        lambda: view.fixes_frame([(c, fixes.get(c)) for c in fix_cells], table),
+    )
+    st.dataframe(frame, width="stretch")
     missing = [c for c in fix_cells if c not in fixes]
     if missing:
         measure_button(missing, f"Measure the {len(missing)} missing", "filtered_fixes_missing")
@@ -287,8 +294,12 @@ def explore(table: tables.FilteredTable) -> None:
     st.subheader("The trap: a distance threshold that no row meets")
     trap = fs.trap_cells(k, ef, mst)
     traps = cached.filtered_stored(n, built, trap)
-    frame = view.trap_frame([(c, traps.get(c)) for c in trap], table)
-    st.dataframe(derived.table(frame), width="stretch")
+    frame = derived.table_of(
+        tuple(traps.get(c) for c in trap),
+        ("filtered_trap", table.name),
+        lambda: view.trap_frame([(c, traps.get(c)) for c in trap], table),
+    )
+    st.dataframe(frame, width="stretch")
     if all(c in traps for c in trap):
         st.markdown(view.trap_sentence(traps[trap[0]], traps[trap[1]]))
     else:

@@ -174,8 +174,12 @@ def test_runs_are_stored_and_shared(db, ds, table):
     again = fs.stored_or_measured(db, ds, table, c)
     assert again.ran_at == first.ran_at and again.ids == first.ids
     assert fs.stored(db, table, [c, cell("off", ef_search=64)]) == {c: first}
+    versions = fs.stored_versions(db, table, [c, cell("off", ef_search=64)])
+    assert list(versions) == [c]  # only what is stored, each with when it was
     fresh = fs.stored_or_measured(db, ds, table, c, again=True)
     assert fs.stored(db, table, [c])[c].latencies_ms == fresh.latencies_ms
+    # measured again: a new stored time, so the page's kept run is read again
+    assert fs.stored_versions(db, table, [c])[c] != versions[c]
 
 
 def test_a_cell_drops_max_scan_tuples_when_the_scan_is_off():

@@ -26,8 +26,33 @@ T = TypeVar("T")
 # a ranker's answer, a measured pair), never for a copy st.cache_data hands out at each call.
 KEPT = 64
 
-_KEPT: OrderedDict[tuple, tuple[Any, Any]] = OrderedDict()
-_LOCK = threading.Lock()
+class Kept:
+    """At most `size` values by key, the least recently asked going first (thread-safe)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._values: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> Any:
+        with self._lock:
+            value = self._values.get(key)
+            if value is not None:
+                self._values.move_to_end(key)
+            return value
+
+    def put(self, key: Hashable, value: Any) -> None:
+        with self._lock:
+            self._values[key] = value
+            self._values.move_to_end(key)
+            while len(self._values) > self.size:
+                self._values.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+_KEPT = Kept(KEPT)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -43,17 +68,11 @@ def of(obj: Any, key: Hashable, make: Callable[[], T]) -> T:
     very objects, each of them."""
     ids = tuple(map(id, obj)) if isinstance(obj, tuple) else id(obj)
     slot = (ids, key)
-    with _LOCK:
-        hit = _KEPT.get(slot)
-        if hit is not None and _same(hit[0], obj):
-            _KEPT.move_to_end(slot)
-            return hit[1]
+    hit = _KEPT.get(slot)
+    if hit is not None and _same(hit[0], obj):
+        return hit[1]
     value = make()
-    with _LOCK:
-        _KEPT[slot] = (obj, value)
-        _KEPT.move_to_end(slot)
-        while len(_KEPT) > KEPT:
-            _KEPT.popitem(last=False)
+    _KEPT.put(slot, (obj, value))
     return value
 
 

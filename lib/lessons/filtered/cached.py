@@ -10,6 +10,7 @@ import streamlit as st
 from lib.harness.recall import HarnessError
 from lib.lessons.filtered import search as filtered_search
 from lib.lessons.filtered import tables as filtered_tables
+from lib.ui import derived
 from lib.ui.connection import database
 from lib.ui.resources import recall_dataset
 
@@ -23,9 +24,8 @@ def _filtered_table(n: int, built_at: Any):
 
 # The query set a page shows is st.cache_resource: a hit is the object itself, shared and never
 # changed (the page only reads it), where st.cache_data unpickled a copy of every query's
-# figures at every click. A Run holds about 54 kB as Python objects (6 kB pickled), so fewer are
-# kept this way; the stored sets below stay pickled (st.cache_data): they are read again every
-# 15 s, and kept as objects each new read would be 0.6 MB more until the cache let it go.
+# figures at every click. A Run holds about 54 kB as Python objects (6 kB pickled), so few are
+# kept this way.
 @st.cache_resource(max_entries=64, ttl=600, show_spinner="Running the query set…")
 def filtered_run(n: int, built_at: Any, cell):
     """One filtered query set on size `n`'s filtered table as built: the stored run, or one
@@ -35,9 +35,29 @@ def filtered_run(n: int, built_at: Any, cell):
 
 
 @st.cache_data(max_entries=64, ttl=15, show_spinner=False)
-def filtered_stored(n: int, built_at: Any, cells: tuple):
-    """The runs of `cells` stored so far (read again at most every 15 s)."""
-    return filtered_search.stored(database(), _filtered_table(n, built_at), cells)
+def _stored_versions(n: int, built_at: Any, cells: tuple) -> dict:
+    """Which of `cells` are stored, and when each was (read again at most every 15 s)."""
+    return filtered_search.stored_versions(database(), _filtered_table(n, built_at), cells)
+
+
+# Stored runs by (size, build, cell, when stored): a stored run never changes, so each is read
+# once and every session is handed that object, and what a page draws from the runs is drawn
+# once (lib/ui/derived.py). Only which runs are stored, and when, is read again every 15 s:
+# reading the runs themselves through st.cache_data unpickled about 20 of them at every click.
+_RUNS = derived.Kept(128)
+
+
+def filtered_stored(n: int, built_at: Any, cells: tuple) -> dict:
+    """The runs of `cells` stored so far, by cell."""
+    versions = _stored_versions(n, built_at, cells)
+    slots = {cell: (n, built_at, cell, at) for cell, at in versions.items()}
+    missing = [cell for cell, slot in slots.items() if _RUNS.get(slot) is None]
+    if missing:
+        read = filtered_search.stored(database(), _filtered_table(n, built_at), missing)
+        for cell in missing:
+            if cell in read:
+                _RUNS.put(slots[cell], read[cell])
+    return {cell: run for cell, slot in slots.items() if (run := _RUNS.get(slot)) is not None}
 
 
 def filtered_measure(n: int, built_at: Any, cells, *, again: bool = False) -> None:
@@ -50,7 +70,7 @@ def filtered_measure(n: int, built_at: Any, cells, *, again: bool = False) -> No
         filtered_search.stored_or_measured(database(), recall_dataset(), table, cell, again=again)
         filtered_run.clear(n, built_at, cell)
     bar.empty()
-    filtered_stored.clear()
+    _stored_versions.clear()
 
 
 @st.cache_data(max_entries=128, ttl=600, show_spinner=False)

@@ -547,6 +547,18 @@ def forget(db: Database, table: str) -> None:
     db.fetchall("DELETE FROM filtered_runs WHERE table_name = %s RETURNING 1", (table,))
 
 
+def stored_versions(db: Database, table: FilteredTable, cells: Sequence[Cell]) -> dict[Cell, str]:
+    """When each of `cells` measured so far on `table` as built was stored: a run stored
+    again (measured again) has a new time, so (cell, time) names one stored run."""
+    ensure_table(db)
+    rows = db.fetchall(
+        "SELECT cell, ran_at::text FROM filtered_runs WHERE table_name = %s AND built_at = %s"
+        " AND cell = ANY(%s::jsonb[])",
+        (table.name, table.built_at, [json.dumps(c.key()) for c in cells]),
+    )
+    return {Cell.from_key(cell): ran_at for cell, ran_at in rows}
+
+
 def stored(db: Database, table: FilteredTable, cells: Sequence[Cell]) -> dict[Cell, Run]:
     """The stored runs of `cells` on `table` as built (those measured so far)."""
     ensure_table(db)
