@@ -26,6 +26,7 @@ T = TypeVar("T")
 # a ranker's answer, a measured pair), never for a copy st.cache_data hands out at each call.
 KEPT = 64
 
+
 class Kept:
     """At most `size` values by key, the least recently asked going first (thread-safe)."""
 
