@@ -85,6 +85,14 @@ def table(frame: pd.DataFrame | Mapping[str, list]) -> pa.Table:
     return pa.table(dict(frame))
 
 
+def arrow(frame: pd.DataFrame) -> pa.Table:
+    """A frame as `st.dataframe(frame)` shows it, its index too: Streamlit's own conversion,
+    done once by whoever keeps the result."""
+    from streamlit import dataframe_util
+
+    return dataframe_util.convert_pandas_df_to_arrow_table(frame)
+
+
 def table_of(
     obj: Any, key: Hashable, make: Callable[[], pd.DataFrame | Mapping[str, list]]
 ) -> pa.Table:

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
 import streamlit as st
 
 from lib.lessons.metrics import rankings as metrics
 from lib.lessons.metrics import view as tables
 from lib.lessons.metrics.vector_arrows import picture_data
+from lib.ui import derived
 from lib.ui.connection import shared_database
 
 # ---- results that depend only on their parameters, shared by every session --------------
@@ -36,9 +37,9 @@ class Picture:
     query: np.ndarray
     ours: dict[str, list[metrics.Ranked]]
     agreement: metrics.Agreement
-    rankings_frame: pd.DataFrame
+    rankings_frame: pa.Table  # as st.dataframe shows it (converted once, here)
     pg: metrics.PostgresRankings
-    engines_frame: pd.DataFrame
+    engines_frame: pa.Table
     same: dict[str, bool]  # per metric: Postgres orders as numpy does
     gap: float  # the largest difference between numpy's value and Postgres's
     script_text: str
@@ -56,7 +57,8 @@ def picture(points: Points, normalise: bool) -> Picture:
         a.setflags(write=False)
     return Picture(
         tuple(names), docs, query, ours, metrics.agreement(ours),
-        tables.rankings_table(ours), pg, tables.engines_table(ours, pg.rankings),
+        derived.arrow(tables.rankings_table(ours)), pg,
+        derived.arrow(tables.engines_table(ours, pg.rankings)),
         metrics.orders_match(used_docs, used_query, ours, pg.rankings),
         metrics.largest_difference(ours, pg.rankings), pg.script.text(),
     )  # fmt: skip
@@ -84,10 +86,10 @@ def corpus_rankings(
 @st.cache_resource(max_entries=256, show_spinner=False)
 def corpus_frame(
     table: str, query: np.ndarray, k: int, scaled_ids: tuple[str, ...], factor: float
-) -> pd.DataFrame:
-    """`corpus_rankings` as the page's table."""
+) -> pa.Table:
+    """`corpus_rankings` as the page's table (converted for st.dataframe once, here)."""
     real = corpus_rankings(table, query, k, scaled_ids, factor)
-    return tables.corpus_table(real.rankings, list(scaled_ids), factor)
+    return derived.arrow(tables.corpus_table(real.rankings, list(scaled_ids), factor))
 
 
 @st.cache_resource(max_entries=128, show_spinner=False)
