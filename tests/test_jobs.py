@@ -136,3 +136,16 @@ def test_make_prepare_embeds_first_with_an_estimate_then_builds(pg_url, tmp_path
     assert text.index("Embedded") < text.index("Warming each size")
     row = next(line for line in text.splitlines() if line.strip().startswith("500 "))
     assert "HNSW m=16 ef_construction=64" in row and "not ready" not in row
+
+
+def test_newest_reads_the_newest_job_of_a_key_in_the_state_asked(db):
+    kind, key = "test_newest", {"n": 5, "knobs": {"hnsw.ef_search": 77}}
+    first = queue.request(db, kind, key, "test")
+    queue.cancel(db, first.id)  # queued: it ends now, so the next request is a new job
+    second = queue.request(db, kind, key, "test")
+    assert second.id != first.id
+    assert queue.newest(db, kind, {"n": 5}).id == second.id  # the key contains it
+    assert queue.newest(db, kind, key, state="cancelled").id == first.id
+    assert queue.newest(db, kind, key, state="done") is None
+    assert queue.newest(db, kind, {"n": 6}) is None
+    queue.cancel(db, second.id)

@@ -339,6 +339,19 @@ def find(db: Database, kind: str, contains: dict | None = None, *, live: bool = 
     return [_job(r) for r in rows]
 
 
+def newest(db: Database, kind: str, contains: dict, *, state: str | None = None) -> Job | None:
+    """The newest job of `kind` whose key contains `contains` (in `state`, if given): one
+    row read, however many times the same work was asked for before."""
+    ensure_table(db)
+    row = db.fetchone(
+        f"SELECT {COLUMNS} FROM lab_jobs WHERE kind = %s AND key @> %s"
+        + (" AND state = %s" if state is not None else "")
+        + " ORDER BY id DESC LIMIT 1",
+        (kind, Jsonb(contains), *((state,) if state is not None else ())),
+    )
+    return _job(row) if row else None
+
+
 def newest_per_key(db: Database, kind: str, field_name: str) -> dict[Any, Job]:
     """The newest job of `kind` for each value of its key's `field_name`."""
     ensure_table(db)

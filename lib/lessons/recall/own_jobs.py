@@ -79,10 +79,8 @@ def key_of(col: vc.VectorColumn, knobs: dict[str, Any]) -> dict[str, Any]:
 
 def last(db: Database, col: vc.VectorColumn, knobs: dict[str, Any], *, done: bool = False):
     """The newest job of this key (any state, or the newest done one: the cached result)."""
-    found = jobs.find(db, KIND, key_of(col, knobs))
-    if done:
-        found = [j for j in found if j.state == "done"]
-    return Job(found[0]) if found else None
+    found = jobs.newest(db, KIND, key_of(col, knobs), state="done" if done else None)
+    return Job(found) if found is not None else None
 
 
 def live(db: Database, col: vc.VectorColumn, knobs: dict[str, Any]):

@@ -95,8 +95,8 @@ def live(db: Database, n: int) -> list[Job]:
 def last_failed(db: Database, n: int, kind: str, config: Config) -> Job | None:
     """The newest job of this kind ('build' or 'sweep') and configuration, if it failed."""
     contains = {"n": n, "config": config.resolved(n).to_json()}
-    found = jobs.find(db, f"tuning_{kind}", contains)
-    return Job(found[0]) if found and found[0].state == "failed" else None
+    found = jobs.newest(db, f"tuning_{kind}", contains)
+    return Job(found) if found is not None and found.state == "failed" else None
 
 
 def wait(db: Database, job: Job, timeout: float = 600) -> Job:
