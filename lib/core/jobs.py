@@ -155,8 +155,8 @@ class Reader:
 
     def last(self, db: Database, n: int) -> Any:
         """The newest job for size `n`, in any state."""
-        found = find(db, self.kind, {"n": n})
-        return self.view(found[0]) if found else None
+        found = newest(db, self.kind, {"n": n})
+        return self.view(found) if found is not None else None
 
     def live(self, db: Database, n: int) -> Any:
         """The newest queued or running job for size `n`."""
