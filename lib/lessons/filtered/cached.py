@@ -51,13 +51,16 @@ def filtered_stored(n: int, built_at: Any, cells: tuple) -> dict:
     """The runs of `cells` stored so far, by cell."""
     versions = _stored_versions(n, built_at, cells)
     slots = {cell: (n, built_at, cell, at) for cell, at in versions.items()}
-    missing = [cell for cell, slot in slots.items() if _RUNS.get(slot) is None]
+    found = {cell: run for cell, slot in slots.items() if (run := _RUNS.get(slot)) is not None}
+    missing = [cell for cell in slots if cell not in found]
     if missing:
         read = filtered_search.stored(database(), _filtered_table(n, built_at), missing)
-        for cell in missing:
-            if cell in read:
-                _RUNS.put(slots[cell], read[cell])
-    return {cell: run for cell, slot in slots.items() if (run := _RUNS.get(slot)) is not None}
+        for cell, run in read.items():
+            if cell not in slots:
+                continue
+            _RUNS.put(slots[cell], run)
+            found[cell] = run
+    return found
 
 
 def filtered_measure(n: int, built_at: Any, cells, *, again: bool = False) -> None:
