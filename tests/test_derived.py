@@ -49,13 +49,3 @@ def test_a_value_drawn_from_several_objects_answers_only_for_those_very_objects(
     assert derived.of((stored, run), "figure", lambda: "again") == "first"  # a new tuple
     assert derived.of((stored, other_run), "figure", lambda: "other") == "other"
     assert first == "first"
-
-
-def test_kept_holds_at_most_its_size_and_lets_the_least_recently_asked_go():
-    kept = derived.Kept(2)
-    kept.put("a", 1)
-    kept.put("b", 2)
-    assert kept.get("a") == 1  # now "b" is the least recently asked
-    kept.put("c", 3)
-    assert (kept.get("a"), kept.get("b"), kept.get("c")) == (1, None, 3)
-    assert len(kept) == 2

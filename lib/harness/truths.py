@@ -9,12 +9,10 @@ restart keeps it. A truth is immutable once stored (a reloaded table has another
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-
 from psycopg.types.json import Jsonb
 
 from lib.core.database import Database
+from lib.core.kept import Kept
 from lib.harness.recall import Answers
 
 DDL = """CREATE TABLE IF NOT EXISTS recall_truths (
@@ -31,9 +29,7 @@ DDL = """CREATE TABLE IF NOT EXISTS recall_truths (
     PRIMARY KEY (table_name, loaded_at, queries, k)
 )"""
 
-_MEMO_SIZE = 64
-_memo: OrderedDict[tuple, Answers] = OrderedDict()
-_memo_lock = threading.Lock()
+_memo = Kept(64)
 
 
 def ensure_table(db: Database) -> None:
@@ -58,10 +54,9 @@ def store(db: Database, table: str, loaded_at: object, queries: str, k: int, a: 
 def load(db: Database, table: str, loaded_at: object, queries: str, k: int) -> Answers | None:
     """The stored exact answers, or None if nobody has computed them for this table yet."""
     key = (db.conninfo, table, str(loaded_at), queries, k)
-    with _memo_lock:
-        if key in _memo:
-            _memo.move_to_end(key)
-            return _memo[key]
+    kept = _memo.get(key)
+    if kept is not None:
+        return kept
     ensure_table(db)
     row = db.fetchone(
         "SELECT ids, latencies_ms, plan, settings, ran_at, seconds FROM recall_truths"
@@ -74,10 +69,7 @@ def load(db: Database, table: str, loaded_at: object, queries: str, k: int) -> A
     answers = Answers(
         ids, list(latencies), plan, settings, ran_at.isoformat(timespec="seconds"), seconds
     )
-    with _memo_lock:
-        _memo[key] = answers
-        while len(_memo) > _MEMO_SIZE:
-            _memo.popitem(last=False)
+    _memo.put(key, answers)
     return answers
 
 

@@ -12,45 +12,20 @@ pandas frame is converted to Arrow at every call (about 1 ms for ten rows, measu
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any, TypeVar
 
 import pandas as pd
 import pyarrow as pa
+from streamlit import dataframe_util
+
+from lib.core.kept import Kept
 
 T = TypeVar("T")
 # An entry holds its object too, so an object the page's cache let go lives on until its
 # entries go: keep few, and use this only for objects a cache keeps for minutes (stored reports,
 # a ranker's answer, a measured pair), never for a copy st.cache_data hands out at each call.
 KEPT = 64
-
-
-class Kept:
-    """At most `size` values by key, the least recently asked going first (thread-safe)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._values: OrderedDict[Hashable, Any] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Hashable) -> Any:
-        with self._lock:
-            value = self._values.get(key)
-            if value is not None:
-                self._values.move_to_end(key)
-            return value
-
-    def put(self, key: Hashable, value: Any) -> None:
-        with self._lock:
-            self._values[key] = value
-            self._values.move_to_end(key)
-            while len(self._values) > self.size:
-                self._values.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._values)
 
 
 _KEPT = Kept(KEPT)
@@ -88,8 +63,6 @@ def table(frame: pd.DataFrame | Mapping[str, list]) -> pa.Table:
 def arrow(frame: pd.DataFrame) -> pa.Table:
     """A frame as `st.dataframe(frame)` shows it, its index too: Streamlit's own conversion,
     done once by whoever keeps the result."""
-    from streamlit import dataframe_util
-
     return dataframe_util.convert_pandas_df_to_arrow_table(frame)
 
 

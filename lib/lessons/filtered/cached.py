@@ -7,10 +7,10 @@ from typing import Any
 
 import streamlit as st
 
+from lib.core.kept import Kept
 from lib.harness.recall import HarnessError
 from lib.lessons.filtered import search as filtered_search
 from lib.lessons.filtered import tables as filtered_tables
-from lib.ui import derived
 from lib.ui.connection import database
 from lib.ui.resources import recall_dataset
 
@@ -44,7 +44,7 @@ def _stored_versions(n: int, built_at: Any, cells: tuple) -> dict:
 # once and every session is handed that object, and what a page draws from the runs is drawn
 # once (lib/ui/derived.py). Only which runs are stored, and when, is read again every 15 s:
 # reading the runs themselves through st.cache_data unpickled about 20 of them at every click.
-_RUNS = derived.Kept(128)
+_RUNS = Kept(128)
 
 
 def filtered_stored(n: int, built_at: Any, cells: tuple) -> dict:
